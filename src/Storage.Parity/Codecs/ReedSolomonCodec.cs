@@ -76,7 +76,8 @@ public sealed unsafe class ReedSolomonCodec
     {
         ArgumentOutOfRangeException.ThrowIfNegative(dataIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(dataIndex, DataCount);
-        Stripe.CheckRows(parity.Height, ParityCount, "the parity update", nameof(parity));
+        if (parity.Height != ParityCount)
+            throw new ArgumentException($"The parity view has {parity.Height} rows; a {DataCount}+{ParityCount} code has {ParityCount} parity rows.", nameof(parity));
         Stripe.CheckChunkLength(parity.Width, nameof(parity));
         Stripe.CheckSameLength(parity.Width, oldData.Length, nameof(oldData));
         Stripe.CheckSameLength(parity.Width, newData.Length, nameof(newData));
@@ -104,7 +105,7 @@ public sealed unsafe class ReedSolomonCodec
 
     private void CheckShape(ReadOnlySpan2D<byte> stripe)
     {
-        Stripe.CheckRows(stripe.Height, _code.RowCount, $"a {DataCount}+{ParityCount} code", nameof(stripe));
+        Stripe.CheckRows(stripe.Height, DataCount, ParityCount, nameof(stripe));
         Stripe.CheckChunkLength(stripe.Width, nameof(stripe));
     }
 }

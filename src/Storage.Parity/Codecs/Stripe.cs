@@ -18,10 +18,11 @@ internal static unsafe class Stripe
                 paramName);
     }
 
-    public static void CheckRows(int actual, int expected, string what, string paramName)
+    /// <summary>Throws unless a k+m stripe has k+m rows; the message is only built on failure.</summary>
+    public static void CheckRows(int actual, int dataCount, int parityCount, string paramName)
     {
-        if (actual != expected)
-            throw new ArgumentException($"The stripe has {actual} rows; {what} needs {expected}.", paramName);
+        if (actual != dataCount + parityCount)
+            throw new ArgumentException($"The stripe has {actual} rows; a {dataCount}+{parityCount} code needs {dataCount + parityCount}.", paramName);
     }
 
     /// <summary>Writes the address of each row in <paramref name="rows"/>, given the pinned address of row 0.</summary>
