@@ -20,6 +20,8 @@ public sealed unsafe class IsaL
     private readonly delegate* unmanaged<byte*, int, int, void> _gfGenCauchy1Matrix;
     private readonly delegate* unmanaged<byte*, byte*, int, int> _gfInvertMatrix;
     private readonly delegate* unmanaged<int, int, byte*, byte*, void> _ecInitTables;
+    private readonly delegate* unmanaged<byte, byte*, void> _gfVectMulInit;
+    private readonly delegate* unmanaged<int, byte*, byte*, byte*, int> _gfVectMul;
 
     private IsaL(nint handle)
     {
@@ -28,6 +30,8 @@ public sealed unsafe class IsaL
         _gfGenCauchy1Matrix = (delegate* unmanaged<byte*, int, int, void>)Export("gf_gen_cauchy1_matrix");
         _gfInvertMatrix = (delegate* unmanaged<byte*, byte*, int, int>)Export("gf_invert_matrix");
         _ecInitTables = (delegate* unmanaged<int, int, byte*, byte*, void>)Export("ec_init_tables");
+        _gfVectMulInit = (delegate* unmanaged<byte, byte*, void>)Export("gf_vect_mul_init");
+        _gfVectMul = (delegate* unmanaged<int, byte*, byte*, byte*, int>)Export("gf_vect_mul");
         Dispatched = Variant("");
     }
 
@@ -76,6 +80,12 @@ public sealed unsafe class IsaL
 
     /// <summary>ec_init_tables(k, rows, a, tables): tables needs 32·k·rows bytes.</summary>
     public void EcInitTables(int k, int rows, byte* a, byte* tables) => _ecInitTables(k, rows, a, tables);
+
+    /// <summary>gf_vect_mul_init(c, table): table needs 32 bytes.</summary>
+    public void GfVectMulInit(byte c, byte* table) => _gfVectMulInit(c, table);
+
+    /// <summary>gf_vect_mul(len, table, source, destination): destination = c·source; 0 on success. len a multiple of 32.</summary>
+    public int GfVectMul(int length, byte* table, byte* source, byte* destination) => _gfVectMul(length, table, source, destination);
 
     private Functions Variant(string name)
     {
