@@ -48,10 +48,11 @@ public unsafe class IsaLConformanceTests
     }
 
     [Property(MaxTest = 60)]
-    public Property Xor_matches_xor_gen() =>
-        Prop.ForAll(Shapes(32, 1, 1, minK: 2), c =>
+    public Property Xor_matches_xor_gen()
+    {
+        var isal = Requires.IsaL();
+        return Prop.ForAll(Shapes(32, 1, 1, minK: 2), c =>
         {
-            var isal = Requires.IsaL();
             void** array = stackalloc void*[c.K + 1];
             foreach (var path in Paths(isal))
                 foreach (var set in KernelSets.Available)
@@ -65,12 +66,14 @@ public unsafe class IsaLConformanceTests
                     Assert.True(reference.RowCopy(c.K).AsSpan().SequenceEqual(ours.RowCopy(c.K)), $"{set.Name} vs {path.Name} {c}");
                 }
         });
+    }
 
     [Property(MaxTest = 60)]
-    public Property PQ_matches_pq_gen() =>
-        Prop.ForAll(Shapes(32, 2, 2, minK: 2), c =>
+    public Property PQ_matches_pq_gen()
+    {
+        var isal = Requires.IsaL();
+        return Prop.ForAll(Shapes(32, 2, 2, minK: 2), c =>
         {
-            var isal = Requires.IsaL();
             void** array = stackalloc void*[c.K + 2];
             foreach (var path in Paths(isal))
                 foreach (var set in KernelSets.Available)
@@ -85,12 +88,14 @@ public unsafe class IsaLConformanceTests
                     Assert.True(reference.RowCopy(c.K + 1).AsSpan().SequenceEqual(ours.RowCopy(c.K + 1)), $"Q: {set.Name} vs {path.Name} {c}");
                 }
         });
+    }
 
     [Property(MaxTest = 60)]
-    public Property Reed_Solomon_encode_and_decode_match_ec_encode_data() =>
-        Prop.ForAll(Shapes(24, 1, 8), c =>
+    public Property Reed_Solomon_encode_and_decode_match_ec_encode_data()
+    {
+        var isal = Requires.IsaL();
+        return Prop.ForAll(Shapes(24, 1, 8), c =>
         {
-            var isal = Requires.IsaL();
             int k = c.K, m = c.M, n = k + m;
             var generator = GfMatrix.Cauchy(n, k);
             var tables = new byte[32 * k * n];
@@ -148,6 +153,7 @@ public unsafe class IsaLConformanceTests
                         Assert.True(recovered.RowCopy(o).AsSpan().SequenceEqual(ours.RowCopy(lost[o])), $"decode row {lost[o]}: {set.Name} vs {path.Name} {c}");
                 }
         });
+    }
 
     private sealed record Shape(int K, int M, int Length, int Seed);
 
