@@ -1,0 +1,66 @@
+using Storage.Parity;
+
+namespace Storage.Cli;
+
+/// <summary>
+/// The <c>storage</c> command. Exit codes: 0 success, 1 the operation ran and failed (e.g. a
+/// verification mismatch), 2 bad usage or input (nothing was changed).
+/// </summary>
+internal static class Cli
+{
+    public const int Ok = 0;
+    public const int Failed = 1;
+    public const int Usage = 2;
+
+    private const string Help = """
+        storage — software RAID and parity engine
+
+        Usage:
+          storage quickstart [--dir DIR] [--size-mib N]   RAID-6 8+2 over file-backed disks in DIR (default ./quickstart):
+                                                          write, fail two disks, read degraded, rebuild onto spares, verify
+          storage bench parity [--size-kib N] [--json]    parity GB/s per kernel set on this CPU, ISA-L alongside if installed
+          storage --version | --help
+
+        Environment:
+          STORAGE_PARITY_ISA=scalar|vector128|avx2|avx512bw|gfni256|gfni512   force a kernel set
+
+        Exit codes: 0 success, 1 operation failed, 2 bad usage or input (nothing changed).
+        """;
+
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        try
+        {
+            return args switch
+            {
+                [] or ["--help" or "-h" or "help"] => Write(output, Help, Ok),
+                ["--version"] => Write(output, $"storage {typeof(Cli).Assembly.GetName().Version}", Ok),
+                ["quickstart", .. var rest] => QuickstartCommand.Run(Options.Parse(rest, "dir", "size-mib"), output),
+                ["bench", "parity", .. var rest] => BenchParityCommand.Run(Options.Parse(rest, "size-kib", "json"), output),
+                ["bench", ..] => Write(error, "storage bench: say what to measure: 'storage bench parity'.", Usage),
+                [var command, ..] => Write(error, $"storage: unknown command '{command}'.{Suggest(command)} Run 'storage --help' for the list.", Usage),
+            };
+        }
+        catch (UsageException e)
+        {
+            return Write(error, $"storage: {e.Message}", Usage);
+        }
+        catch (ParityConfigurationException e)
+        {
+            return Write(error, $"storage: {e.Message}", Usage);
+        }
+    }
+
+    private static string Suggest(string typed)
+    {
+        string[] known = ["quickstart", "bench"];
+        var close = known.FirstOrDefault(k => Options.Distance(k, typed) <= 2);
+        return close is null ? "" : $" Did you mean '{close}'?";
+    }
+
+    private static int Write(TextWriter writer, string text, int code)
+    {
+        writer.WriteLine(text);
+        return code;
+    }
+}

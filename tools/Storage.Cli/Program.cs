@@ -1,0 +1,3 @@
+using Storage.Cli;
+
+return Cli.Run(args, Console.Out, Console.Error);
