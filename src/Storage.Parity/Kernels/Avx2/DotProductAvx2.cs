@@ -34,7 +34,7 @@ internal static unsafe class DotProductAvx2
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Mul(byte* table, Vector256<byte> lo, Vector256<byte> hi)
-        => Avx2.Shuffle(Vec.Create(Vector128.Load(table)), lo) ^ Avx2.Shuffle(Vec.Create(Vector128.Load(table + 16)), hi);
+        => Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(table), lo) ^ Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(table + 16), hi);
 
     private static void Dot1(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
@@ -43,7 +43,7 @@ internal static unsafe class DotProductAvx2
         for (nint offset = 0; offset < length; offset += Width)
         {
             var a0 = accumulate ? Vec.Load(o0 + offset) : default;
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
@@ -67,7 +67,7 @@ internal static unsafe class DotProductAvx2
                 a0 = Vec.Load(o0 + offset);
                 a1 = Vec.Load(o1 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
@@ -94,7 +94,7 @@ internal static unsafe class DotProductAvx2
                 a1 = Vec.Load(o1 + offset);
                 a2 = Vec.Load(o2 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
@@ -124,7 +124,7 @@ internal static unsafe class DotProductAvx2
                 a2 = Vec.Load(o2 + offset);
                 a3 = Vec.Load(o3 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;

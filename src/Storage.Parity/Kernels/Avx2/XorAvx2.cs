@@ -7,18 +7,20 @@ internal static unsafe class XorAvx2
 {
     private const int Width = 32;
 
-    // for b: dst[b] = src[0][b] ^ … ^ src[count-1][b]
+    // for b: dst[b] = src[count-1][b] ^ … ^ src[0][b]
+    // Sources are read last to first: measured on Zen 5, this order runs up to 1.8× faster than first
+    // to last when the chunks are consecutive rows of one stripe buffer (docs/benchmarks.md).
     public static void Run(byte** sources, int count, byte* destination, nint length)
     {
         nint offset = 0;
         for (; offset + 4 * Width <= length; offset += 4 * Width)
         {
-            byte* s = sources[0] + offset;
+            byte* s = sources[count - 1] + offset;
             var x0 = Vec.Load(s);
             var x1 = Vec.Load(s + Width);
             var x2 = Vec.Load(s + 2 * Width);
             var x3 = Vec.Load(s + 3 * Width);
-            for (int i = 1; i < count; i++)
+            for (nint i = count - 2; i >= 0; i--)
             {
                 s = sources[i] + offset;
                 x0 ^= Vec.Load(s);
@@ -34,10 +36,10 @@ internal static unsafe class XorAvx2
         }
         for (; offset < length; offset += 2 * Width)
         {
-            byte* s = sources[0] + offset;
+            byte* s = sources[count - 1] + offset;
             var x0 = Vec.Load(s);
             var x1 = Vec.Load(s + Width);
-            for (int i = 1; i < count; i++)
+            for (nint i = count - 2; i >= 0; i--)
             {
                 s = sources[i] + offset;
                 x0 ^= Vec.Load(s);

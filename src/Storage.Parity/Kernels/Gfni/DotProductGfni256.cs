@@ -43,7 +43,7 @@ internal static unsafe class DotProductGfni256
         for (nint offset = 0; offset < length; offset += Width)
         {
             var a0 = accumulate ? Vec.Load(o0 + offset) : default;
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 a0 ^= Mul(t[j], d);
@@ -64,7 +64,7 @@ internal static unsafe class DotProductGfni256
                 a0 = Vec.Load(o0 + offset);
                 a1 = Vec.Load(o1 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 a0 ^= Mul(t[j], d);
@@ -88,7 +88,7 @@ internal static unsafe class DotProductGfni256
                 a1 = Vec.Load(o1 + offset);
                 a2 = Vec.Load(o2 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 a0 ^= Mul(t[j], d);
@@ -115,7 +115,7 @@ internal static unsafe class DotProductGfni256
                 a2 = Vec.Load(o2 + offset);
                 a3 = Vec.Load(o3 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 a0 ^= Mul(t[j], d);

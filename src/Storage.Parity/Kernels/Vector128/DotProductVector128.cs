@@ -55,7 +55,7 @@ internal static unsafe class DotProductVector128
         for (nint offset = 0; offset < length; offset += Width)
         {
             var a0 = accumulate ? Vec.Load(o0 + offset) : default;
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
@@ -79,7 +79,7 @@ internal static unsafe class DotProductVector128
                 a0 = Vec.Load(o0 + offset);
                 a1 = Vec.Load(o1 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
@@ -106,7 +106,7 @@ internal static unsafe class DotProductVector128
                 a1 = Vec.Load(o1 + offset);
                 a2 = Vec.Load(o2 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
@@ -136,7 +136,7 @@ internal static unsafe class DotProductVector128
                 a2 = Vec.Load(o2 + offset);
                 a3 = Vec.Load(o3 + offset);
             }
-            for (int j = 0; j < k; j++)
+            for (nint j = k - 1; j >= 0; j--)
             {
                 var d = Vec.Load(inputs[j] + offset);
                 var lo = d & mask;
