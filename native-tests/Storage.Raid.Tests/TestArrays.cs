@@ -1,0 +1,64 @@
+using Storage.Devices;
+
+namespace Storage.Raid.Tests;
+
+/// <summary>Arrays over memory disks wrapped in fault injectors, and the bytes they should hold.</summary>
+internal sealed class TestArray
+{
+    public const int Sector = 512;
+
+    public TestArray(RaidLevel level, int members, int parity, int chunk, long diskBytes, int seed, int spares = 0)
+    {
+        Level = level;
+        Parity = parity;
+        Chunk = chunk;
+        Seed = seed;
+        Disks = [.. Enumerable.Range(0, members + spares).Select(i => new MemoryBlockDevice(diskBytes, Sector, $"mem{i}"))];
+        MemberCount = members;
+    }
+
+    public RaidLevel Level { get; }
+
+    public int Parity { get; }
+
+    public int Chunk { get; }
+
+    public int Seed { get; }
+
+    public int MemberCount { get; }
+
+    /// <summary>The durable bytes of every disk; the fault wrappers in front of them change with each (re)assembly.</summary>
+    public MemoryBlockDevice[] Disks { get; }
+
+    public FaultInjectingDevice[] Faults { get; private set; } = [];
+
+    public ArrayCreateOptions Options(bool journal = true) => new() { Level = Level, ParityCount = Parity, ChunkSize = Chunk, Name = "test", AssumeZeroed = true, Journal = journal };
+
+    public FaultInjectingDevice[] Wrap(int generation)
+        => Faults = [.. Disks.Select((d, i) => new FaultInjectingDevice(d, Seed * 1000 + generation * 64 + i, leaveInnerOpen: true))];
+
+    public async Task<RaidArray> CreateAsync(int generation = 0, bool journal = true, ArrayRunOptions? run = null)
+    {
+        var wrapped = Wrap(generation);
+        return await RaidArray.CreateAsync(wrapped[..MemberCount], Options(journal), wrapped[MemberCount..], run ?? Quiet);
+    }
+
+    public async Task<RaidArray> AssembleAsync(int generation, IEnumerable<int>? leaveOut = null, ArrayRunOptions? run = null)
+    {
+        var wrapped = Wrap(generation);
+        var skip = leaveOut?.ToHashSet() ?? [];
+        return await RaidArray.AssembleAsync([.. wrapped.Where((_, i) => !skip.Contains(i))], run ?? Quiet);
+    }
+
+    public static ArrayRunOptions Quiet { get; } = new() { RebuildCheckpointStripes = 4 };
+}
+
+internal static class Bytes
+{
+    public static byte[] Random(int length, int seed)
+    {
+        var bytes = new byte[length];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+}

@@ -1,0 +1,199 @@
+using System.Buffers;
+using Storage.Devices;
+
+namespace Storage.Raid;
+
+/// <summary>What assembly found and did.</summary>
+/// <param name="Warnings">Disks left out and why (stale, replaced, another array).</param>
+/// <param name="JournalRecordsReplayed">Stripe updates found complete in the journal and applied again.</param>
+/// <param name="JournalRecordsDiscarded">Incomplete journal records dropped (never acknowledged).</param>
+public sealed record AssemblyReport(IReadOnlyList<string> Warnings, int JournalRecordsReplayed, int JournalRecordsDiscarded);
+
+public sealed partial class RaidArray
+{
+    /// <summary>What the last <see cref="AssembleAsync"/> found.</summary>
+    public AssemblyReport? Assembly { get; private set; }
+
+    /// <summary>
+    /// Assembles an array from disks that carry its superblocks (any order, spares included). The superblock
+    /// with the highest events decides each role's state; a disk whose role has since been given to another or
+    /// marked failed is left out untouched and reported. Roles with no disk run degraded. Complete journal
+    /// records are replayed so no stripe is left half-updated, then rebuilds resume from their checkpoints.
+    /// Takes ownership of the devices it uses; devices left out stay the caller's.
+    /// </summary>
+    /// <exception cref="ArrayConfigurationException">
+    /// No superblock, disks of different arrays, a newer format, or fewer members than the level needs.
+    /// </exception>
+    public static async Task<RaidArray> AssembleAsync(IReadOnlyList<IBlockDevice> devices, ArrayRunOptions? run = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(devices);
+        run ??= new ArrayRunOptions();
+        if (devices.Count == 0)
+            throw new ArrayConfigurationException("No disks given to assemble.");
+        var found = new List<(IBlockDevice Device, Superblock Superblock)>();
+        foreach (var device in devices)
+        {
+            var label = await MemberLabel.ReadAsync(device, cancellationToken).ConfigureAwait(false);
+            switch (label.Content)
+            {
+                case DiskContent.Member:
+                    found.Add((device, label.Superblock!));
+                    break;
+                case DiskContent.NewerMember:
+                    throw new ArrayConfigurationException($"{device.Name} holds {label.Description}; use that version to assemble it.");
+                default:
+                    throw new ArrayConfigurationException($"{device.Name} is not an array member: it holds {label.Description}.");
+            }
+        }
+        var arrays = found.GroupBy(f => f.Superblock.ArrayId).ToList();
+        if (arrays.Count > 1)
+            throw new ArrayConfigurationException("The disks belong to different arrays: " + string.Join("; ", arrays.Select(a => $"'{a.First().Superblock.Name}' ({a.Key}): {string.Join(", ", a.Select(f => f.Device.Name))}")) + ". Assemble each array separately.");
+
+        var newest = found.MaxBy(f => f.Superblock.Events).Superblock;
+        var geometry = newest.Geometry;
+        var roles = new Member?[geometry.MemberCount];
+        var spares = new List<Member>();
+        var warnings = new List<string>();
+        var ids = new HashSet<Guid>();
+        foreach (var (device, superblock) in found)
+        {
+            if (!ids.Add(superblock.MemberId))
+            {
+                warnings.Add($"{device.Name}: same member id as another disk given (a copy?); left out");
+                continue;
+            }
+            int role = Array.FindIndex(newest.Roles.ToArray(), r => r.MemberId == superblock.MemberId);
+            if (role >= 0)
+            {
+                var record = newest.Roles[role];
+                if (record.State is MemberState.Active or MemberState.Rebuilding)
+                    roles[role] = new Member(device, superblock.MemberId) { State = record.State, RebuildCheckpoint = record.RebuildCheckpoint };
+                else
+                    warnings.Add($"{device.Name}: role {role} was marked {record.State.ToString().ToLowerInvariant()} (events {superblock.Events} < {newest.Events}); left out — add it again to rebuild it");
+            }
+            else if (superblock.Role == -1 && superblock.Events == newest.Events)
+            {
+                spares.Add(new Member(device, superblock.MemberId));
+            }
+            else
+            {
+                warnings.Add($"{device.Name}: stale (events {superblock.Events} < {newest.Events}) and no longer holds a role; left out — add it again to reuse it");
+            }
+        }
+        int present = roles.Count(r => r is { State: MemberState.Active });
+        if (present < geometry.DataCount)
+            throw new ArrayConfigurationException($"Array '{newest.Name}' needs at least {geometry.DataCount} of its {geometry.MemberCount} members in sync; found {present}. Give the missing disks: " +
+                string.Join(", ", Enumerable.Range(0, roles.Length).Where(i => roles[i] is null).Select(i => $"role {i}")) + (warnings.Count > 0 ? ". " + string.Join("; ", warnings) : "") + ".");
+
+        var array = new RaidArray(newest.ArrayId, newest.Name, geometry, newest.JournalOffset, newest.JournalSlots, roles, newest.Events, run)
+        {
+            SectorSize = roles.OfType<Member>().Concat(spares).Max(m => m.Device.SectorSize),
+        };
+        array._sequence = found.Max(f => f.Superblock.Sequence);
+        array._spares.AddRange(spares);
+        array._badBlocks.AddRange(newest.BadBlocks);
+        var (replayed, discarded) = await array.ReplayJournalAsync(cancellationToken).ConfigureAwait(false);
+        await array.PersistAsync().ConfigureAwait(false);
+        array.Assembly = new AssemblyReport(warnings, replayed, discarded);
+        array.Notify($"assembled: {geometry}; {present} of {geometry.MemberCount} members in sync, {spares.Count} spare(s), {replayed} journal record(s) replayed, {discarded} discarded");
+        for (int role = 0; role < roles.Length; role++)
+        {
+            if (roles[role] is { State: MemberState.Rebuilding } member)
+                array.StartRebuild(role, member);
+        }
+        if (run.AutoRebuild)
+            await array.StartRebuildOnSpareAsync().ConfigureAwait(false);
+        return array;
+    }
+
+    /// <summary>
+    /// Reads every journal slot of every member that holds a role and applies, in sequence order, each record
+    /// whose parts are all present on the members that must hold them. A record missing a part on such a member
+    /// never finished journalling, so no byte of it reached a home location: it is dropped. A part missing
+    /// because its member is gone is implied by the others (the stripe is consistent without it).
+    /// </summary>
+    private async Task<(int Replayed, int Discarded)> ReplayJournalAsync(CancellationToken cancellationToken)
+    {
+        if (JournalSlots == 0)
+            return (0, 0);
+        var parts = new Dictionary<long, List<(int Role, JournalRecord Record, long SlotOffset)>>();
+        byte[] header = new byte[JournalRecord.HeaderSize];
+        long highest = 0;
+        for (int role = 0; role < _roles.Length; role++)
+        {
+            if (_roles[role] is not { Writable: true } member)
+                continue;
+            for (int slot = 0; slot < JournalSlots; slot++)
+            {
+                long slotOffset = JournalOffset + slot * JournalSlotSize;
+                try
+                {
+                    await member.Device.ReadAsync(slotOffset, header, cancellationToken).ConfigureAwait(false);
+                }
+                catch (BlockDeviceException)
+                {
+                    continue;
+                }
+                if (!JournalRecord.TryParse(header, Id, out var record) || record.Role != role || record.Length <= 0 || record.Length > Geometry.ChunkSize
+                    || record.Stripe < 0 || record.Stripe >= Geometry.StripeCount || record.Sequence % JournalSlots != slot)
+                    continue;
+                highest = Math.Max(highest, record.Sequence);
+                if (!parts.TryGetValue(record.Sequence, out var list))
+                    parts[record.Sequence] = list = [];
+                list.Add((role, record, slotOffset));
+            }
+        }
+        _journal.StartAfter(highest);
+        int replayed = 0, discarded = 0;
+        // Records at or below highest - S are home already, and their parts may be stale (see JournalRing).
+        foreach (var sequence in parts.Keys.Where(s => s > highest - JournalSlots).Order())
+        {
+            var list = parts[sequence];
+            var first = list[0].Record;
+            bool complete = list.All(p => p.Record.Stripe == first.Stripe && p.Record.Offset == first.Offset && p.Record.Length == first.Length && p.Record.Roles == first.Roles);
+            byte[] data = ArrayPool<byte>.Shared.Rent(first.Length * list.Count);
+            try
+            {
+                for (int i = 0; i < list.Count && complete; i++)
+                {
+                    var member = _roles[list[i].Role]!;
+                    var bytes = data.AsMemory(i * first.Length, first.Length);
+                    try
+                    {
+                        await member.Device.ReadAsync(list[i].SlotOffset + JournalRecord.HeaderSize, bytes, cancellationToken).ConfigureAwait(false);
+                        complete = Crc32C.Compute(bytes.Span) == list[i].Record.DataCrc;
+                    }
+                    catch (BlockDeviceException)
+                    {
+                        complete = false;
+                    }
+                }
+                for (int role = 0; role < _roles.Length && complete; role++)
+                {
+                    bool written = (first.Roles & (1UL << role)) != 0;
+                    bool required = _roles[role] is { } holder && (holder.State == MemberState.Active || (holder.State == MemberState.Rebuilding && first.Stripe < holder.RebuildCheckpoint));
+                    if (written && required && !list.Any(p => p.Role == role))
+                        complete = false;
+                }
+                if (!complete)
+                {
+                    discarded++;
+                    continue;
+                }
+                for (int i = 0; i < list.Count; i++)
+                {
+                    var member = _roles[list[i].Role]!;
+                    await member.Device.WriteAsync(_layout.MemberOffset(first.Stripe, first.Offset), data.AsMemory(i * first.Length, first.Length), cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                replayed++;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(data);
+            }
+        }
+        foreach (var member in LiveMembers())
+            await member.Device.FlushAsync(cancellationToken).ConfigureAwait(false);
+        return (replayed, discarded);
+    }
+}

@@ -1,0 +1,84 @@
+using Storage.Devices;
+
+namespace Storage.Raid;
+
+public sealed partial class RaidArray
+{
+    /// <summary>Bytes reserved at the start of every member before the journal: two superblock copies and room to grow.</summary>
+    public const long LabelAreaSize = 64 * 1024;
+
+    /// <summary>
+    /// Creates an array over <paramref name="members"/> (in role order) with optional <paramref name="spares"/>:
+    /// checks every disk, writes the superblocks and computes the initial parity. Every member contributes
+    /// the size of the smallest. The array takes ownership of the devices.
+    /// </summary>
+    /// <exception cref="ArrayConfigurationException">
+    /// A disk holds a superblock, a foreign signature or data (and <see cref="ArrayCreateOptions.Force"/> is off),
+    /// appears twice, or is too small; nothing was written.
+    /// </exception>
+    public static async Task<RaidArray> CreateAsync(IReadOnlyList<IBlockDevice> members, ArrayCreateOptions options, IReadOnlyList<IBlockDevice>? spares = null, ArrayRunOptions? run = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(members);
+        ArgumentNullException.ThrowIfNull(options);
+        spares ??= [];
+        run ??= new ArrayRunOptions();
+        var all = members.Concat(spares).ToList();
+        var duplicate = all.GroupBy(d => d.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+            throw new ArrayConfigurationException($"{duplicate.Key} is listed more than once.");
+        if (System.Text.Encoding.UTF8.GetByteCount(options.Name) > Superblock.MaxNameBytes)
+            throw new ArrayConfigurationException($"Array name '{options.Name}' is longer than {Superblock.MaxNameBytes} bytes.");
+        if (options.JournalSlots is < 1 or > 1024)
+            throw new ArrayConfigurationException($"Journal slots must be 1 to 1024; got {options.JournalSlots}.");
+
+        int parity = ArrayGeometry.ParityFor(options.Level, members.Count, options.ParityCount);
+        int slots = options.Journal && parity > 0 ? options.JournalSlots : 0;
+        long journalBytes = slots * (JournalRecord.HeaderSize + (long)options.ChunkSize);
+        long dataOffset = AlignUp(LabelAreaSize + journalBytes, 1 << 20);
+        long smallest = all.Count == 0 ? 0 : all.Min(d => d.Capacity);
+        long memberData = (smallest - dataOffset) / Math.Max(options.ChunkSize, 1) * options.ChunkSize;
+        ArrayGeometry geometry;
+        try
+        {
+            geometry = new ArrayGeometry(options.Level, members.Count, parity, options.ChunkSize, dataOffset, memberData);
+        }
+        catch (ArgumentException e)
+        {
+            string hint = memberData < options.ChunkSize
+                ? $" The smallest disk ({smallest} bytes) leaves no room for data after the {dataOffset}-byte header and journal; use disks of at least {dataOffset + options.ChunkSize} bytes."
+                : "";
+            throw new ArrayConfigurationException(e.Message + hint, e);
+        }
+        int sectorSize = all.Max(d => d.SectorSize);
+        foreach (var device in all)
+        {
+            var label = await MemberLabel.ReadAsync(device, cancellationToken).ConfigureAwait(false);
+            if (label.Content != DiskContent.Blank && !options.Force)
+                throw new ArrayConfigurationException($"{device.Name} holds {label.Description}; refusing to overwrite it. Check the disk, or pass force to destroy its contents.");
+        }
+
+        var roles = members.Select(d => (Member?)new Member(d, Guid.NewGuid())).ToArray();
+        var array = new RaidArray(Guid.NewGuid(), options.Name, geometry, LabelAreaSize, slots, roles, 0, run) { SectorSize = sectorSize };
+        array._spares.AddRange(spares.Select(d => new Member(d, Guid.NewGuid())));
+        await array.ClearLabelsAsync(cancellationToken).ConfigureAwait(false);
+        await array.PersistAsync().ConfigureAwait(false);
+        if (!options.AssumeZeroed && parity > 0)
+            await array.ScrubAsync(ScrubMode.Resync, cancellationToken).ConfigureAwait(false);
+        array.Notify($"created: {geometry}");
+        return array;
+    }
+
+    private static long AlignUp(long value, long alignment) => (value + alignment - 1) / alignment * alignment;
+
+    /// <summary>Zeroes the label area (old signatures and copies) and the journal headers of every disk.</summary>
+    private async Task ClearLabelsAsync(CancellationToken cancellationToken)
+    {
+        byte[] zeros = new byte[LabelAreaSize];
+        foreach (var member in AllMembers())
+        {
+            await member.Device.WriteAsync(0, zeros, cancellationToken: cancellationToken).ConfigureAwait(false);
+            for (int slot = 0; slot < JournalSlots; slot++)
+                await member.Device.WriteAsync(JournalOffset + slot * JournalSlotSize, zeros.AsMemory(0, JournalRecord.HeaderSize), cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+using Storage.Devices;
+
+namespace Storage.Raid;
+
+public sealed partial class RaidArray
+{
+    /// <summary>
+    /// Fills <paramref name="buffer"/> with the array bytes at <paramref name="offset"/> (sector-aligned).
+    /// Chunks on unavailable members, or whose member returns a read error, are rebuilt from parity; a member
+    /// that returned an error gets the rebuilt bytes written back.
+    /// </summary>
+    /// <exception cref="BadBlockException">Part of the range cannot be rebuilt (read errors while degraded).</exception>
+    /// <exception cref="ArrayFailedException">Too many members are unavailable.</exception>
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, buffer.Length);
+        ThrowIfBadBlock(offset, buffer.Length);
+        long end = offset + buffer.Length;
+        int position = 0;
+        List<Task>? pending = null;
+        while (offset < end)
+        {
+            var (stripe, index, inChunk) = _layout.Locate(offset);
+            int length = (int)Math.Min(end - offset, Geometry.ChunkSize - inChunk);
+            var read = ReadChunkAsync(stripe, index, inChunk, buffer.Slice(position, length), cancellationToken);
+            if (!read.IsCompletedSuccessfully)
+                (pending ??= []).Add(read.AsTask());
+            offset += length;
+            position += length;
+        }
+        if (pending is not null)
+            await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    private async ValueTask ReadChunkAsync(long stripe, int index, int inChunk, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var member = _roles[_layout.MemberOf(stripe, index)];
+        if (member is not null && member.ReadableAt(stripe))
+        {
+            try
+            {
+                await member.Device.ReadAsync(_layout.MemberOffset(stripe, inChunk), destination, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (BlockDeviceException)
+            {
+                // Rebuilt from the other members below; the member gets the bytes written back.
+            }
+        }
+        await DegradedReadAsync(stripe, index, inChunk, destination, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task DegradedReadAsync(long stripe, int index, int inChunk, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var gate = StripeLock(stripe);
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            using var segment = new StripeBuffer(Geometry.MemberCount, destination.Length);
+            var lost = new List<int>(Geometry.ParityCount + 1);
+            var errors = new List<int>();
+            await ReadRowsAsync(stripe, inChunk, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
+            if (lost.Count > Geometry.ParityCount)
+                throw await UnreadableAsync(stripe, index, inChunk, destination.Length, lost, errors).ConfigureAwait(false);
+            _code.Reconstruct(segment.Span, lost.ToArray());
+            segment.Row(index).CopyTo(destination);
+            await RewriteAsync(stripe, inChunk, segment, errors, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>Every row wanted.</summary>
+    private static bool AllRows(int row) => true;
+
+    /// <summary>
+    /// Reads the rows <paramref name="wanted"/> selects of a stripe segment in parallel. Rows whose member
+    /// cannot serve the stripe go to <paramref name="lost"/>; rows whose read failed go to both
+    /// <paramref name="lost"/> and <paramref name="errors"/> (and count against the member).
+    /// </summary>
+    private async Task ReadRowsAsync(long stripe, int inChunk, StripeBuffer segment, Func<int, bool> wanted, List<int> lost, List<int> errors, CancellationToken cancellationToken)
+    {
+        var reads = new List<(int Row, Member Member, Task Task)>(segment.Rows);
+        long memberOffset = _layout.MemberOffset(stripe, inChunk);
+        for (int row = 0; row < segment.Rows; row++)
+        {
+            if (lost.Contains(row) || !wanted(row))
+                continue;
+            var member = _roles[_layout.MemberOf(stripe, row)];
+            if (member is null || !member.ReadableAt(stripe))
+            {
+                lost.Add(row);
+                continue;
+            }
+            reads.Add((row, member, member.Device.ReadAsync(memberOffset, segment.Row(row), cancellationToken).AsTask()));
+        }
+        foreach (var (row, member, task) in reads)
+        {
+            try
+            {
+                await task.ConfigureAwait(false);
+            }
+            catch (BlockDeviceException)
+            {
+                lost.Add(row);
+                errors.Add(row);
+                await CountReadErrorAsync(member).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Counts a read error against a member and tells a bad sector from a dead disk: the member is failed when
+    /// it cannot read its own superblock either, or after too many errors.
+    /// </summary>
+    private async Task CountReadErrorAsync(Member member)
+    {
+        if (Interlocked.Increment(ref member.ReadErrors) > _options.MaxReadErrors)
+        {
+            await FailMemberAsync(member, $"more than {_options.MaxReadErrors} read errors").ConfigureAwait(false);
+            return;
+        }
+        byte[] probe = System.Buffers.ArrayPool<byte>.Shared.Rent(member.Device.SectorSize);
+        try
+        {
+            await member.Device.ReadAsync(0, probe.AsMemory(0, member.Device.SectorSize)).ConfigureAwait(false);
+        }
+        catch (BlockDeviceException e)
+        {
+            await FailMemberAsync(member, $"read failed and the disk no longer answers: {e.Message}").ConfigureAwait(false);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(probe);
+        }
+    }
+
+    /// <summary>Writes rebuilt bytes back to members that returned read errors (a sector remap on real disks).</summary>
+    private async Task RewriteAsync(long stripe, int inChunk, StripeBuffer segment, List<int> errors, CancellationToken cancellationToken)
+    {
+        foreach (int row in errors)
+        {
+            var member = WritableMember(stripe, row);
+            if (member is null)
+                continue;
+            try
+            {
+                await member.Device.WriteAsync(_layout.MemberOffset(stripe, inChunk), segment.Row(row), cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (BlockDeviceException)
+            {
+                await FailMemberAsync(member, "a rewrite after a read error failed").ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The exception for a chunk range that cannot be rebuilt: a bad block when the array still stands.</summary>
+    private async Task<Exception> UnreadableAsync(long stripe, int index, int inChunk, int length, List<int> lost, List<int> errors)
+    {
+        int gone = 0;
+        for (int row = 0; row < Geometry.MemberCount; row++)
+        {
+            var member = _roles[_layout.MemberOf(stripe, row)];
+            gone += member is null || !member.ReadableAt(stripe) ? 1 : 0;
+        }
+        if (gone > Geometry.ParityCount)
+        {
+            ThrowIfFailed();
+            return new ArrayFailedException($"Array '{Name}': stripe {stripe} has {gone} chunks unavailable; {ArrayGeometry.Describe(Geometry.Level, Geometry.ParityCount)} rebuilds at most {Geometry.ParityCount}.");
+        }
+        long offset = stripe * Geometry.StripeDataSize + (long)index * Geometry.ChunkSize + inChunk;
+        await AddBadBlockAsync(offset, length).ConfigureAwait(false);
+        return new BadBlockException(offset, length, $"Array '{Name}': bytes {offset}..{offset + length} are unreadable: {errors.Count} member(s) returned read errors while {lost.Count - errors.Count} chunk(s) of the stripe were already missing. Writing the range again makes it readable.");
+    }
+}

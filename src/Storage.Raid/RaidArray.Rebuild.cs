@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using Storage.Devices;
+
+namespace Storage.Raid;
+
+/// <summary>Progress of a rebuild: stripes done of total, rate and estimated time left.</summary>
+public sealed record RebuildProgress(int Role, string Device, long StripesDone, long StripesTotal, double BytesPerSecond, TimeSpan? Remaining)
+{
+    /// <summary>Fraction done, 0 to 1.</summary>
+    public double Fraction => StripesTotal == 0 ? 1 : (double)StripesDone / StripesTotal;
+}
+
+public sealed partial class RaidArray
+{
+    private readonly Dictionary<Member, (CancellationTokenSource Cancel, Task Task)> _rebuilds = [];
+    private readonly Dictionary<int, RebuildProgress> _rebuildProgress = [];
+
+    /// <summary>Completes when no rebuild is running (each finished or was cancelled), including ones started meanwhile.</summary>
+    public async Task WaitForRebuildsAsync()
+    {
+        while (true)
+        {
+            Task[] running;
+            lock (_rebuilds)
+                running = [.. _rebuilds.Values.Select(r => r.Task)];
+            if (running.Length > 0)
+                await Task.WhenAll(running).ConfigureAwait(false);
+            else if (SpareAwaitsRole())
+                await Task.Delay(10).ConfigureAwait(false);   // a rebuild onto it is being started
+            else
+                return;
+        }
+    }
+
+    /// <summary>The rebuilds in progress.</summary>
+    public IReadOnlyList<RebuildProgress> Rebuilds
+    {
+        get
+        {
+            lock (_rebuilds)
+                return [.. _rebuildProgress.Values];
+        }
+    }
+
+    private bool SpareAwaitsRole()
+    {
+        if (!_options.AutoRebuild || _stopped)
+            return false;
+        lock (_rebuilds)
+            return _spares.Count > 0 && _roles.Any(r => r is null or { State: MemberState.Faulty });
+    }
+
+    private void StartRebuild(int role, Member member)
+    {
+        var cancel = new CancellationTokenSource();
+        lock (_rebuilds)
+        {
+            if (_rebuilds.ContainsKey(member))
+                return;
+            var task = Task.Run(() => RebuildAsync(role, member, cancel.Token));
+            _rebuilds[member] = (cancel, task);
+        }
+    }
+
+    private void CancelRebuild(Member member)
+    {
+        lock (_rebuilds)
+        {
+            if (_rebuilds.TryGetValue(member, out var rebuild))
+                rebuild.Cancel.Cancel();
+        }
+    }
+
+    /// <summary>
+    /// Rebuilds <paramref name="member"/>'s chunks stripe by stripe from the checkpoint on, each under its stripe
+    /// lock so user I/O continues around it; persists the checkpoint every few stripes after flushing the member.
+    /// </summary>
+    private async Task RebuildAsync(int role, Member member, CancellationToken cancellationToken)
+    {
+        long total = Geometry.StripeCount;
+        long start = member.RebuildCheckpoint;
+        var clock = Stopwatch.StartNew();
+        long written = 0;
+        try
+        {
+            using var segment = new StripeBuffer(Geometry.MemberCount, Geometry.ChunkSize);
+            var lost = new List<int>(Geometry.ParityCount + 1);
+            var errors = new List<int>();
+            for (long stripe = start; stripe < total; stripe++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (member.State != MemberState.Rebuilding)
+                    return;
+                await RebuildStripeAsync(stripe, role, member, segment, lost, errors, cancellationToken).ConfigureAwait(false);
+                written += Geometry.ChunkSize;
+                member.RebuildCheckpoint = stripe + 1;
+                double rate = written / Math.Max(clock.Elapsed.TotalSeconds, 1e-6);
+                lock (_rebuilds)
+                    _rebuildProgress[role] = new RebuildProgress(role, member.Device.Name, stripe + 1, total, rate, TimeSpan.FromSeconds((total - stripe - 1) * (double)Geometry.ChunkSize / Math.Max(rate, 1)));
+                if ((stripe + 1) % _options.RebuildCheckpointStripes == 0)
+                    await CheckpointAsync(member, cancellationToken).ConfigureAwait(false);
+                await ThrottleAsync(written, clock, cancellationToken).ConfigureAwait(false);
+            }
+            await member.Device.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await _stateLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                if (member.State != MemberState.Rebuilding)
+                    return;
+                member.State = MemberState.Active;
+                await PersistLockedAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _stateLock.Release();
+            }
+            Notify($"rebuild of role {role} onto {member.Device.Name} finished: {written / 1e6 / Math.Max(clock.Elapsed.TotalSeconds, 1e-6):F0} MB/s");
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped or the member failed: the persisted checkpoint is where the next run resumes.
+        }
+        catch (BlockDeviceException e)
+        {
+            await FailMemberAsync(member, $"rebuild write failed: {e.Message}").ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_rebuilds)
+            {
+                _rebuilds.Remove(member);
+                _rebuildProgress.Remove(role);
+            }
+        }
+    }
+
+    private async Task RebuildStripeAsync(long stripe, int role, Member member, StripeBuffer segment, List<int> lost, List<int> errors, CancellationToken cancellationToken)
+    {
+        int target = _layout.RowOf(stripe, role);
+        var gate = StripeLock(stripe);
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            lost.Clear();
+            errors.Clear();
+            lost.Add(target);
+            await ReadRowsAsync(stripe, 0, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
+            if (lost.Count > Geometry.ParityCount)
+            {
+                // Too few readable chunks here: record the data chunks that cannot be rebuilt and go on.
+                for (int row = 0; row < Geometry.DataCount; row++)
+                {
+                    if (lost.Contains(row))
+                        await AddBadBlockAsync(stripe * Geometry.StripeDataSize + (long)row * Geometry.ChunkSize, Geometry.ChunkSize).ConfigureAwait(false);
+                }
+                segment.Row(target).Span.Clear();
+            }
+            else
+            {
+                _code.Reconstruct(segment.Span, lost.ToArray());
+            }
+            await member.Device.WriteAsync(_layout.MemberOffset(stripe, 0), segment.Row(target), cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async Task CheckpointAsync(Member member, CancellationToken cancellationToken)
+    {
+        await member.Device.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await PersistAsync().ConfigureAwait(false);
+    }
+
+    private async Task ThrottleAsync(long written, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        long limit = _options.RebuildBytesPerSecond;
+        if (limit <= 0)
+            return;
+        double ahead = written / (double)limit - clock.Elapsed.TotalSeconds;
+        if (ahead > 0.001)
+            await Task.Delay(TimeSpan.FromSeconds(ahead), cancellationToken).ConfigureAwait(false);
+    }
+}
