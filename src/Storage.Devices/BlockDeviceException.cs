@@ -12,6 +12,16 @@ public class BlockDeviceException : IOException
         Length = length;
     }
 
+    /// <summary>
+    /// Creates the exception for a failure of <paramref name="device"/> as a whole (opening it, or finding it in
+    /// use) rather than of a byte range; <see cref="Offset"/> and <see cref="Length"/> are 0.
+    /// </summary>
+    public BlockDeviceException(string device, string message, Exception? innerException)
+        : base($"{device}: {message}", innerException)
+    {
+        Device = device;
+    }
+
     /// <summary>Creates the exception with a message only.</summary>
     public BlockDeviceException() { Device = ""; }
 

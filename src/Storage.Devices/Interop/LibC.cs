@@ -1,0 +1,126 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Storage.Devices.Interop;
+
+/// <summary>
+/// The few Linux system calls .NET does not expose: O_DIRECT and O_EXCL opens, block-device ioctls,
+/// fdatasync, hole punching and statx. Variadic C functions (open, fcntl, ioctl) are declared with their
+/// fixed argument types, which the Linux x64 and arm64 calling conventions pass the same way.
+/// </summary>
+internal static partial class LibC
+{
+    private const string Library = "libc";
+
+    public const int ORdOnly = 0;
+    public const int ORdWr = 2;
+    public const int OExcl = 0x80;
+    public const int OCloExec = 0x80000;
+
+    public const int FGetFl = 3;
+    public const int FSetFl = 4;
+
+    public const int FallocFlKeepSize = 0x01;
+    public const int FallocFlPunchHole = 0x02;
+
+    /// <summary>BLKGETSIZE64: device size in bytes (u64).</summary>
+    public const nuint BlkGetSize64 = 0x80081272;
+
+    /// <summary>BLKSSZGET: logical sector size (int).</summary>
+    public const nuint BlkSszGet = 0x1268;
+
+    public const int EIntr = 4;
+    public const int ENoEnt = 2;
+    public const int EAcces = 13;
+    public const int EPerm = 1;
+    public const int EBusy = 16;
+    public const int EInval = 22;
+    public const int ENoSys = 38;
+    public const int EOpNotSupp = 95;
+
+    /// <summary>O_DIRECT, whose value differs between architectures.</summary>
+    public static int ODirect => RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 or Architecture.X86 or Architecture.RiscV64 or Architecture.LoongArch64 or Architecture.S390x => 0x4000,
+        Architecture.Arm64 or Architecture.Arm => 0x10000,
+        Architecture.Ppc64le => 0x20000,
+        var other => throw new PlatformNotSupportedException($"O_DIRECT is not known for {other}."),
+    };
+
+    [LibraryImport(Library, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport(Library, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(SafeFileHandle fd, int command, int argument);
+
+    [LibraryImport(Library, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(SafeFileHandle fd, nuint request, out ulong value);
+
+    [LibraryImport(Library, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(SafeFileHandle fd, nuint request, out int value);
+
+    [LibraryImport(Library, EntryPoint = "fdatasync", SetLastError = true)]
+    public static partial int Fdatasync(SafeFileHandle fd);
+
+    /// <summary>off_t is 64-bit only on 64-bit processes; callers check <see cref="Environment.Is64BitProcess"/>.</summary>
+    [LibraryImport(Library, EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int Fallocate(SafeFileHandle fd, int mode, long offset, long length);
+
+    [LibraryImport(Library, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int StatxPath(int directory, string path, int flags, uint mask, out Statx result);
+
+    [LibraryImport(Library, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int StatxHandle(SafeFileHandle fd, string path, int flags, uint mask, out Statx result);
+
+    private const int AtFdCwd = -100;
+    private const int AtEmptyPath = 0x1000;
+
+    /// <summary>statx of a path (following links); returns errno, 0 on success.</summary>
+    public static int Stat(string path, uint mask, out Statx result) =>
+        StatxPath(AtFdCwd, path, 0, mask, out result) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>statx of an open file; returns errno, 0 on success.</summary>
+    public static int Stat(SafeFileHandle fd, uint mask, out Statx result) =>
+        StatxHandle(fd, "", AtEmptyPath, mask, out result) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>Text of an errno value, e.g. "Device or resource busy".</summary>
+    public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
+}
+
+/// <summary>struct statx (linux/stat.h); the same layout on every architecture.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 256)]
+internal struct Statx
+{
+    public const uint TypeMask = 0x1;
+    public const uint BlocksMask = 0x400;
+    public const uint DioAlignMask = 0x2000;
+
+    public const int TypeBits = 0xF000;
+    public const int RegularFile = 0x8000;
+    public const int BlockDevice = 0x6000;
+    public const int CharacterDevice = 0x2000;
+    public const int Directory = 0x4000;
+
+    [FieldOffset(0x00)] public uint Mask;
+    [FieldOffset(0x1C)] public ushort Mode;
+    [FieldOffset(0x28)] public ulong Size;
+    [FieldOffset(0x30)] public ulong Blocks;
+    [FieldOffset(0x80)] public uint RdevMajor;
+    [FieldOffset(0x84)] public uint RdevMinor;
+    [FieldOffset(0x98)] public uint DioMemAlign;
+    [FieldOffset(0x9C)] public uint DioOffsetAlign;
+
+    public readonly int FileType => Mode & TypeBits;
+
+    /// <summary>Allocated bytes (st_blocks counts 512-byte units).</summary>
+    public readonly long AllocatedBytes => (long)Blocks * 512;
+
+    public readonly string Kind => FileType switch
+    {
+        RegularFile => "regular file",
+        BlockDevice => "block device",
+        CharacterDevice => "character device",
+        Directory => "directory",
+        _ => "special file",
+    };
+}
