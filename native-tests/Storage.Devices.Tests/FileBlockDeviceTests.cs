@@ -1,0 +1,183 @@
+using Storage.Devices.Interop;
+
+namespace Storage.Devices.Tests;
+
+public class FileBlockDeviceTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Create_refuses_an_existing_file_unless_told_to_overwrite_it()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("disk.img");
+        var marker = Bytes.Random(512, 1);
+        using (var device = FileBlockDevice.Create(path, 1 << 20))
+            await device.WriteAsync(0, marker, forceUnitAccess: true, Ct);
+
+        var refused = Assert.Throws<BlockDeviceException>(() => FileBlockDevice.Create(path, 2 << 20));
+        Assert.Contains("already exists", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("overwrite", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(path, refused.Device);
+        using (var kept = FileBlockDevice.Open(path))
+        {
+            Assert.Equal(1 << 20, kept.Capacity);
+            var back = new byte[512];
+            await kept.ReadAsync(0, back, Ct);
+            Bytes.Equal(marker, back, "the refused create must leave the file alone");
+        }
+
+        using var replaced = FileBlockDevice.Create(path, 2 << 20, overwrite: true);
+        Assert.Equal(2 << 20, replaced.Capacity);
+        var all = await Bytes.ReadAllAsync(replaced);
+        Assert.True(all.AsSpan().IndexOfAnyExcept((byte)0) < 0, "an overwritten disk reads as zeros");
+    }
+
+    [Fact]
+    public void Create_rejects_a_bad_geometry_without_creating_a_file()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("disk.img");
+        Assert.Throws<ArgumentException>(() => FileBlockDevice.Create(path, 1000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => FileBlockDevice.Create(path, 1 << 20, sectorSize: 1024));
+        Assert.Throws<ArgumentOutOfRangeException>(() => FileBlockDevice.Create(path, 0));
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public async Task A_new_disk_is_sparse_and_preallocate_reserves_every_block()
+    {
+        using var directory = new TempDirectory();
+        const long Capacity = 16 << 20;
+        using var sparse = FileBlockDevice.Create(directory.File("sparse.img"), Capacity);
+        using var full = FileBlockDevice.Create(directory.File("full.img"), Capacity, preallocate: true);
+        Assert.Equal(Capacity, new FileInfo(directory.File("sparse.img")).Length);
+        Assert.Equal(Capacity, new FileInfo(directory.File("full.img")).Length);
+        Assert.True(Allocated(sparse) < Capacity / 16, $"sparse disk has {Allocated(sparse)} bytes allocated");
+        Assert.True(Allocated(full) >= Capacity, $"preallocated disk has only {Allocated(full)} bytes allocated");
+        var all = await Bytes.ReadAllAsync(full);
+        Assert.True(all.AsSpan().IndexOfAnyExcept((byte)0) < 0, "a preallocated disk reads as zeros");
+    }
+
+    [Fact]
+    public async Task Trim_punches_a_hole_in_the_file()
+    {
+        using var directory = new TempDirectory();
+        using var device = FileBlockDevice.Create(directory.File("disk.img"), 4 << 20);
+        await device.WriteAsync(0, Bytes.Random(4 << 20, 2), cancellationToken: Ct);
+        await device.FlushAsync(Ct);
+        long before = Allocated(device);
+        await device.TrimAsync(1 << 20, 2 << 20, Ct);
+        long after = Allocated(device);
+        Assert.True(before - after >= 2 << 20, $"trim freed {before - after} bytes, expected 2 MiB");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Trim_writes_zeros_where_holes_cannot_be_punched(bool directIo)
+    {
+        using var directory = new TempDirectory();
+        using var device = FileBlockDevice.Create(directory.File("disk.img"), 2 << 20, directIo: directIo);
+        device.DisablePunchHole();
+        var data = Bytes.Random(2 << 20, 3);
+        await device.WriteAsync(0, data, cancellationToken: Ct);
+        await device.TrimAsync(4096, 600 * 1024, Ct);
+        var back = await Bytes.ReadAllAsync(device);
+        Array.Clear(data, 4096, 600 * 1024);
+        Bytes.Equal(data, back, "after trim by writing zeros");
+    }
+
+    [Fact]
+    public void Direct_io_sets_O_DIRECT_on_the_descriptor_and_buffered_io_does_not()
+    {
+        using var directory = new TempDirectory();
+        using var direct = FileBlockDevice.Create(directory.File("direct.img"), 1 << 20, directIo: true);
+        using var buffered = FileBlockDevice.Create(directory.File("buffered.img"), 1 << 20);
+        Assert.True(direct.IsDirectIo);
+        Assert.False(buffered.IsDirectIo);
+        Assert.NotEqual(0, OpenFlags(direct) & LibC.ODirect);
+        Assert.Equal(0, OpenFlags(buffered) & LibC.ODirect);
+    }
+
+    [Fact]
+    public async Task Open_takes_the_capacity_from_the_file_and_can_be_read_only()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("disk.img");
+        var data = Bytes.Random(8192, 4);
+        using (var device = FileBlockDevice.Create(path, 3 << 20, sectorSize: 4096))
+            await device.WriteAsync(4096, data, forceUnitAccess: true, Ct);
+
+        using var readOnly = FileBlockDevice.Open(path, readOnly: true, sectorSize: 4096);
+        Assert.True(readOnly.IsReadOnly);
+        Assert.Equal(3 << 20, readOnly.Capacity);
+        Assert.Equal(4096, readOnly.SectorSize);
+        var back = new byte[8192];
+        await readOnly.ReadAsync(4096, back, Ct);
+        Bytes.Equal(data, back, "read-only open");
+        await Assert.ThrowsAsync<NotSupportedException>(() => readOnly.WriteAsync(0, new byte[4096], cancellationToken: Ct).AsTask());
+        await Assert.ThrowsAsync<NotSupportedException>(() => readOnly.TrimAsync(0, 4096, Ct).AsTask());
+
+        // Two read-only openers may share the file; a read-write opener may not join them.
+        using var second = FileBlockDevice.Open(path, readOnly: true, sectorSize: 4096);
+        Assert.ThrowsAny<IOException>(() => FileBlockDevice.Open(path, sectorSize: 4096));
+    }
+
+    [Fact]
+    public void A_disk_open_for_writing_cannot_be_opened_again()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("disk.img");
+        using var device = FileBlockDevice.Create(path, 1 << 20);
+        Assert.ThrowsAny<IOException>(() => FileBlockDevice.Open(path));
+        Assert.ThrowsAny<IOException>(() => FileBlockDevice.Create(path, 1 << 20, overwrite: true));
+        Assert.Equal(1 << 20, new FileInfo(path).Length);
+    }
+
+    [Fact]
+    public void Open_refuses_files_that_are_not_whole_sectors_and_things_that_are_not_files()
+    {
+        using var directory = new TempDirectory();
+        string odd = directory.File("odd.img");
+        File.WriteAllBytes(odd, new byte[1000]);
+        var e = Assert.Throws<BlockDeviceException>(() => FileBlockDevice.Open(odd));
+        Assert.Contains("1000 bytes", e.Message, StringComparison.Ordinal);
+        File.WriteAllBytes(odd, new byte[1024]);
+        Assert.Throws<BlockDeviceException>(() => FileBlockDevice.Open(odd, sectorSize: 4096));
+        File.WriteAllBytes(odd, []);
+        Assert.Throws<BlockDeviceException>(() => FileBlockDevice.Open(odd));
+
+        var device = Assert.Throws<BlockDeviceException>(() => FileBlockDevice.Open("/dev/null", readOnly: true));
+        Assert.Contains("character device", device.Message, StringComparison.Ordinal);
+        Assert.Throws<FileNotFoundException>(() => FileBlockDevice.Open(directory.File("missing.img")));
+    }
+
+    [Fact]
+    public async Task An_io_error_names_the_device_and_the_range()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("disk.img");
+        using var device = FileBlockDevice.Create(path, 1 << 20);
+        // The file shrinks behind the device's back: reads past its end fail.
+        RandomAccess.SetLength(device.Handle, 512 * 1024);
+        var e = await Assert.ThrowsAsync<BlockDeviceException>(() => device.ReadAsync(768 * 1024, new byte[4096], Ct).AsTask());
+        Assert.Equal(path, e.Device);
+        Assert.Equal(768 * 1024, e.Offset);
+        Assert.Equal(4096, e.Length);
+        Assert.StartsWith(path, e.Message, StringComparison.Ordinal);
+    }
+
+    internal static long Allocated(HandleBlockDevice device)
+    {
+        Assert.Equal(0, LibC.Stat(device.Handle, Statx.BlocksMask, out var stat));
+        return stat.AllocatedBytes;
+    }
+
+    private static int OpenFlags(HandleBlockDevice device)
+    {
+        string fd = device.Handle.DangerousGetHandle().ToString();
+        string line = File.ReadLines($"/proc/self/fdinfo/{fd}").Single(l => l.StartsWith("flags:", StringComparison.Ordinal));
+        return Convert.ToInt32(line["flags:".Length..].Trim(), 8);
+    }
+}
