@@ -226,7 +226,7 @@ public class ArrayTests
         var b = new TestArray(RaidLevel.Raid5, 3, 1, 4096, 2 << 20, seed: 11);
         await (await a.CreateAsync()).StopAsync();
         await (await b.CreateAsync()).StopAsync();
-        var mixed = await Assert.ThrowsAsync<ArrayConfigurationException>(() => RaidArray.AssembleAsync([a.Wrap(1)[0], a.Faults[1], b.Wrap(1)[2]]));
+        var mixed = await Assert.ThrowsAsync<ArrayConfigurationException>(() => RaidArray.AssembleAsync([a.Wrap(1)[0], a.Wrap(2)[1], b.Wrap(1)[2]]));
         Assert.Contains("different arrays", mixed.Message, StringComparison.Ordinal);
         var few = await Assert.ThrowsAsync<ArrayConfigurationException>(() => a.AssembleAsync(2, leaveOut: [0, 1]));
         Assert.Contains("needs at least 2 of its 3 members", few.Message, StringComparison.Ordinal);

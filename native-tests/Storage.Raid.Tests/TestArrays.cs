@@ -34,8 +34,48 @@ internal sealed class TestArray
 
     public ArrayCreateOptions Options(bool journal = true) => new() { Level = Level, ParityCount = Parity, ChunkSize = Chunk, Name = "test", AssumeZeroed = true, Journal = journal };
 
-    public FaultInjectingDevice[] Wrap(int generation)
-        => Faults = [.. Disks.Select((d, i) => new FaultInjectingDevice(d, Seed * 1000 + generation * 64 + i, leaveInnerOpen: true))];
+    /// <summary>Called before every read, write, flush and trim of any member (crash triggers).</summary>
+    public Action? BeforeCall { get; set; }
+
+    /// <summary>New fault injectors over the disks; the array gets them behind a hook that calls <see cref="BeforeCall"/>.</summary>
+    public IBlockDevice[] Wrap(int generation)
+    {
+        Faults = [.. Disks.Select((d, i) => new FaultInjectingDevice(d, Seed * 1000 + generation * 64 + i, leaveInnerOpen: true))];
+        return [.. Faults.Select(f => new HookedDevice(f, this))];
+    }
+
+    private sealed class HookedDevice(IBlockDevice inner, TestArray owner) : BlockDevice(inner.Name, inner.Capacity, inner.SectorSize)
+    {
+        protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            owner.BeforeCall?.Invoke();
+            return inner.ReadAsync(offset, buffer, cancellationToken);
+        }
+
+        protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
+        {
+            owner.BeforeCall?.Invoke();
+            return inner.WriteAsync(offset, buffer, forceUnitAccess, cancellationToken);
+        }
+
+        protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
+        {
+            owner.BeforeCall?.Invoke();
+            return inner.FlushAsync(cancellationToken);
+        }
+
+        protected override ValueTask TrimCoreAsync(long offset, long length, CancellationToken cancellationToken)
+        {
+            owner.BeforeCall?.Invoke();
+            return inner.TrimAsync(offset, length, cancellationToken);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
 
     public async Task<RaidArray> CreateAsync(int generation = 0, bool journal = true, ArrayRunOptions? run = null)
     {
