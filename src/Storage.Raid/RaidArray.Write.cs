@@ -9,15 +9,16 @@ public sealed partial class RaidArray
     private readonly SemaphoreSlim _flushGate = new(1, 1);
 
     /// <summary>
-    /// Writes <paramref name="data"/> at <paramref name="offset"/> (sector-aligned). Full-stripe writes compute
+    /// Writes <paramref name="buffer"/> at <paramref name="offset"/> (sector-aligned). Full-stripe writes compute
     /// parity without reads; partial ones read whichever is fewer (read-modify-write or reconstruct-write).
     /// With the journal on, the call completes once the update is durable in the journal, so the bytes survive
     /// a crash with or without a later <see cref="FlushAsync"/>; <paramref name="forceUnitAccess"/> then costs
     /// nothing more. Without it, the bytes are durable after <see cref="FlushAsync"/> or with FUA.
     /// </summary>
     /// <exception cref="ArrayFailedException">Too many members are unavailable; the write was not done.</exception>
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool forceUnitAccess = false, CancellationToken cancellationToken = default)
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess = false, CancellationToken cancellationToken = default)
     {
+        var data = buffer;
         CheckRange(offset, data.Length);
         ThrowIfFailed();
         long start = offset, end = offset + data.Length;

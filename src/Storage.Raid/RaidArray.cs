@@ -9,7 +9,7 @@ namespace Storage.Raid;
 /// <see cref="AssembleAsync"/> from disks that carry its superblocks; <see cref="StopAsync"/> (or dispose)
 /// flushes, marks it clean and releases the disks. The array owns the devices given to it. Thread-safe.
 /// </summary>
-public sealed partial class RaidArray : IAsyncDisposable
+public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
 {
     private const int LockStripes = 1024;
 
@@ -47,6 +47,19 @@ public sealed partial class RaidArray : IAsyncDisposable
 
     /// <summary>Array name.</summary>
     public string Name { get; }
+
+    /// <summary>
+    /// Accepts a discard. The array keeps the bytes (reads return the old data, which the contract allows): a
+    /// trimmed chunk must still rebuild the others of its stripe.
+    /// </summary>
+    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, length);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Stops the array (see <see cref="StopAsync"/>).</summary>
+    public void Dispose() => StopAsync().GetAwaiter().GetResult();
 
     /// <summary>Shape of the array.</summary>
     public ArrayGeometry Geometry { get; }
