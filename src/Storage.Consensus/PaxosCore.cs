@@ -364,6 +364,9 @@ public sealed partial class PaxosCore
         {
             _config = value.Config!;
             _configHistory.Add((slot, _config));
+            // The commit index is normally persisted lazily, but forgetting that a configuration is chosen
+            // would make this replica look for quorums in the old one, whose members may be gone for good.
+            _promiseDirty = true;
             if (_leader is not null)
                 OnLeaderConfigCommitted(slot);
         }

@@ -29,6 +29,9 @@ public sealed class MemoryLogDirectory : ILogDirectory
         return [.. f.Durable, .. f.Volatile];
     }
 
+    /// <summary>Only the bytes of <paramref name="name"/> that have been synced, or null when absent.</summary>
+    public byte[]? ReadDurable(string name) => _files.TryGetValue(name, out var f) ? [.. f.Durable] : null;
+
     /// <inheritdoc />
     public ILogFile OpenAppend(string name)
     {
