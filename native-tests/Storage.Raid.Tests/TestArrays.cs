@@ -7,13 +7,14 @@ internal sealed class TestArray
 {
     public const int Sector = 512;
 
-    public TestArray(RaidLevel level, int members, int parity, int chunk, long diskBytes, int seed, int spares = 0)
+    public TestArray(RaidLevel level, int members, int parity, int chunk, long diskBytes, int seed, int spares = 0, int extra = 0)
     {
         Level = level;
         Parity = parity;
         Chunk = chunk;
         Seed = seed;
-        Disks = [.. Enumerable.Range(0, members + spares).Select(i => new MemoryBlockDevice(diskBytes, Sector, $"mem{i}"))];
+        SpareCount = spares;
+        Disks = [.. Enumerable.Range(0, members + spares + extra).Select(i => new MemoryBlockDevice(diskBytes, Sector, $"mem{i}"))];
         MemberCount = members;
     }
 
@@ -26,6 +27,8 @@ internal sealed class TestArray
     public int Seed { get; }
 
     public int MemberCount { get; }
+
+    public int SpareCount { get; }
 
     /// <summary>The durable bytes of every disk; the fault wrappers in front of them change with each (re)assembly.</summary>
     public MemoryBlockDevice[] Disks { get; }
@@ -42,6 +45,13 @@ internal sealed class TestArray
     {
         Faults = [.. Disks.Select((d, i) => new FaultInjectingDevice(d, Seed * 1000 + generation * 64 + i, leaveInnerOpen: true))];
         return [.. Faults.Select(f => new HookedDevice(f, this))];
+    }
+
+    /// <summary>A new fault injector for one disk only (the others keep theirs), e.g. a disk added to a running array.</summary>
+    public IBlockDevice WrapOne(int disk, int generation)
+    {
+        Faults[disk] = new FaultInjectingDevice(Disks[disk], Seed * 1000 + generation * 64 + disk, leaveInnerOpen: true);
+        return new HookedDevice(Faults[disk], this);
     }
 
     private sealed class HookedDevice(IBlockDevice inner, TestArray owner) : BlockDevice(inner.Name, inner.Capacity, inner.SectorSize)
@@ -80,7 +90,7 @@ internal sealed class TestArray
     public async Task<RaidArray> CreateAsync(int generation = 0, bool journal = true, ArrayRunOptions? run = null)
     {
         var wrapped = Wrap(generation);
-        return await RaidArray.CreateAsync(wrapped[..MemberCount], Options(journal), wrapped[MemberCount..], run ?? Quiet);
+        return await RaidArray.CreateAsync(wrapped[..MemberCount], Options(journal), wrapped[MemberCount..(MemberCount + SpareCount)], run ?? Quiet);
     }
 
     public async Task<RaidArray> AssembleAsync(int generation, IEnumerable<int>? leaveOut = null, ArrayRunOptions? run = null)

@@ -6,15 +6,20 @@ namespace Storage.Raid;
 /// The header of one member's part of a journal record, in the first 4096 bytes of a journal slot;
 /// the part's bytes follow it. Little-endian:
 /// <code>
-///  0 magic "STRGJRNL"  8 array id (16)  24 sequence u64  32 stripe u64  40 offset in chunk u32
-/// 44 length u32       48 role u32      52 reserved     56 roles written (bit mask) u64
-/// 64 CRC-32C of the part's bytes u32   68 CRC-32C of bytes 0..67 u32
+///   0 magic "STRGJRNL"  8 array id (16)  24 sequence u64  32 stripe u64  40 offset in chunk u32
+///  44 length u32       48 role u32      52 reserved     56 roles written (bit mask) u64
+///  64 CRC-32C of the part's bytes u32
+/// 128 for each role r in the mask: the member id (16) that held r when the record was written, at 128 + 16·r
+/// 4092 CRC-32C of bytes 0..4091 u32
 /// </code>
+/// The member ids let replay tell a part of the disk that holds the role now from a part written before a
+/// replacement took the role (or by the same disk in an earlier life).
 /// </summary>
-internal readonly record struct JournalRecord(Guid ArrayId, long Sequence, long Stripe, int Offset, int Length, int Role, ulong Roles, uint DataCrc)
+internal sealed record JournalRecord(Guid ArrayId, long Sequence, long Stripe, int Offset, int Length, int Role, ulong Roles, uint DataCrc, Guid[] Members)
 {
     public const int HeaderSize = 4096;
     private const ulong Magic = 0x4C4E_524A_4752_5453;   // "STRGJRNL"
+    private const int MembersAt = 128;
 
     public void WriteTo(Span<byte> header)
     {
@@ -29,16 +34,28 @@ internal readonly record struct JournalRecord(Guid ArrayId, long Sequence, long 
         BinaryPrimitives.WriteInt32LittleEndian(header[48..], Role);
         BinaryPrimitives.WriteUInt64LittleEndian(header[56..], Roles);
         BinaryPrimitives.WriteUInt32LittleEndian(header[64..], DataCrc);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[68..], Crc32C.Compute(header[..68]));
+        for (int role = 0; role < Members.Length; role++)
+        {
+            if ((Roles & (1UL << role)) != 0)
+                Members[role].TryWriteBytes(header[(MembersAt + 16 * role)..]);
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(header[(HeaderSize - 4)..], Crc32C.Compute(header[..(HeaderSize - 4)]));
     }
 
-    public static bool TryParse(ReadOnlySpan<byte> header, Guid arrayId, out JournalRecord record)
+    public static bool TryParse(ReadOnlySpan<byte> header, Guid arrayId, int roleCount, out JournalRecord? record)
     {
-        record = default;
-        if (header.Length < 72 || BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic
-            || BinaryPrimitives.ReadUInt32LittleEndian(header[68..]) != Crc32C.Compute(header[..68])
+        record = null;
+        if (header.Length < HeaderSize || BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic
+            || BinaryPrimitives.ReadUInt32LittleEndian(header[(HeaderSize - 4)..]) != Crc32C.Compute(header[..(HeaderSize - 4)])
             || new Guid(header.Slice(8, 16)) != arrayId)
             return false;
+        ulong roles = BinaryPrimitives.ReadUInt64LittleEndian(header[56..]);
+        var members = new Guid[roleCount];
+        for (int role = 0; role < roleCount; role++)
+        {
+            if ((roles & (1UL << role)) != 0)
+                members[role] = new Guid(header.Slice(MembersAt + 16 * role, 16));
+        }
         record = new JournalRecord(
             arrayId,
             BinaryPrimitives.ReadInt64LittleEndian(header[24..]),
@@ -46,8 +63,9 @@ internal readonly record struct JournalRecord(Guid ArrayId, long Sequence, long 
             BinaryPrimitives.ReadInt32LittleEndian(header[40..]),
             BinaryPrimitives.ReadInt32LittleEndian(header[44..]),
             BinaryPrimitives.ReadInt32LittleEndian(header[48..]),
-            BinaryPrimitives.ReadUInt64LittleEndian(header[56..]),
-            BinaryPrimitives.ReadUInt32LittleEndian(header[64..]));
+            roles,
+            BinaryPrimitives.ReadUInt32LittleEndian(header[64..]),
+            members);
         return true;
     }
 }

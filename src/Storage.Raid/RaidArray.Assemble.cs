@@ -134,8 +134,9 @@ public sealed partial class RaidArray
                 {
                     continue;
                 }
-                if (!JournalRecord.TryParse(header, Id, out var record) || record.Role != role || record.Length <= 0 || record.Length > Geometry.ChunkSize
-                    || record.Stripe < 0 || record.Stripe >= Geometry.StripeCount || record.Sequence % JournalSlots != slot)
+                if (!JournalRecord.TryParse(header, Id, Geometry.MemberCount, out var record) || record!.Role != role || record.Members[role] != member.Id
+                    || record.Length <= 0 || record.Length > Geometry.ChunkSize || record.Stripe < 0 || record.Stripe >= Geometry.StripeCount
+                    || record.Sequence % JournalSlots != slot)
                     continue;
                 highest = Math.Max(highest, record.Sequence);
                 if (!parts.TryGetValue(record.Sequence, out var list))
@@ -150,7 +151,8 @@ public sealed partial class RaidArray
         {
             var list = parts[sequence];
             var first = list[0].Record;
-            bool complete = list.All(p => p.Record.Stripe == first.Stripe && p.Record.Offset == first.Offset && p.Record.Length == first.Length && p.Record.Roles == first.Roles);
+            bool complete = list.All(p => p.Record.Stripe == first.Stripe && p.Record.Offset == first.Offset && p.Record.Length == first.Length && p.Record.Roles == first.Roles
+                && p.Record.Members.AsSpan().SequenceEqual(first.Members));
             byte[] data = ArrayPool<byte>.Shared.Rent(first.Length * list.Count);
             try
             {
@@ -170,8 +172,11 @@ public sealed partial class RaidArray
                 }
                 for (int role = 0; role < _roles.Length && complete; role++)
                 {
+                    // A part is required from the disk that held the role when the record was written, if it still
+                    // holds it in sync. A replacement that took the role later was rebuilt after this update.
                     bool written = (first.Roles & (1UL << role)) != 0;
-                    bool required = _roles[role] is { } holder && (holder.State == MemberState.Active || (holder.State == MemberState.Rebuilding && first.Stripe < holder.RebuildCheckpoint));
+                    bool required = _roles[role] is { } holder && holder.Id == first.Members[role]
+                        && (holder.State == MemberState.Active || (holder.State == MemberState.Rebuilding && first.Stripe < holder.RebuildCheckpoint));
                     if (written && required && !list.Any(p => p.Role == role))
                         complete = false;
                 }

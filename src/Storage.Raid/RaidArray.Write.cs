@@ -224,8 +224,13 @@ public sealed partial class RaidArray
             if (ticket.PreviousJournalled is not null)
                 await ticket.PreviousJournalled.ConfigureAwait(false);
             ulong roles = 0;
-            foreach (var (row, _) in targets)
-                roles |= 1UL << _layout.MemberOf(stripe, row);
+            var holders = new Guid[Geometry.MemberCount];
+            foreach (var (row, member) in targets)
+            {
+                int role = _layout.MemberOf(stripe, row);
+                roles |= 1UL << role;
+                holders[role] = member.Id;
+            }
             long slotOffset = JournalOffset + (long)slot * JournalSlotSize;
             byte[] headers = ArrayPool<byte>.Shared.Rent(targets.Count * JournalRecord.HeaderSize);
             try
@@ -235,7 +240,7 @@ public sealed partial class RaidArray
                 {
                     var (row, member) = targets[i];
                     var header = headers.AsMemory(i * JournalRecord.HeaderSize, JournalRecord.HeaderSize);
-                    new JournalRecord(Id, sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span)).WriteTo(header.Span);
+                    new JournalRecord(Id, sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span), holders).WriteTo(header.Span);
                     writes[i] = WriteJournalPartAsync(member, slotOffset, header, segment.Row(row), cancellationToken);
                 }
                 for (int i = 0; i < writes.Length; i++)
