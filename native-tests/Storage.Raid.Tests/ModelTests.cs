@@ -44,7 +44,7 @@ public class ModelTests
          from steps in Gen.Choose(1, 25).SelectMany(n => Gen.ArrayOf(Steps, n))
          select new Case(shape.Item1, shape.Item2, shape.Item3, steps)).ToArbitrary();
 
-    [Property(MaxTest = 60)]
+    [Property(MaxTest = 150)]
     public Property Array_contents_equal_the_model_after_every_step()
         => Prop.ForAll(Cases, c => RunAsync(c).GetAwaiter().GetResult());
 
