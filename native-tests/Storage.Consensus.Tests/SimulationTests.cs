@@ -7,7 +7,7 @@ namespace Storage.Consensus.Tests;
 public class SimulationTests(ITestOutputHelper output)
 {
     /// <summary>Seeds per run: PAXOS_SEEDS overrides (a soak), PAXOS_SEED_BASE shifts the range.</summary>
-    private static int SeedCount => int.TryParse(Environment.GetEnvironmentVariable("PAXOS_SEEDS"), out int n) ? n : 2000;
+    private static int SeedCount => int.TryParse(Environment.GetEnvironmentVariable("PAXOS_SEEDS"), out int n) ? n : 5000;
 
     private static int SeedBase => int.TryParse(Environment.GetEnvironmentVariable("PAXOS_SEED_BASE"), out int b) ? b : 0;
 

@@ -8,7 +8,7 @@ internal sealed partial class SimCluster
     private void InjectFault()
     {
         var up = All.Where(n => n.Up).ToList();
-        int pick = _rng.Next(10);
+        int pick = _rng.Next(11);
         switch (pick)
         {
             case 0 or 1 or 2:
@@ -35,6 +35,9 @@ internal sealed partial class SimCluster
                     Crash(bad);
                     ScheduleRestart(bad);
                 }
+                break;
+            case 9 when up.Count > 0:
+                Pause(up[_rng.Next(up.Count)], _rng.Next(5_000, 40_000));
                 break;
             default:
                 if (_cut.Count > 0)

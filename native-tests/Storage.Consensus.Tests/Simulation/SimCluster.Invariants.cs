@@ -16,6 +16,23 @@ internal sealed partial class SimCluster
     private readonly Dictionary<(long Slot, Ballot Ballot), (Value Value, HashSet<Member> Acceptors)> _acceptances = [];
     private readonly HashSet<(int Client, long Seq)> _acknowledged = [];
     private Ballot _lastLeaderBallot;
+    private readonly Dictionary<(int, long), Ballot> _sentPromise = [];
+    private readonly Dictionary<(int, long), HashSet<long>> _sentAcks = [];
+
+    /// <summary>What a replica told others binds it forever (for its incarnation), whatever its driver does.</summary>
+    private void NoteSent(SimNode n, Message m)
+    {
+        if (m.Type is not (MessageType.Promise or MessageType.Accepted))
+            return;
+        var key = (n.Id, n.Incarnation);
+        if (m.Ballot > _sentPromise.GetValueOrDefault(key))
+            _sentPromise[key] = m.Ballot;
+        if (m.Slots.Count == 0)
+            return;
+        if (!_sentAcks.TryGetValue(key, out var acks))
+            _sentAcks[key] = acks = [];
+        acks.UnionWith(m.Slots);
+    }
 
     public IReadOnlyList<Value> Learned => _learned;
 
@@ -32,6 +49,16 @@ internal sealed partial class SimCluster
     private void CheckRecovered(SimNode n, PersistentState state)
     {
         var key = (n.Id, n.Incarnation);
+        if (_sentPromise.TryGetValue(key, out var sent) && state.HardState.Promised < sent)
+            throw new InvariantViolation($"replica {n.Id} promised {sent} before its crash but recovered {state.HardState.Promised}");
+        if (_sentAcks.TryGetValue(key, out var acked))
+        {
+            long covered = Math.Max(state.Snapshot?.Index ?? 0, state.HardState.Commit);
+            var present = state.Records.Select(r => r.Slot).ToHashSet();
+            foreach (long slot in acked)
+                if (slot > covered && !present.Contains(slot))
+                    throw new InvariantViolation($"replica {n.Id} acknowledged slot {slot} before its crash but recovered no record of it");
+        }
         if (_durablePromised.TryGetValue(key, out var promised) && state.HardState.Promised < promised)
             throw new InvariantViolation($"replica {n.Id} recovered promise {state.HardState.Promised} below durable {promised}");
         if (_durableRecords.TryGetValue(key, out var records))
@@ -156,7 +183,8 @@ internal sealed partial class SimCluster
             if (_maxPromised.TryGetValue(key, out var p) && core.Promised < p)
                 throw new InvariantViolation($"replica {n.Id} promise went back from {p} to {core.Promised}");
             _maxPromised[key] = core.Promised;
-            if (core.HasLease)
+            // A paused process cannot act on its lease; it re-checks against its clock when it wakes.
+            if (core.HasLease && _now >= n.PausedUntil)
                 holders++;
             if (core.IsLeader && core.Promised != _lastLeaderBallot)
             {

@@ -14,6 +14,8 @@ internal sealed class SimNode(int id)
     public double NextTick;
     public long Incarnation;
     public bool CrashAtNextSync;
+    public long PausedUntil;
+    public int MissedTicks;
     public bool RestartScheduled;
     public readonly HashSet<(int Client, long Seq)> Pending = [];
 
@@ -41,6 +43,7 @@ internal sealed partial class SimCluster
         Fault,
         Restart,
         Heal,
+        Resume,
     }
 
     private sealed class Ev
@@ -198,17 +201,38 @@ internal sealed partial class SimCluster
                 var n = Nodes[ev.Node];
                 n.NextTick += _o.TickMicros / n.Rate;
                 Schedule((long)n.NextTick, ev);
-                if (n.Up)
+                if (n.Up && _now < n.PausedUntil)
+                    n.MissedTicks++;
+                else if (n.Up)
                 {
                     n.Core!.Tick();
                     Drain(n);
                 }
+                break;
+            case EvKind.Deliver when _now < Nodes[ev.Msg!.To].PausedUntil:
+            case EvKind.ClientDeliver when _now < Nodes[ev.Node].PausedUntil:
+                // A paused process reads its sockets when it wakes up.
+                Schedule(Nodes[ev.Kind == EvKind.Deliver ? ev.Msg!.To : ev.Node].PausedUntil, ev);
                 break;
             case EvKind.Deliver:
                 Deliver(ev.Msg!);
                 break;
             case EvKind.ClientDeliver:
                 OnClientRequest(Nodes[ev.Node], ev.Cmd);
+                break;
+            case EvKind.Resume when _now < Nodes[ev.Node].PausedUntil:
+                break; // paused again meanwhile; a later Resume wakes it
+            case EvKind.Resume:
+                var p = Nodes[ev.Node];
+                if (p.Up)
+                {
+                    // Its timer fires for every tick it slept through before it handles any message.
+                    for (; p.MissedTicks > 0; p.MissedTicks--)
+                        p.Core!.Tick();
+                    Drain(p);
+                }
+                p.MissedTicks = 0;
+                Trace($"resume {p.Id}");
                 break;
             case EvKind.ClientReply:
                 OnClientReply(ev);
@@ -290,7 +314,10 @@ internal sealed partial class SimCluster
             n.Log!.Append(rd);
             if (_o.BugSendBeforeSync)
                 foreach (var m in rd.Messages)
+                {
+                    NoteSent(n, m);
                     Send(m);
+                }
             if (rd.MustSync && n.CrashAtNextSync)
             {
                 n.CrashAtNextSync = false;
@@ -305,6 +332,7 @@ internal sealed partial class SimCluster
                 foreach (var m in rd.Messages)
                 {
                     CheckOutgoing(n, m);
+                    NoteSent(n, m);
                     Trace("send " + m);
                     Send(m);
                 }
@@ -343,10 +371,21 @@ internal sealed partial class SimCluster
 
     // ---- Crashes ----
 
+    /// <summary>Freezes a process (a long GC pause, a stalled VM): it misses ticks and messages until it wakes.</summary>
+    public void Pause(SimNode n, long micros)
+    {
+        n.PausedUntil = _now + micros;
+        n.MissedTicks = 0;
+        Schedule(n.PausedUntil, new Ev { Kind = EvKind.Resume, Node = n.Id });
+        Count("pauses");
+        Trace($"pause {n.Id} for {micros}");
+    }
+
     public void Crash(SimNode n)
     {
         if (!n.Up)
             return;
+        n.PausedUntil = 0;
         n.Log!.Dispose();
         n.Log = null;
         n.Core = null;

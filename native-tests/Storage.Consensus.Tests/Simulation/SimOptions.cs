@@ -8,7 +8,7 @@ internal sealed record SimOptions
     public int Clients { get; init; } = 3;
     public int Keys { get; init; } = 3;
     /// <summary>Simulated microseconds of client load with faults, before healing.</summary>
-    public long ChaosMicros { get; init; } = 300_000;
+    public long ChaosMicros { get; init; } = 600_000;
     /// <summary>Simulated microseconds allowed for convergence after healing.</summary>
     public long HealMicros { get; init; } = 1_500_000;
     public long TickMicros { get; init; } = 1_000;
@@ -39,11 +39,11 @@ internal sealed record SimOptions
         {
             Seed = seed,
             Nodes = r.Next(4) == 0 ? 5 : 3,
-            Clients = r.Next(2, 5),
+            Clients = r.Next(2, 6),
             DropRate = drops[r.Next(drops.Length)],
             DuplicateRate = dups[r.Next(dups.Length)],
             MaxDelay = r.Next(2) == 0 ? 1_000 : 4_000,
-            LongDelayRate = r.Next(3) == 0 ? 0.01 : 0,
+            LongDelayRate = r.Next(2) == 0 ? 0.02 : 0,
             FaultInterval = faults[r.Next(faults.Length)],
             Wipes = r.Next(3) == 0,
             Corruption = r.Next(3) == 0,
