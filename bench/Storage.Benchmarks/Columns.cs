@@ -24,12 +24,12 @@ public sealed class ThroughputColumn : IColumn
 
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
 
-    public bool IsAvailable(Summary summary) => true;
+    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(c => c.Parameters.Items.Any(p => p.Name == "SizeKiB"));
 
     internal static double? Rate(Summary summary, BenchmarkCase benchmarkCase)
     {
         var stats = summary[benchmarkCase]?.ResultStatistics;
-        if (stats is null || stats.Mean <= 0)
+        if (stats is null || stats.Mean <= 0 || !benchmarkCase.Parameters.Items.Any(p => p.Name == "SizeKiB"))
             return null;
         int k = ShapeOf.DataCount((string)benchmarkCase.Parameters["Shape"]);
         int chunk = (int)benchmarkCase.Parameters["SizeKiB"] * 1024;
@@ -64,7 +64,7 @@ public sealed class RatioToIsaLColumn(string baseline) : IColumn
 
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
 
-    public bool IsAvailable(Summary summary) => true;
+    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(c => c.Parameters.Items.Any(p => p.Name == "SizeKiB"));
 
     private static bool SameExceptImpl(BenchmarkCase a, BenchmarkCase b)
         => a.Parameters.Items.Where(p => p.Name != "Kernel").All(p => Equals(p.Value, b.Parameters[p.Name]));

@@ -31,7 +31,7 @@ var config = ManualConfig.CreateEmpty()
     .AddLogger(ConsoleLogger.Default)
     .AddDiagnoser(MemoryDiagnoser.Default)
     .AddColumnProvider(DefaultColumnProviders.Instance)
-    .AddColumn(new ThroughputColumn(), new RatioToIsaLColumn("isa-l"), new RatioToIsaLColumn("isa-l-avx2"))
+    .AddColumn(new ThroughputColumn(), new RatioToIsaLColumn("isa-l"), new RatioToIsaLColumn("isa-l-avx2"), new ArrayRateColumn(iops: false), new ArrayRateColumn(iops: true))
     .HideColumns(Column.Error, Column.StdDev, Column.Median, Column.Job, Column.Gen0)
     .AddExporter(MarkdownExporter.GitHub, CsvExporter.Default)
     .WithOrderer(new DefaultOrderer(SummaryOrderPolicy.Declared));

@@ -33,8 +33,7 @@ public sealed partial class RaidArray
 
         int parity = ArrayGeometry.ParityFor(options.Level, members.Count, options.ParityCount);
         int slots = options.Journal && parity > 0 ? options.JournalSlots : 0;
-        long journalBytes = slots * (JournalRecord.HeaderSize + (long)options.ChunkSize);
-        long dataOffset = AlignUp(LabelAreaSize + journalBytes, 1 << 20);
+        long dataOffset = HeaderSize(options.ChunkSize, slots > 0, slots);
         long smallest = all.Count == 0 ? 0 : all.Min(d => d.Capacity);
         long memberData = (smallest - dataOffset) / Math.Max(options.ChunkSize, 1) * options.ChunkSize;
         ArrayGeometry geometry;
@@ -67,6 +66,10 @@ public sealed partial class RaidArray
         array.Notify($"created: {geometry}");
         return array;
     }
+
+    /// <summary>Bytes every member reserves before its data: label area and journal, rounded up to 1 MiB.</summary>
+    public static long HeaderSize(int chunkSize, bool journal = true, int journalSlots = 16)
+        => AlignUp(LabelAreaSize + (journal ? journalSlots * (JournalRecord.HeaderSize + (long)chunkSize) : 0), 1 << 20);
 
     private static long AlignUp(long value, long alignment) => (value + alignment - 1) / alignment * alignment;
 

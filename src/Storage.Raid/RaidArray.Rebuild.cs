@@ -57,6 +57,7 @@ public sealed partial class RaidArray
         {
             if (_rebuilds.ContainsKey(member))
                 return;
+            _rebuildProgress[role] = new RebuildProgress(role, member.Device.Name, member.RebuildCheckpoint, Geometry.StripeCount, 0, null);
             var task = Task.Run(() => RebuildAsync(role, member, cancel.Token));
             _rebuilds[member] = (cancel, task);
         }

@@ -12,12 +12,13 @@ internal static class Cli
     public const int Failed = 1;
     public const int Usage = 2;
 
-    private const string Help = """
+    private static readonly string Help = $"""
         storage — software RAID and parity engine
 
         Usage:
           storage quickstart [--dir DIR] [--size-mib N]   RAID-6 8+2 over file-backed disks in DIR (default ./quickstart):
-                                                          write, fail two disks, read degraded, rebuild onto spares, verify
+                                                          write, lose two disks, read degraded, rebuild onto spares, scrub, verify
+        {ArrayCommands.Usage}
           storage bench parity [--size-kib N] [--json]    parity GB/s per kernel set on this CPU, ISA-L alongside if installed
           storage --version | --help
 
@@ -36,6 +37,7 @@ internal static class Cli
                 [] or ["--help" or "-h" or "help"] => Write(output, Help, Ok),
                 ["--version"] => Write(output, $"storage {typeof(Cli).Assembly.GetName().Version}", Ok),
                 ["quickstart", .. var rest] => QuickstartCommand.Run(Options.Parse(rest, "dir", "size-mib"), output),
+                ["array", .. var rest] => ArrayCommands.Run(rest, output, error),
                 ["bench", "parity", .. var rest] => BenchParityCommand.Run(Options.Parse(rest, "size-kib", "json"), output),
                 ["bench", ..] => Write(error, "storage bench: say what to measure: 'storage bench parity'.", Usage),
                 [var command, ..] => Write(error, $"storage: unknown command '{command}'.{Suggest(command)} Run 'storage --help' for the list.", Usage),
@@ -49,11 +51,19 @@ internal static class Cli
         {
             return Write(error, $"storage: {e.Message}", Usage);
         }
+        catch (Storage.Raid.ArrayConfigurationException e)
+        {
+            return Write(error, $"storage: {e.Message}", Usage);
+        }
+        catch (IOException e) when (e is Storage.Raid.ArrayFailedException or Storage.Raid.BadBlockException or Storage.Devices.BlockDeviceException)
+        {
+            return Write(error, $"storage: {e.Message}", Failed);
+        }
     }
 
     private static string Suggest(string typed)
     {
-        string[] known = ["quickstart", "bench"];
+        string[] known = ["quickstart", "bench", "array"];
         var close = known.FirstOrDefault(k => Options.Distance(k, typed) <= 2);
         return close is null ? "" : $" Did you mean '{close}'?";
     }

@@ -45,6 +45,52 @@ internal sealed class Options
         return value;
     }
 
+    /// <summary>A byte size such as 4096, 64K, 512M or 2G (binary units); <paramref name="fallback"/> when absent.</summary>
+    public long Size(string name, long fallback, long min, long max)
+    {
+        if (!_values.TryGetValue(name, out var text))
+            return fallback;
+        if (text is null || !TryParseSize(text, out long value))
+            throw new UsageException($"--{name} needs a size such as 4096, 64K, 512M or 2G, got '{text}'.");
+        if (value < min || value > max)
+            throw new UsageException($"--{name} must be between {min} and {max} bytes, got {value}.");
+        return value;
+    }
+
+    public static bool TryParseSize(string text, out long value)
+    {
+        value = 0;
+        int shift = char.ToUpperInvariant(text.Length > 0 ? text[^1] : ' ') switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => 0 };
+        string digits = shift == 0 ? text : text[..^1];
+        if (!long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long number) || number > long.MaxValue >> shift)
+            return false;
+        value = number << shift;
+        return true;
+    }
+
+    /// <summary>A comma-separated list; each item may be a glob (<c>dir/*.img</c>), expanded and sorted.</summary>
+    public IReadOnlyList<string> Paths(string name)
+    {
+        if (!_values.TryGetValue(name, out var text) || string.IsNullOrWhiteSpace(text))
+            return [];
+        var paths = new List<string>();
+        foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (item.IndexOfAny(['*', '?']) < 0)
+            {
+                paths.Add(Path.GetFullPath(item));
+                continue;
+            }
+            string directory = Path.GetDirectoryName(Path.GetFullPath(item)) ?? ".";
+            var matches = Directory.Exists(directory) ? Directory.GetFiles(directory, Path.GetFileName(item)) : [];
+            if (matches.Length == 0)
+                throw new UsageException($"--{name}: '{item}' matches no file.");
+            Array.Sort(matches, StringComparer.Ordinal);
+            paths.AddRange(matches);
+        }
+        return paths;
+    }
+
     /// <summary>Levenshtein distance, for "did you mean".</summary>
     public static int Distance(string a, string b)
     {

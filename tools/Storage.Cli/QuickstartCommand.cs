@@ -1,149 +1,119 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using CommunityToolkit.HighPerformance;
-using Microsoft.Win32.SafeHandles;
+using Storage.Devices;
 using Storage.Parity;
+using Storage.Raid;
 
 namespace Storage.Cli;
 
 /// <summary>
-/// <c>storage quickstart</c>: RAID-6 (8 data + P + Q, md left-symmetric rotation, 64 KiB chunks) over
-/// ten file-backed disks in a local folder. Writes seeded data, deletes two disk files, reads
-/// everything back degraded, rebuilds onto two spare files, scrubs every stripe and checks the
-/// SHA-256 of the data each time. Running it again replaces what it made before; a folder it did
-/// not make is refused.
+/// <c>storage quickstart</c>: a RAID-6 array (8 data + P + Q, md left-symmetric, 64 KiB chunks) over ten
+/// file-backed disks in a local folder. Writes seeded data and checks it; stops the array and deletes two disk
+/// files; assembles the eight left and reads everything back degraded; adds two spare files and rebuilds onto
+/// them with a progress bar; scrubs every stripe; checks the SHA-256 of the data at each step. Running it again
+/// replaces what it made before; a folder it did not make is refused untouched.
 /// </summary>
 internal static class QuickstartCommand
 {
     private const string Marker = ".storage-quickstart";
-    private const int DataDisks = 8;
-    private const int Disks = DataDisks + 2;
+    private const int Members = 10;
     private const int Chunk = 64 * 1024;
+    private const int Request = 4 << 20;
     private static readonly int[] Failed = [3, 7];
 
-    public static int Run(Options options, TextWriter output)
+    public static int Run(Options options, TextWriter output) => RunAsync(options, output).GetAwaiter().GetResult();
+
+    private static async Task<int> RunAsync(Options options, TextWriter output)
     {
         string dir = Path.GetFullPath(options.String("dir") ?? "quickstart");
-        int sizeMiB = options.Int("size-mib", 64, 1, 65536);
-        int stripes = (int)Math.Max(1, (long)sizeMiB * 1024 * 1024 / (DataDisks * Chunk));
+        int sizeMiB = options.Int("size-mib", 256, 1, 1 << 20);
         PrepareFolder(dir);
+        long dataPerMember = Math.Max(Chunk, ((long)sizeMiB << 20) / (Members - 2) / Chunk * Chunk);
+        long diskSize = dataPerMember + RaidArray.HeaderSize(Chunk);   // superblocks and journal first
+        var disks = Enumerable.Range(0, Members).Select(d => Path.Combine(dir, $"disk{d:00}.img")).ToArray();
+        var spares = Failed.Select(d => Path.Combine(dir, $"spare{d:00}.img")).ToArray();
 
-        var codec = new Raid6Codec();
-        output.WriteLine($"RAID-6 {DataDisks}+2, {Chunk / 1024} KiB chunks, {stripes} stripes ({(long)stripes * DataDisks * Chunk >> 20} MiB of data) in {dir}");
-        output.WriteLine($"Parity kernels: {codec.Kernels.Name} (available: {string.Join(", ", KernelSets.Available.Select(s => s.Name))})");
+        var array = await RaidArray.CreateAsync(
+            [.. disks.Select(path => FileBlockDevice.Create(path, diskSize))],
+            new ArrayCreateOptions { Level = RaidLevel.Raid6, ChunkSize = Chunk, Name = "quickstart", AssumeZeroed = true }).ConfigureAwait(false);
+        output.WriteLine($"created {array.Geometry} in {dir}");
+        output.WriteLine($"  {array.Capacity >> 20} MiB usable on {Members} sparse files of {diskSize >> 20} MiB; parity kernels {KernelSets.Default.Name}; journal on");
 
-        var buffer = new byte[Disks * Chunk];
-        var stripe = new Span2D<byte>(buffer, Disks, Chunk);
-        var disks = Enumerable.Range(0, Disks).Select(d => DiskPath(dir, d)).ToArray();
-
-        // 1. Write: data from a seeded generator, P and Q computed per stripe, each chunk to its disk.
-        string written;
+        // 1. Write seeded data in 4 MiB requests; each one is durable when it returns (journalled).
         var clock = Stopwatch.StartNew();
-        using (var handles = new DiskSet(disks, FileMode.CreateNew, (long)stripes * Chunk))
+        string written;
         using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
         {
-            var rng = new Random(20261126);
-            for (int s = 0; s < stripes; s++)
+            var progress = new Progress(output, "write", array.Capacity);
+            var random = new Random(20261126);
+            var buffer = new byte[Request];
+            for (long offset = 0; offset < array.Capacity; offset += Request)
             {
-                rng.NextBytes(buffer.AsSpan(0, DataDisks * Chunk));
-                hash.AppendData(buffer, 0, DataDisks * Chunk);
-                codec.ComputeParity(stripe);
-                for (int d = 0; d < Disks; d++)
-                    RandomAccess.Write(handles[d], stripe.GetRowSpan(RowOf(d, s)), (long)s * Chunk);
-                Progress(output, "write", s + 1, stripes, clock);
+                int length = (int)Math.Min(Request, array.Capacity - offset);
+                random.NextBytes(buffer.AsSpan(0, length));
+                hash.AppendData(buffer, 0, length);
+                await array.WriteAsync(offset, buffer.AsMemory(0, length)).ConfigureAwait(false);
+                progress.Report(offset + length);
             }
-            handles.Flush();
+            await array.FlushAsync().ConfigureAwait(false);
             written = Convert.ToHexString(hash.GetHashAndReset());
         }
-        Report(output, "wrote and flushed", stripes, clock, $"sha256 {written[..16]}…");
+        Line(output, "wrote", array.Capacity, clock, $"sha256 {written[..16]}…");
+        if (!await VerifyAsync(array, written, output, "read back").ConfigureAwait(false))
+            return Cli.Failed;
+        await array.StopAsync().ConfigureAwait(false);
 
-        // 2. Two disks fail: their files are gone.
+        // 2. Two disks die: their files are gone. The eight left assemble degraded.
         foreach (int d in Failed)
             File.Delete(disks[d]);
-        output.WriteLine($"failed disks {string.Join(" and ", Failed.Select(d => Path.GetFileName(disks[d])))} (files deleted)");
-
-        // 3. Degraded read: every stripe rebuilt in memory from the eight survivors.
-        clock.Restart();
-        string degraded = ReadAll(disks, stripes, codec, buffer, output, clock, spares: null);
-        Report(output, "read degraded", stripes, clock, degraded == written ? "data intact" : "DATA MISMATCH");
-        if (degraded != written)
+        output.WriteLine($"deleted {string.Join(" and ", Failed.Select(d => Path.GetFileName(disks[d])))}: two of ten disks are gone");
+        array = await RaidArray.AssembleAsync([.. disks.Where(File.Exists).Select(path => FileBlockDevice.Open(path))]).ConfigureAwait(false);
+        output.WriteLine($"assembled from {Members - Failed.Length} disks: {array.Status().State}");
+        if (!await VerifyAsync(array, written, output, "read degraded").ConfigureAwait(false))
             return Cli.Failed;
 
-        // 4. Rebuild onto spares, then the spares take the failed disks' places.
-        var spares = Failed.Select(d => Path.Combine(dir, $"spare{d:00}.img")).ToArray();
+        // 3. Two spares arrive; the array rebuilds the missing roles onto them in the background.
         clock.Restart();
-        ReadAll(disks, stripes, codec, buffer, output, clock, spares);
-        for (int i = 0; i < Failed.Length; i++)
-            File.Move(spares[i], disks[Failed[i]]);
-        Report(output, "rebuilt onto spares", stripes, clock, "");
-
-        // 5. Scrub every stripe with all ten disks, then check the data once more.
-        clock.Restart();
-        int inconsistent = 0;
-        string scrubbed;
-        using (var handles = new DiskSet(disks, FileMode.Open, 0))
-        using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+        foreach (var spare in spares)
+            await array.AddAsync(FileBlockDevice.Create(spare, diskSize)).ConfigureAwait(false);
+        long rebuildBytes = Failed.Length * array.Geometry.MemberDataSize;
+        var rebuild = new Progress(output, "rebuild", rebuildBytes);
+        while (array.Rebuilds is { Count: > 0 } now)
         {
-            for (int s = 0; s < stripes; s++)
-            {
-                for (int d = 0; d < Disks; d++)
-                    RandomAccess.Read(handles[d], stripe.GetRowSpan(RowOf(d, s)), (long)s * Chunk);
-                if (!codec.Verify(stripe).IsConsistent)
-                    inconsistent++;
-                hash.AppendData(buffer, 0, DataDisks * Chunk);
-                Progress(output, "scrub", s + 1, stripes, clock);
-            }
-            scrubbed = Convert.ToHexString(hash.GetHashAndReset());
+            rebuild.Report(now.Sum(r => r.StripesDone) * Chunk, now.Sum(r => r.BytesPerSecond), now.Max(r => r.Remaining));
+            await Task.Delay(20).ConfigureAwait(false);
         }
-        bool ok = inconsistent == 0 && scrubbed == written;
-        Report(output, "scrubbed", stripes, clock, ok ? "every stripe consistent, data intact" : $"{inconsistent} inconsistent stripes, data {(scrubbed == written ? "intact" : "MISMATCH")}");
+        await array.WaitForRebuildsAsync().ConfigureAwait(false);
+        rebuild.Report(rebuildBytes);
+        Line(output, "rebuilt onto spares", rebuildBytes, clock, $"array {array.Status().State}");
+
+        // 4. Scrub: every stripe's P and Q against its data; then the data once more.
+        clock.Restart();
+        var scrub = await array.ScrubAsync(repair: false).ConfigureAwait(false);
+        Line(output, "scrubbed", array.Geometry.StripeCount * (long)Members * Chunk, clock, scrub.Mismatches == 0 ? $"{scrub.StripesChecked} stripes consistent" : $"{scrub.Mismatches} INCONSISTENT stripes");
+        bool ok = scrub.Mismatches == 0 && await VerifyAsync(array, written, output, "read after rebuild").ConfigureAwait(false);
+        await array.StopAsync().ConfigureAwait(false);
         output.WriteLine(ok ? "quickstart: OK" : "quickstart: FAILED");
         return ok ? Cli.Ok : Cli.Failed;
     }
 
-    /// <summary>Reads every stripe from the surviving disks and rebuilds the failed rows; writes them to spares when given.</summary>
-    private static string ReadAll(string[] disks, int stripes, Raid6Codec codec, byte[] buffer, TextWriter output, Stopwatch clock, string[]? spares)
+    private static async Task<bool> VerifyAsync(RaidArray array, string expected, TextWriter output, string what)
     {
-        var stripe = new Span2D<byte>(buffer, Disks, Chunk);
-        var surviving = disks.Select((path, d) => Failed.Contains(d) ? null : File.OpenHandle(path, FileMode.Open, FileAccess.Read)).ToArray();
-        using var spareSet = spares is null ? null : new DiskSet(spares, FileMode.CreateNew, (long)stripes * Chunk);
+        var clock = Stopwatch.StartNew();
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        try
+        var buffer = new byte[Request];
+        var progress = new Progress(output, what, array.Capacity);
+        for (long offset = 0; offset < array.Capacity; offset += Request)
         {
-            for (int s = 0; s < stripes; s++)
-            {
-                for (int d = 0; d < Disks; d++)
-                    if (surviving[d] is { } handle)
-                        RandomAccess.Read(handle, stripe.GetRowSpan(RowOf(d, s)), (long)s * Chunk);
-                codec.Recover(stripe, RowOf(Failed[0], s), RowOf(Failed[1], s));
-                hash.AppendData(buffer, 0, DataDisks * Chunk);
-                if (spareSet is not null)
-                    for (int i = 0; i < Failed.Length; i++)
-                        RandomAccess.Write(spareSet[i], stripe.GetRowSpan(RowOf(Failed[i], s)), (long)s * Chunk);
-                Progress(output, spares is null ? "degraded read" : "rebuild", s + 1, stripes, clock);
-            }
-            spareSet?.Flush();
+            int length = (int)Math.Min(Request, array.Capacity - offset);
+            await array.ReadAsync(offset, buffer.AsMemory(0, length)).ConfigureAwait(false);
+            hash.AppendData(buffer, 0, length);
+            progress.Report(offset + length);
         }
-        finally
-        {
-            foreach (var handle in surviving)
-                handle?.Dispose();
-        }
-        return Convert.ToHexString(hash.GetHashAndReset());
+        bool same = Convert.ToHexString(hash.GetHashAndReset()) == expected;
+        Line(output, what, array.Capacity, clock, same ? "data intact" : "DATA MISMATCH");
+        return same;
     }
-
-    /// <summary>md left-symmetric RAID-6: P on disk (n-1) - (s mod n), Q after it, data i on (p+2+i) mod n. Rows: data 0..7, P 8, Q 9.</summary>
-    private static int RowOf(int disk, int stripe)
-    {
-        int p = Disks - 1 - stripe % Disks;
-        if (disk == p)
-            return DataDisks;
-        if (disk == (p + 1) % Disks)
-            return DataDisks + 1;
-        return (disk - p - 2 + 2 * Disks) % Disks;
-    }
-
-    private static string DiskPath(string dir, int disk) => Path.Combine(dir, $"disk{disk:00}.img");
 
     private static void PrepareFolder(string dir)
     {
@@ -158,56 +128,9 @@ internal static class QuickstartCommand
         File.WriteAllText(Path.Combine(dir, Marker), "Made by 'storage quickstart'; it may delete the .img files here when run again.\n");
     }
 
-    private static void Progress(TextWriter output, string phase, int done, int total, Stopwatch clock)
+    private static void Line(TextWriter output, string what, long bytes, Stopwatch clock, string note)
     {
-        if (!Console.IsOutputRedirected && output == Console.Out)
-        {
-            if (done % 8 != 0 && done != total)
-                return;
-            int width = 30, filled = width * done / total;
-            double rate = (double)done * DataDisks * Chunk / Math.Max(clock.Elapsed.TotalSeconds, 1e-6) / 1e6;
-            double eta = clock.Elapsed.TotalSeconds * (total - done) / done;
-            output.Write($"\r  {phase,-14} [{new string('#', filled)}{new string('.', width - filled)}] {100 * done / total,3}% {rate,7:0} MB/s ETA {eta,4:0}s");
-            if (done == total)
-                output.Write("\r" + new string(' ', 80) + "\r");
-        }
-        else if (done == total || done % Math.Max(1, total / 4) == 0)
-        {
-            output.WriteLine($"  {phase}: {done}/{total} stripes");
-        }
-    }
-
-    private static void Report(TextWriter output, string what, int stripes, Stopwatch clock, string note)
-    {
-        double megabytes = (double)stripes * DataDisks * Chunk / 1e6;
-        output.WriteLine($"{what,-22} {megabytes,8:0.0} MB in {clock.Elapsed.TotalSeconds,6:0.000} s = {megabytes / clock.Elapsed.TotalSeconds,8:0} MB/s  {note}");
-    }
-
-    /// <summary>Open file handles for a list of disk files, created with a size or opened as they are.</summary>
-    private sealed class DiskSet : IDisposable
-    {
-        private readonly SafeFileHandle[] _handles;
-
-        public DiskSet(string[] paths, FileMode mode, long size)
-        {
-            _handles = paths.Select(p => File.OpenHandle(p, mode, FileAccess.ReadWrite, FileShare.None, FileOptions.None, mode == FileMode.CreateNew ? size : 0)).ToArray();
-            if (mode == FileMode.CreateNew)
-                foreach (var handle in _handles)
-                    RandomAccess.SetLength(handle, size);
-        }
-
-        public SafeFileHandle this[int i] => _handles[i];
-
-        public void Flush()
-        {
-            foreach (var handle in _handles)
-                RandomAccess.FlushToDisk(handle);
-        }
-
-        public void Dispose()
-        {
-            foreach (var handle in _handles)
-                handle.Dispose();
-        }
+        double megabytes = bytes / 1e6;
+        output.WriteLine($"{what,-22} {megabytes,8:0.0} MB in {clock.Elapsed.TotalSeconds,6:0.000} s = {megabytes / Math.Max(clock.Elapsed.TotalSeconds, 1e-6),6:0} MB/s  {note}");
     }
 }
