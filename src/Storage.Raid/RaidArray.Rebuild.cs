@@ -82,23 +82,29 @@ public sealed partial class RaidArray
         long start = member.RebuildCheckpoint;
         var clock = Stopwatch.StartNew();
         long written = 0;
+        var segments = new StripeBuffer[RebuildWindow];
         try
         {
-            using var segment = new StripeBuffer(Geometry.MemberCount, Geometry.ChunkSize);
-            var lost = new List<int>(Geometry.ParityCount + 1);
-            var errors = new List<int>();
-            for (long stripe = start; stripe < total; stripe++)
+            for (int i = 0; i < RebuildWindow; i++)
+                segments[i] = new StripeBuffer(Geometry.MemberCount, Geometry.ChunkSize);
+            var window = new Task[RebuildWindow];
+            for (long stripe = start; stripe < total; stripe += RebuildWindow)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (member.State != MemberState.Rebuilding)
                     return;
-                await RebuildStripeAsync(stripe, role, member, segment, lost, errors, cancellationToken).ConfigureAwait(false);
-                written += Geometry.ChunkSize;
-                member.RebuildCheckpoint = stripe + 1;
+                // A few stripes at once, each under its own lock: member I/O overlaps with the parity work.
+                int count = (int)Math.Min(RebuildWindow, total - stripe);
+                for (int i = 0; i < count; i++)
+                    window[i] = RebuildStripeAsync(stripe + i, role, member, segments[i], cancellationToken);
+                await Task.WhenAll(window.AsSpan(0, count)).ConfigureAwait(false);
+                written += (long)count * Geometry.ChunkSize;
+                long done = stripe + count;
+                member.RebuildCheckpoint = done;
                 double rate = written / Math.Max(clock.Elapsed.TotalSeconds, 1e-6);
                 lock (_rebuilds)
-                    _rebuildProgress[role] = new RebuildProgress(role, member.Device.Name, stripe + 1, total, rate, TimeSpan.FromSeconds((total - stripe - 1) * (double)Geometry.ChunkSize / Math.Max(rate, 1)));
-                if ((stripe + 1) % _options.RebuildCheckpointStripes == 0)
+                    _rebuildProgress[role] = new RebuildProgress(role, member.Device.Name, done, total, rate, TimeSpan.FromSeconds((total - done) * (double)Geometry.ChunkSize / Math.Max(rate, 1)));
+                if (done / _options.RebuildCheckpointStripes != stripe / _options.RebuildCheckpointStripes)
                     await CheckpointAsync(member, cancellationToken).ConfigureAwait(false);
                 await ThrottleAsync(written, clock, cancellationToken).ConfigureAwait(false);
             }
@@ -127,6 +133,8 @@ public sealed partial class RaidArray
         }
         finally
         {
+            foreach (var segment in segments)
+                segment?.Dispose();
             lock (_rebuilds)
             {
                 _rebuilds.Remove(member);
@@ -135,15 +143,18 @@ public sealed partial class RaidArray
         }
     }
 
-    private async Task RebuildStripeAsync(long stripe, int role, Member member, StripeBuffer segment, List<int> lost, List<int> errors, CancellationToken cancellationToken)
+    /// <summary>Stripes rebuilt at once.</summary>
+    private const int RebuildWindow = 4;
+
+    private async Task RebuildStripeAsync(long stripe, int role, Member member, StripeBuffer segment, CancellationToken cancellationToken)
     {
+        var lost = new List<int>(Geometry.ParityCount + 1);
+        var errors = new List<int>();
         int target = _layout.RowOf(stripe, role);
         var gate = StripeLock(stripe);
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            lost.Clear();
-            errors.Clear();
             lost.Add(target);
             await ReadRowsAsync(stripe, 0, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
             if (lost.Count > Geometry.ParityCount)
