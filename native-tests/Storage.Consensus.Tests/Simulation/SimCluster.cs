@@ -431,3 +431,43 @@ internal sealed partial class SimCluster
         ? $"{n.Id}#{n.Incarnation}: {n.Core!.Role} leader={n.Core.LeaderId} promised={n.Core.Promised} commit={n.Core.CommitIndex} applied={n.Kv.Applied} config={n.Core.Config}"
         : $"{n.Id}: down"));
 }
+
+// Manual control, for scenario scripts.
+internal sealed partial class SimCluster
+{
+    private long _scenarioSeq;
+
+    public void TickNode(SimNode n)
+    {
+        if (!n.Up)
+            return;
+        n.Core!.Tick();
+        Drain(n);
+    }
+
+    /// <summary>Proposes Put(key 0, <paramref name="value"/>) at <paramref name="n"/>; false when it is not the leader.</summary>
+    public bool ProposeValue(SimNode n, long value)
+    {
+        var cmd = new KvCommand(99, ++_scenarioSeq, KvOp.Put, 0, value, 0);
+        _proposed.Add(cmd);
+        if (!n.Up || !n.Core!.Propose(cmd.Encode()))
+            return false;
+        Drain(n);
+        return true;
+    }
+
+    /// <summary>Delivers, in order, the parked messages matching <paramref name="match"/> that were parked when called.</summary>
+    public int DeliverParked(Func<Message, bool> match)
+    {
+        var batch = Parked.Where(match).ToList();
+        foreach (var m in batch)
+        {
+            Parked.Remove(m);
+            Deliver(m);
+            CheckStep();
+        }
+        return batch.Count;
+    }
+
+    public int DropParked(Func<Message, bool> match) => Parked.RemoveAll(m => match(m));
+}
