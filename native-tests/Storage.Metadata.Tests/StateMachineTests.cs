@@ -1,0 +1,178 @@
+using System.Text;
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Storage.Metadata;
+
+namespace Storage.Metadata.Tests;
+
+public class StateMachineTests
+{
+    private long _seq;
+
+    private (CommandResult Result, List<WatchEvent> Events) Run(MetadataStateMachine m, MetadataCommand c, long session = 1)
+    {
+        var events = new List<WatchEvent>();
+        var (result, _, _, _) = m.Apply(MetadataCodec.Encode(new Envelope(session, ++_seq, c)), events);
+        return (result, events);
+    }
+
+    private static byte[] B(string s) => Encoding.UTF8.GetBytes(s);
+
+    [Fact]
+    public void Compare_and_set_succeeds_only_at_the_expected_version()
+    {
+        var m = new MetadataStateMachine();
+        var (created, events) = Run(m, new PutCommand("a", B("1"), ExpectedVersion: 0));
+        Assert.True(created.IsOk);
+        Assert.Single(events);
+        Assert.Equal(ResultCode.VersionMismatch, Run(m, new PutCommand("a", B("x"), ExpectedVersion: 0)).Result.Code);
+        Assert.Equal(ResultCode.VersionMismatch, Run(m, new PutCommand("a", B("x"), ExpectedVersion: created.Version + 5)).Result.Code);
+        var updated = Run(m, new PutCommand("a", B("2"), ExpectedVersion: created.Version)).Result;
+        Assert.True(updated.IsOk);
+        Assert.True(updated.Version > created.Version);
+        Assert.Equal("2", Encoding.UTF8.GetString(m.Read("a").Value.Span));
+        Assert.Equal(ResultCode.VersionMismatch, Run(m, new DeleteCommand("a", created.Version)).Result.Code);
+        Assert.True(Run(m, new DeleteCommand("a", updated.Version)).Result.IsOk);
+        Assert.Equal(ResultCode.NotFound, m.Read("a").Code);
+    }
+
+    [Fact]
+    public void A_retried_command_is_applied_once_and_returns_the_first_result()
+    {
+        var m = new MetadataStateMachine();
+        byte[] put = MetadataCodec.Encode(new Envelope(7, 1, new PutCommand("k", B("v"))));
+        var events = new List<WatchEvent>();
+        var first = m.Apply(put, events);
+        var again = m.Apply(put, events);
+        Assert.True(first.Fresh);
+        Assert.False(again.Fresh);
+        Assert.Equal(first.Result, again.Result);
+        Assert.Equal(1, m.Revision);
+        Assert.Single(events);
+    }
+
+    [Fact]
+    public void Concurrent_requests_of_one_session_apply_in_any_order_and_old_results_are_forgotten_once_acknowledged()
+    {
+        var m = new MetadataStateMachine();
+        var events = new List<WatchEvent>();
+        byte[] Cmd(long seq, long acked) => MetadataCodec.Encode(new Envelope(9, seq, new PutCommand($"k{seq}", B("v")), acked));
+        Assert.True(m.Apply(Cmd(3, 0), events).Fresh);
+        Assert.True(m.Apply(Cmd(1, 0), events).Fresh);
+        Assert.True(m.Apply(Cmd(2, 0), events).Fresh);
+        Assert.False(m.Apply(Cmd(1, 0), events).Fresh);
+        Assert.True(m.Apply(Cmd(5, 3), events).Fresh);
+        var stale = m.Apply(Cmd(2, 0), events);
+        Assert.False(stale.Fresh);
+        Assert.Equal(ResultCode.Invalid, stale.Result.Code);
+        Assert.Equal(4, m.Revision);
+    }
+
+    [Fact]
+    public void Pools_volumes_extents_and_snapshots_keep_their_rules()
+    {
+        var m = new MetadataStateMachine();
+        ArrayRecord[] arrays = [new(1, "raid6", ["d0", "d1", "d2", "d3"]), new(2, "raid1", ["d4", "d5"])];
+        Assert.True(Run(m, new CreatePoolCommand("p", arrays)).Result.IsOk);
+        Assert.Equal(ResultCode.AlreadyExists, Run(m, new CreatePoolCommand("p", arrays)).Result.Code);
+        Assert.Equal(ResultCode.Invalid, Run(m, new CreatePoolCommand("q", [new(1, "raid1", ["x", "x"])])).Result.Code);
+        Assert.Equal(ResultCode.Conflict, Run(m, new AddArrayMemberCommand("p", 2, "d0")).Result.Code);
+        Assert.True(Run(m, new AddArrayMemberCommand("p", 2, "d6")).Result.IsOk);
+        Assert.Equal(["d4", "d5", "d6"], m.GetPool("p")!.Arrays[1].Members);
+        Assert.True(Run(m, new RemoveArrayMemberCommand("p", 2, "d4")).Result.IsOk);
+
+        Assert.Equal(ResultCode.NotFound, Run(m, new CreateVolumeCommand("v", "nope", 100)).Result.Code);
+        Assert.True(Run(m, new CreateVolumeCommand("v", "p", 1 << 20)).Result.IsOk);
+        Assert.True(Run(m, new MapExtentCommand("v", new ExtentRecord(0, 4096, 1, 0))).Result.IsOk);
+        Assert.Equal(ResultCode.Conflict, Run(m, new MapExtentCommand("v", new ExtentRecord(2048, 4096, 2, 0))).Result.Code);
+        Assert.Equal(ResultCode.Invalid, Run(m, new MapExtentCommand("v", new ExtentRecord((1 << 20) - 100, 4096, 1, 0))).Result.Code);
+        Assert.Equal(ResultCode.NotFound, Run(m, new MapExtentCommand("v", new ExtentRecord(8192, 4096, 9, 0))).Result.Code);
+        Assert.True(Run(m, new MapExtentCommand("v", new ExtentRecord(8192, 4096, 2, 0))).Result.IsOk);
+        Assert.Equal(ResultCode.Conflict, Run(m, new ResizeVolumeCommand("v", 10_000)).Result.Code);
+
+        Assert.True(Run(m, new CreateSnapshotCommand("v", "s1")).Result.IsOk);
+        Assert.True(Run(m, new UnmapExtentCommand("v", 0)).Result.IsOk);
+        Assert.Single(m.GetVolume("v")!.Extents);
+        Assert.Equal(2, m.GetSnapshot("v", "s1")!.Extents.Count);
+        Assert.Equal(ResultCode.Conflict, Run(m, new DeleteVolumeCommand("v")).Result.Code);
+        Assert.Equal(ResultCode.Conflict, Run(m, new DeletePoolCommand("p")).Result.Code);
+        Assert.True(Run(m, new DeleteSnapshotCommand("v", "s1")).Result.IsOk);
+        Assert.True(Run(m, new DeleteVolumeCommand("v")).Result.IsOk);
+        Assert.True(Run(m, new DeletePoolCommand("p")).Result.IsOk);
+        Assert.Equal(0, m.Count);
+    }
+
+    [Fact]
+    public void A_transaction_decision_is_final()
+    {
+        var m = new MetadataStateMachine();
+        Assert.True(Run(m, new BeginTransactionCommand("t1", ["array-1", "array-2"])).Result.IsOk);
+        Assert.Equal(ResultCode.Conflict, Run(m, new ForgetTransactionCommand("t1")).Result.Code);
+        Assert.True(Run(m, new DecideTransactionCommand("t1", Commit: true)).Result.IsOk);
+        Assert.True(Run(m, new DecideTransactionCommand("t1", Commit: true)).Result.IsOk);
+        Assert.Equal(ResultCode.Conflict, Run(m, new DecideTransactionCommand("t1", Commit: false)).Result.Code);
+        Assert.Equal(TransactionState.Committed, m.GetTransaction("t1")!.State);
+        Assert.True(Run(m, new ForgetTransactionCommand("t1")).Result.IsOk);
+        Assert.Null(m.GetTransaction("t1"));
+    }
+
+    [Property(MaxTest = 100)]
+    public Property Replicas_applying_the_same_commands_hold_the_same_bytes_and_snapshots_restore_them(int seed) =>
+        Prop.ToProperty(SameBytes(seed));
+
+    private bool SameBytes(int seed)
+    {
+        var rng = new Random(seed);
+        var commands = new List<byte[]>();
+        for (int i = 0; i < 60; i++)
+        {
+            string key = $"k{rng.Next(5)}";
+            MetadataCommand c = rng.Next(5) switch
+            {
+                0 => new DeleteCommand(key),
+                1 => new PutCommand(key, B(i.ToString(System.Globalization.CultureInfo.InvariantCulture)), rng.Next(3) - 1),
+                2 => new CreateVolumeCommand($"v{rng.Next(3)}", "p", 1 << 20),
+                3 => new CreatePoolCommand("p", [new ArrayRecord(1, "raid1", ["a", "b"])]),
+                _ => new MapExtentCommand($"v{rng.Next(3)}", new ExtentRecord(rng.Next(8) * 4096L, 4096, 1, 0)),
+            };
+            commands.Add(MetadataCodec.Encode(new Envelope(1 + rng.Next(3), i + 1, c)));
+        }
+        var a = new MetadataStateMachine();
+        var b = new MetadataStateMachine();
+        MetadataStateMachine? restored = null;
+        var events = new List<WatchEvent>();
+        for (int i = 0; i < commands.Count; i++)
+        {
+            a.Apply(commands[i], events);
+            b.Apply(commands[i], events);
+            if (i == 30)
+                restored = MetadataStateMachine.Restore(a.Serialize());
+            else if (i > 30)
+                restored!.Apply(commands[i], events);
+        }
+        return a.Serialize().AsSpan().SequenceEqual(b.Serialize()) && a.Checksum() == restored!.Checksum();
+    }
+
+    [Fact]
+    public void Every_command_survives_the_codec()
+    {
+        MetadataCommand[] all =
+        [
+            new PutCommand("k", B("v"), 3), new DeleteCommand("k", 2), new ReadCommand("k"),
+            new CreatePoolCommand("p", [new ArrayRecord(1, "raid6", ["a", "b"])]), new AddArrayMemberCommand("p", 1, "c"),
+            new RemoveArrayMemberCommand("p", 1, "c"), new DeletePoolCommand("p"), new CreateVolumeCommand("v", "p", 5),
+            new ResizeVolumeCommand("v", 6), new DeleteVolumeCommand("v"), new MapExtentCommand("v", new ExtentRecord(1, 2, 3, 4)),
+            new UnmapExtentCommand("v", 1), new CreateSnapshotCommand("v", "s"), new DeleteSnapshotCommand("v", "s"),
+            new BeginTransactionCommand("t", ["x", "y"]), new DecideTransactionCommand("t", true), new ForgetTransactionCommand("t"),
+        ];
+        foreach (var c in all)
+        {
+            var back = MetadataCodec.Decode(MetadataCodec.Encode(new Envelope(5, 6, c)));
+            Assert.Equal(5, back.Session);
+            Assert.Equal(6, back.Seq);
+            Assert.Equal(c.GetType(), back.Command.GetType());
+            Assert.Equal(MetadataCodec.Encode(new Envelope(5, 6, c)), MetadataCodec.Encode(back));
+        }
+    }
+}
