@@ -35,7 +35,9 @@ internal sealed class TestArray
 
     public FaultInjectingDevice[] Faults { get; private set; } = [];
 
-    public ArrayCreateOptions Options(bool journal = true) => new() { Level = Level, ParityCount = Parity, ChunkSize = Chunk, Name = "test", AssumeZeroed = true, Journal = journal };
+    public int JournalSlots { get; init; } = 16;
+
+    public ArrayCreateOptions Options(bool journal = true) => new() { Level = Level, ParityCount = Parity, ChunkSize = Chunk, Name = "test", AssumeZeroed = true, Journal = journal, JournalSlots = JournalSlots };
 
     /// <summary>Called before every read, write, flush and trim of any member (crash triggers).</summary>
     public Action? BeforeCall { get; set; }

@@ -33,7 +33,7 @@ public sealed record ArrayCreateOptions
     /// </summary>
     public bool Journal { get; init; } = true;
 
-    /// <summary>Journal slots per member: at most this many stripe updates are in flight at once.</summary>
+    /// <summary>Journal slots per member (2 to 1024): half of them may be in flight at once (see JournalRing).</summary>
     public int JournalSlots { get; init; } = 16;
 }
 

@@ -146,8 +146,9 @@ public sealed partial class RaidArray
         }
         _journal.StartAfter(highest);
         int replayed = 0, discarded = 0;
-        // Records at or below highest - S are home already, and their parts may be stale (see JournalRing).
-        foreach (var sequence in parts.Keys.Where(s => s > highest - JournalSlots).Order())
+        // Records at or below the floor are home already, and their parts may be stale (see JournalRing).
+        long floor = _journal.ReplayFloor(highest);
+        foreach (var sequence in parts.Keys.Where(s => s > floor).Order())
         {
             var list = parts[sequence];
             var first = list[0].Record;

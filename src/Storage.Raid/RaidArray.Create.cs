@@ -28,8 +28,8 @@ public sealed partial class RaidArray
             throw new ArrayConfigurationException($"{duplicate.Key} is listed more than once.");
         if (System.Text.Encoding.UTF8.GetByteCount(options.Name) > Superblock.MaxNameBytes)
             throw new ArrayConfigurationException($"Array name '{options.Name}' is longer than {Superblock.MaxNameBytes} bytes.");
-        if (options.JournalSlots is < 1 or > 1024)
-            throw new ArrayConfigurationException($"Journal slots must be 1 to 1024; got {options.JournalSlots}.");
+        if (options.JournalSlots is < 2 or > 1024)
+            throw new ArrayConfigurationException($"Journal slots must be 2 to 1024; got {options.JournalSlots}.");
 
         int parity = ArrayGeometry.ParityFor(options.Level, members.Count, options.ParityCount);
         int slots = options.Journal && parity > 0 ? options.JournalSlots : 0;

@@ -86,6 +86,7 @@ public sealed partial class RaidArray
         finally
         {
             _stopped = true;
+            _journal.Dispose();
             foreach (var member in AllMembers().Concat(_retired).Distinct())
                 member.Device.Dispose();
             Notify("stopped");

@@ -204,25 +204,27 @@ public sealed partial class RaidArray
     }
 
     /// <summary>
-    /// Writes each target row, with a header, into journal slot (sequence mod S) of its member and flushes
-    /// those members, in sequence order with the other records (see <see cref="JournalRing"/>). Returns the
-    /// record's ticket, completed once the home writes finish.
+    /// Writes each target row, with a header, into journal slot (sequence mod S) of its member, then waits until a
+    /// flush of all members covers those writes — one flush serves every record that got there meanwhile (group
+    /// commit). Ordering and slot reuse follow <see cref="JournalRing"/>. Returns the record's ticket, completed once
+    /// the home writes finish.
     /// </summary>
     private async Task<JournalTicket> JournalAsync(long stripe, int inChunk, StripeBuffer segment, List<(int Row, Member Member)> targets, CancellationToken cancellationToken)
     {
         var ticket = _journal.Begin();
-        long sequence = ticket.Sequence;
-        int slot = ticket.Slot;
+        bool entered = false;
         try
         {
-            if (ticket.PreviousInSlot is not null)
+            if (ticket.MustBeHome is not null)
             {
-                long completion = await ticket.PreviousInSlot.ConfigureAwait(false);
+                long completion = await ticket.MustBeHome.ConfigureAwait(false);
                 if (_journal.FlushedCompletions < completion)
                     await FlushMembersAsync(completion, CancellationToken.None).ConfigureAwait(false);
             }
-            if (ticket.PreviousJournalled is not null)
-                await ticket.PreviousJournalled.ConfigureAwait(false);
+            if (ticket.PreviousIssued is not null)
+                await ticket.PreviousIssued.ConfigureAwait(false);
+            await _journal.EnterAsync().ConfigureAwait(false);
+            entered = true;
             ulong roles = 0;
             var holders = new Guid[Geometry.MemberCount];
             foreach (var (row, member) in targets)
@@ -231,18 +233,20 @@ public sealed partial class RaidArray
                 roles |= 1UL << role;
                 holders[role] = member.Id;
             }
-            long slotOffset = JournalOffset + (long)slot * JournalSlotSize;
+            long slotOffset = JournalOffset + (long)ticket.Slot * JournalSlotSize;
             byte[] headers = ArrayPool<byte>.Shared.Rent(targets.Count * JournalRecord.HeaderSize);
             try
             {
-                var writes = new Task[targets.Count];
+                var writes = new Task[targets.Count * 2];
                 for (int i = 0; i < targets.Count; i++)
                 {
                     var (row, member) = targets[i];
                     var header = headers.AsMemory(i * JournalRecord.HeaderSize, JournalRecord.HeaderSize);
-                    new JournalRecord(Id, sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span), holders).WriteTo(header.Span);
-                    writes[i] = WriteJournalPartAsync(member, slotOffset, header, segment.Row(row), cancellationToken);
+                    new JournalRecord(Id, ticket.Sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span), holders).WriteTo(header.Span);
+                    writes[2 * i] = member.Device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken).AsTask();
+                    writes[2 * i + 1] = member.Device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken).AsTask();
                 }
+                JournalRing.Issued(ticket);
                 for (int i = 0; i < writes.Length; i++)
                 {
                     try
@@ -251,7 +255,7 @@ public sealed partial class RaidArray
                     }
                     catch (BlockDeviceException e)
                     {
-                        await FailMemberAsync(targets[i].Member, $"journal write failed: {e.Message}").ConfigureAwait(false);
+                        await FailMemberAsync(targets[i / 2].Member, $"journal write failed: {e.Message}").ConfigureAwait(false);
                     }
                 }
             }
@@ -259,8 +263,8 @@ public sealed partial class RaidArray
             {
                 ArrayPool<byte>.Shared.Return(headers);
             }
+            await FlushPartsAsync(_journal.PartFlushNeeded, cancellationToken).ConfigureAwait(false);
             ThrowIfFailed();
-            JournalRing.Journalled(ticket);
             return ticket;
         }
         catch
@@ -268,14 +272,33 @@ public sealed partial class RaidArray
             _journal.Complete(ticket);
             throw;
         }
+        finally
+        {
+            if (entered)
+                _journal.Leave();
+        }
     }
 
-    private static async Task WriteJournalPartAsync(Member member, long slotOffset, ReadOnlyMemory<byte> header, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    /// <summary>Flushes every live member unless a flush numbered <paramref name="needed"/> or later already ran.</summary>
+    private async Task FlushPartsAsync(long needed, CancellationToken cancellationToken)
     {
-        var headerWrite = member.Device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken);
-        await member.Device.WriteAsync(slotOffset + JournalRecord.HeaderSize, data, cancellationToken: cancellationToken).ConfigureAwait(false);
-        await headerWrite.ConfigureAwait(false);
-        await member.Device.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (_journal.PartsDurable(needed))
+            return;
+        await _flushGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_journal.PartsDurable(needed))
+                return;
+            long number = _journal.StartPartFlush();
+            long covered = _journal.CompletionsNow;
+            await FlushLiveMembersAsync(cancellationToken).ConfigureAwait(false);
+            _journal.PartFlushDone(number);
+            _journal.Flushed(covered);
+        }
+        finally
+        {
+            _flushGate.Release();
+        }
     }
 
     /// <summary>Bytes of one journal slot: a header and up to one chunk.</summary>
@@ -292,20 +315,10 @@ public sealed partial class RaidArray
         {
             if (completions != long.MaxValue && _journal.FlushedCompletions >= completions)
                 return;
+            long number = _journal.StartPartFlush();
             long covered = _journal.CompletionsNow;
-            var members = LiveMembers();
-            var flushes = members.Select(member => member.Device.FlushAsync(cancellationToken).AsTask()).ToArray();
-            for (int i = 0; i < flushes.Length; i++)
-            {
-                try
-                {
-                    await flushes[i].ConfigureAwait(false);
-                }
-                catch (BlockDeviceException e)
-                {
-                    await FailMemberAsync(members[i], $"flush failed: {e.Message}").ConfigureAwait(false);
-                }
-            }
+            await FlushLiveMembersAsync(cancellationToken).ConfigureAwait(false);
+            _journal.PartFlushDone(number);
             _journal.Flushed(covered);
         }
         finally
@@ -313,6 +326,23 @@ public sealed partial class RaidArray
             _flushGate.Release();
         }
         ThrowIfFailed();
+    }
+
+    private async Task FlushLiveMembersAsync(CancellationToken cancellationToken)
+    {
+        var members = LiveMembers();
+        var flushes = members.Select(member => member.Device.FlushAsync(cancellationToken).AsTask()).ToArray();
+        for (int i = 0; i < flushes.Length; i++)
+        {
+            try
+            {
+                await flushes[i].ConfigureAwait(false);
+            }
+            catch (BlockDeviceException e)
+            {
+                await FailMemberAsync(members[i], $"flush failed: {e.Message}").ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Role holders that take writes.</summary>
