@@ -107,6 +107,32 @@ public class ArrayTests
     }
 
     [Fact]
+    public async Task A_member_missing_at_one_assembly_is_rebuilt_when_it_comes_back()
+    {
+        var test = new TestArray(RaidLevel.Raid5, 4, 1, 4096, 2 << 20, seed: 13);
+        var array = await test.CreateAsync();
+        var reference = Bytes.Random((int)array.Capacity, 6);
+        await array.WriteAsync(0, reference);
+        await array.StopAsync();
+
+        var degraded = await test.AssembleAsync(1, leaveOut: [2]);   // disk 2 is not there this time
+        var update = Bytes.Random(65536, 7);
+        await degraded.WriteAsync(8192, update);                     // it misses this write
+        update.CopyTo(reference, 8192);
+        await degraded.StopAsync();
+
+        var again = await test.AssembleAsync(2);
+        Assert.Contains(again.Assembly!.Warnings, w => w.Contains("rebuilding it", StringComparison.Ordinal));
+        await again.WaitForRebuildsAsync();
+        Assert.Equal("clean", again.Status().State);
+        test.Faults[0].FailAll();   // the returned disk now carries real data
+        var back = new byte[again.Capacity];
+        await again.ReadAsync(0, back);
+        Assert.Equal(reference, back);
+        await again.StopAsync();
+    }
+
+    [Fact]
     public async Task A_rebuild_resumes_from_its_checkpoint_after_a_stop()
     {
         var test = new TestArray(RaidLevel.Raid5, 4, 1, 4096, 4 << 20, seed: 4, spares: 1);

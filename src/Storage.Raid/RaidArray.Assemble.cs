@@ -75,6 +75,12 @@ public sealed partial class RaidArray
             {
                 spares.Add(new Member(device, superblock.MemberId));
             }
+            else if (superblock.Role >= 0 && superblock.Role < newest.Roles.Count && newest.Roles[superblock.Role].State == MemberState.Missing)
+            {
+                // It was absent, not failed, while the array ran without it: it comes back as a spare and is rebuilt.
+                spares.Add(new Member(device, superblock.MemberId));
+                warnings.Add($"{device.Name}: was missing from role {superblock.Role} (events {superblock.Events} < {newest.Events}); rebuilding it");
+            }
             else
             {
                 warnings.Add($"{device.Name}: stale (events {superblock.Events} < {newest.Events}) and no longer holds a role; left out — add it again to reuse it");
