@@ -102,6 +102,23 @@ public sealed class ClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_member_removed_through_the_log_is_no_longer_needed_for_a_quorum()
+    {
+        using var c = MetadataCluster.Start(Dirs(3));
+        var leader = await c.WaitForLeaderAsync(TimeSpan.FromSeconds(10));
+        int removed = c.Replicas.First(r => r.Id != leader.Id).Id;
+        var smaller = new Configuration(c.Config.Members.Where(m => m.Id != removed));
+        await Assert.ThrowsAsync<ArgumentException>(() => leader.ProposeConfigurationAsync(new Configuration([new Member(leader.Id, 0)])));
+        Assert.True(await leader.ProposeConfigurationAsync(smaller));
+        await WaitUntil(() => Task.FromResult(c.Replicas.Where(r => r.Id != removed).All(r => r.Status.Consensus.Config.Equals(smaller))), "the change to be chosen");
+        c.StopReplica(removed);
+        int other = smaller.Members.First(m => m.Id != leader.Id).Id;
+        Assert.True((await c.ExecuteAsync(new PutCommand("two-of-two", B("ok")))).IsOk);
+        Assert.Equal("ok", S(await c.ReadAsync("two-of-two")));
+        Assert.Contains(other, smaller.Members.Select(m => m.Id));
+    }
+
+    [Fact]
     public async Task Watchers_see_every_change_under_their_prefix_in_revision_order()
     {
         using var c = MetadataCluster.Start(Dirs(3));

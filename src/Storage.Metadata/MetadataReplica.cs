@@ -162,6 +162,30 @@ public sealed class MetadataReplica : IDisposable
         }
     }
 
+    /// <summary>
+    /// Proposes a membership change (one member added, removed, or given a new incarnation) as a log
+    /// entry; it takes effect for the slots after it once chosen. Watch <see cref="Status"/> for it.
+    /// </summary>
+    /// <returns>False when this replica is not the leader or another change is pending.</returns>
+    /// <exception cref="ArgumentException"><paramref name="next"/> changes more than one member.</exception>
+    public Task<bool> ProposeConfigurationAsync(Configuration next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        var tcs = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() =>
+        {
+            try
+            {
+                tcs.TrySetResult(_core!.ProposeConfigChange(next));
+            }
+            catch (ArgumentException e)
+            {
+                tcs.TrySetException(e);
+            }
+        });
+        return tcs.Task;
+    }
+
     /// <summary>A consistent view of the state machine for typed queries; runs on the loop thread.</summary>
     public Task<T> QueryAsync<T>(Func<MetadataStateMachine, T> query)
     {
