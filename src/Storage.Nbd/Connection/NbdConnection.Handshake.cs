@@ -1,0 +1,302 @@
+using System.Buffers.Binary;
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Text;
+using Storage.Nbd.Protocol;
+
+namespace Storage.Nbd.Connection;
+
+/// <summary>
+/// Fixed-newstyle option haggling. Everything here is bounded: option data beyond <see cref="MaxOptionLength"/> is
+/// skipped with an error (or ends the connection past <see cref="OptionDiscardLimit"/>), a client gets at most
+/// <see cref="MaxOptions"/> options, and the whole handshake runs under <see cref="NbdServerOptions.HandshakeTimeout"/>.
+/// </summary>
+internal sealed partial class NbdConnection
+{
+    private const int MaxOptionLength = 16 << 10;
+    private const long OptionDiscardLimit = 1 << 20;
+    private const int MaxOptions = 256;
+
+    /// <summary>True when the client chose an export and transmission begins; false to close the connection.</summary>
+    private async ValueTask<bool> HandshakeAsync(CancellationToken cancellationToken)
+    {
+        var hello = new byte[18];
+        BinaryPrimitives.WriteUInt64BigEndian(hello, NbdProtocol.InitPassword);
+        BinaryPrimitives.WriteUInt64BigEndian(hello.AsSpan(8), NbdProtocol.OptionMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(hello.AsSpan(16), NbdProtocol.FlagFixedNewstyle | NbdProtocol.FlagNoZeroes);
+        await _stream.WriteAsync(hello, cancellationToken).ConfigureAwait(false);
+
+        if (!await _reader.FillAsync(4, cancellationToken).ConfigureAwait(false))
+            return false;
+        uint clientFlags = BinaryPrimitives.ReadUInt32BigEndian(_reader.Span);
+        _reader.Consume(4);
+        if ((clientFlags & ~(NbdProtocol.ClientFlagFixedNewstyle | NbdProtocol.ClientFlagNoZeroes)) != 0)
+        {
+            Log($"unknown client flags 0x{clientFlags:x}; closing");
+            return false;
+        }
+        bool fixedNewstyle = (clientFlags & NbdProtocol.ClientFlagFixedNewstyle) != 0;
+        bool noZeroes = (clientFlags & NbdProtocol.ClientFlagNoZeroes) != 0;
+        bool tlsActive = false;
+
+        for (int count = 0; ; count++)
+        {
+            if (count == MaxOptions)
+            {
+                Log($"more than {MaxOptions} options; closing");
+                return false;
+            }
+            if (!await _reader.FillAsync(16, cancellationToken).ConfigureAwait(false))
+                return false;
+            ulong magic = BinaryPrimitives.ReadUInt64BigEndian(_reader.Span);
+            uint option = BinaryPrimitives.ReadUInt32BigEndian(_reader.Span[8..]);
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(_reader.Span[12..]);
+            _reader.Consume(16);
+            if (magic != NbdProtocol.OptionMagic)
+            {
+                Log("bad option magic; closing");
+                return false;
+            }
+            // Without fixed newstyle the only option is EXPORT_NAME, and nothing else can be answered.
+            if (!fixedNewstyle && option != NbdProtocol.OptExportName)
+            {
+                Log($"option {option} from a client without fixed newstyle; closing");
+                return false;
+            }
+            if (length > MaxOptionLength)
+            {
+                if (length > OptionDiscardLimit || !fixedNewstyle || !await _reader.SkipAsync(length, cancellationToken).ConfigureAwait(false))
+                {
+                    Log($"option {option} with {length} bytes of data; closing");
+                    return false;
+                }
+                await ReplyAsync(option, NbdProtocol.RepErrTooBig, $"option data is limited to {MaxOptionLength} bytes", cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            if (!await _reader.FillAsync((int)length, cancellationToken).ConfigureAwait(false))
+                return false;
+            byte[] data = _reader.Span[..(int)length].ToArray();
+            _reader.Consume((int)length);
+
+            if (_tls is not null && !tlsActive && option is not (NbdProtocol.OptStartTls or NbdProtocol.OptAbort))
+            {
+                if (option == NbdProtocol.OptExportName)
+                {
+                    Log("NBD_OPT_EXPORT_NAME before TLS on a TLS listener; closing");
+                    return false;
+                }
+                await ReplyAsync(option, NbdProtocol.RepErrTlsRequired, "this server requires TLS (NBD_OPT_STARTTLS)", cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            switch (option)
+            {
+                case NbdProtocol.OptExportName:
+                    return await ExportNameAsync(data, noZeroes, cancellationToken).ConfigureAwait(false);
+
+                case NbdProtocol.OptAbort:
+                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                    return false;
+
+                case NbdProtocol.OptList:
+                    if (length != 0)
+                    {
+                        await ReplyAsync(option, NbdProtocol.RepErrInvalid, "NBD_OPT_LIST takes no data", cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+                    foreach (var export in _server.ExportsByName())
+                        await ReplyAsync(option, NbdProtocol.RepServer, ServerReplyData(export), cancellationToken).ConfigureAwait(false);
+                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                    break;
+
+                case NbdProtocol.OptStartTls:
+                    if (_tls is null)
+                    {
+                        await ReplyAsync(option, NbdProtocol.RepErrPolicy, "TLS is not configured on this listener", cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+                    if (tlsActive || length != 0)
+                    {
+                        await ReplyAsync(option, NbdProtocol.RepErrInvalid, tlsActive ? "TLS is already active" : "NBD_OPT_STARTTLS takes no data", cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+                    if (_reader.Buffered != 0)
+                    {
+                        Log("data sent after NBD_OPT_STARTTLS before the TLS handshake; closing");
+                        return false;
+                    }
+                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                    await StartTlsAsync(cancellationToken).ConfigureAwait(false);
+                    tlsActive = true;
+                    // What was negotiated in the clear could have been injected; start over.
+                    _structuredReplies = false;
+                    break;
+
+                case NbdProtocol.OptInfo:
+                case NbdProtocol.OptGo:
+                    if (await InfoAsync(option, data, cancellationToken).ConfigureAwait(false) && option == NbdProtocol.OptGo)
+                        return true;
+                    break;
+
+                case NbdProtocol.OptStructuredReply:
+                    if (length != 0)
+                    {
+                        await ReplyAsync(option, NbdProtocol.RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data", cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+                    _structuredReplies = true;
+                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                    break;
+
+                default:
+                    await ReplyAsync(option, NbdProtocol.RepErrUnsupported, $"option {option} is not supported", cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>NBD_OPT_EXPORT_NAME: the export's size and flags, then transmission; an unknown name ends the connection.</summary>
+    private async ValueTask<bool> ExportNameAsync(byte[] data, bool noZeroes, CancellationToken cancellationToken)
+    {
+        string name = Encoding.UTF8.GetString(data);
+        var export = _server.FindExport(name);
+        if (export is null)
+        {
+            Log($"NBD_OPT_EXPORT_NAME '{name}': no such export; closing");
+            return false;
+        }
+        var reply = new byte[noZeroes ? 10 : 134];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Device.Capacity);
+        BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), TransmissionFlags(export));
+        await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+        _export = export;
+        return true;
+    }
+
+    /// <summary>NBD_OPT_INFO and NBD_OPT_GO; true when the export was found and described.</summary>
+    private async ValueTask<bool> InfoAsync(uint option, byte[] data, CancellationToken cancellationToken)
+    {
+        // Data: u32 name length, name, u16 number of info requests, u16 each.
+        uint nameLength = data.Length >= 6 ? BinaryPrimitives.ReadUInt32BigEndian(data) : uint.MaxValue;
+        if (nameLength > data.Length - 6)
+        {
+            await ReplyAsync(option, NbdProtocol.RepErrInvalid, "malformed export name", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+        int requests = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + (int)nameLength));
+        if (data.Length != 6 + (int)nameLength + 2 * requests)
+        {
+            await ReplyAsync(option, NbdProtocol.RepErrInvalid, "option length does not match the information requests", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+        string name = Encoding.UTF8.GetString(data, 4, (int)nameLength);
+        var export = _server.FindExport(name);
+        if (export is null)
+        {
+            await ReplyAsync(option, NbdProtocol.RepErrUnknown, $"no export named '{name}'", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+        bool wantName = false, wantDescription = false, wantBlockSize = false;
+        for (int i = 0; i < requests; i++)
+        {
+            switch (BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(6 + (int)nameLength + 2 * i)))
+            {
+                case NbdProtocol.InfoName: wantName = true; break;
+                case NbdProtocol.InfoDescription: wantDescription = true; break;
+                case NbdProtocol.InfoBlockSize: wantBlockSize = true; break;
+            }
+        }
+
+        var info = new byte[12];
+        BinaryPrimitives.WriteUInt16BigEndian(info, NbdProtocol.InfoExport);
+        BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Device.Capacity);
+        BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), TransmissionFlags(export));
+        await ReplyAsync(option, NbdProtocol.RepInfo, info, cancellationToken).ConfigureAwait(false);
+        if (wantName)
+            await ReplyAsync(option, NbdProtocol.RepInfo, InfoString(NbdProtocol.InfoName, export.NameUtf8), cancellationToken).ConfigureAwait(false);
+        if (wantDescription && export.DescriptionUtf8 is { } description)
+            await ReplyAsync(option, NbdProtocol.RepInfo, InfoString(NbdProtocol.InfoDescription, description), cancellationToken).ConfigureAwait(false);
+        if (wantBlockSize)
+        {
+            var (minimum, preferred, maximum) = BlockSizes(export);
+            var sizes = new byte[14];
+            BinaryPrimitives.WriteUInt16BigEndian(sizes, NbdProtocol.InfoBlockSize);
+            BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(2), (uint)minimum);
+            BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(6), (uint)preferred);
+            BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(10), (uint)maximum);
+            await ReplyAsync(option, NbdProtocol.RepInfo, sizes, cancellationToken).ConfigureAwait(false);
+        }
+        await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        if (option == NbdProtocol.OptGo)
+            _export = export;
+        return true;
+    }
+
+    /// <summary>Minimum (the sector: smaller requests are served by read-modify-write), preferred and maximum payload.</summary>
+    private (int Minimum, int Preferred, int Maximum) BlockSizes(NbdExport export)
+    {
+        int minimum = export.Device.SectorSize;
+        int maximum = _options.MaxPayloadSize;
+        int preferred = Math.Clamp(export.PreferredBlockSize ?? _options.PreferredBlockSize, minimum, maximum);
+        return (minimum, preferred, maximum);
+    }
+
+    private ushort TransmissionFlags(NbdExport export)
+    {
+        int flags = NbdProtocol.TxHasFlags | NbdProtocol.TxSendFlush | NbdProtocol.TxCanMultiConn;
+        flags |= export.ReadOnly
+            ? NbdProtocol.TxReadOnly
+            : NbdProtocol.TxSendFua | NbdProtocol.TxSendTrim | NbdProtocol.TxSendWriteZeroes;
+        if (_structuredReplies)
+            flags |= NbdProtocol.TxSendDf;
+        return (ushort)flags;
+    }
+
+    private static byte[] ServerReplyData(NbdExport export)
+    {
+        // u32 name length, name, then (our choice, as libnbd reads it) the description for humans.
+        var description = export.DescriptionUtf8 ?? [];
+        var data = new byte[4 + export.NameUtf8.Length + description.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(data, (uint)export.NameUtf8.Length);
+        export.NameUtf8.CopyTo(data, 4);
+        description.CopyTo(data, 4 + export.NameUtf8.Length);
+        return data;
+    }
+
+    private static byte[] InfoString(ushort type, byte[] text)
+    {
+        var data = new byte[2 + text.Length];
+        BinaryPrimitives.WriteUInt16BigEndian(data, type);
+        text.CopyTo(data, 2);
+        return data;
+    }
+
+    private ValueTask ReplyAsync(uint option, uint type, string message, CancellationToken cancellationToken) =>
+        ReplyAsync(option, type, Encoding.UTF8.GetBytes(message), cancellationToken);
+
+    /// <summary>An option reply: magic, option, reply type, length, data.</summary>
+    private async ValueTask ReplyAsync(uint option, uint type, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var reply = new byte[20 + data.Length];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, NbdProtocol.OptionReplyMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(8), option);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(12), type);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(16), (uint)data.Length);
+        data.Span.CopyTo(reply.AsSpan(20));
+        await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask StartTlsAsync(CancellationToken cancellationToken)
+    {
+        var ssl = new SslStream(_stream, leaveInnerStreamOpen: false);
+        _sslStream = ssl;
+        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+        {
+            ServerCertificate = _tls!.Certificate,
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            ClientCertificateRequired = false,
+        }, cancellationToken).ConfigureAwait(false);
+        _stream = ssl;
+        _reader.Stream = ssl;
+    }
+}

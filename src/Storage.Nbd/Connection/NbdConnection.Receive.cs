@@ -1,0 +1,196 @@
+using System.Buffers.Binary;
+using Storage.Nbd.Protocol;
+
+namespace Storage.Nbd.Connection;
+
+/// <summary>
+/// The transmission phase's receive loop: parses each request, checks it against the export and the limits, and
+/// starts it without waiting for it, so many requests run at once. A request that breaks a rule gets an error reply
+/// and the connection goes on; only a frame that cannot be parsed (bad magic), a write payload beyond any reason, or
+/// the client's disconnect ends it.
+/// </summary>
+internal sealed partial class NbdConnection
+{
+    private ValueTask _sendLoop;
+
+    /// <summary>Beyond this a refused write's payload is not read and skipped; the connection is closed instead.</summary>
+    private long WriteDiscardLimit => 2L * _options.MaxPayloadSize;
+
+    private async ValueTask TransmitAsync()
+    {
+        _server.Log($"{Peer}: serving export '{_export!.Name}'{(_structuredReplies ? " with structured replies" : "")}");
+#pragma warning disable CA2012 // Awaited exactly once, below, after the receive loop ends.
+        _sendLoop = SendLoopAsync();
+#pragma warning restore CA2012
+        try
+        {
+            await ReceiveLoopAsync(_stop.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            await DrainAsync().ConfigureAwait(false);
+            StopSender();
+            await _sendLoop.ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask ReceiveLoopAsync(CancellationToken cancellationToken)
+    {
+        var export = _export!;
+        long capacity = export.Device.Capacity;
+        while (true)
+        {
+            if (_reader.Buffered < NbdProtocol.RequestHeaderLength)
+            {
+                Uncork();
+                if (!await _reader.FillAsync(NbdProtocol.RequestHeaderLength, cancellationToken).ConfigureAwait(false))
+                    return;
+            }
+            // Every await below uncorks first; replies to what completes meanwhile leave together.
+            Cork();
+            var header = _reader.Span;
+            uint magic = BinaryPrimitives.ReadUInt32BigEndian(header);
+            ushort flags = BinaryPrimitives.ReadUInt16BigEndian(header[4..]);
+            ushort type = BinaryPrimitives.ReadUInt16BigEndian(header[6..]);
+            ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(header[8..]);
+            ulong offset = BinaryPrimitives.ReadUInt64BigEndian(header[16..]);
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(header[24..]);
+            _reader.Consume(NbdProtocol.RequestHeaderLength);
+            if (magic != NbdProtocol.RequestMagic)
+            {
+                Log($"bad request magic 0x{magic:x8}; closing");
+                return;
+            }
+            if (type == NbdProtocol.CmdDisconnect)
+                return;
+
+            int error = Validate(export, type, flags, offset, length, capacity, out string? message);
+            if (type == NbdProtocol.CmdWrite)
+            {
+                if (error != 0)
+                {
+                    if (length > WriteDiscardLimit)
+                    {
+                        Log($"write of {length} bytes refused ({message}); too large to skip, closing");
+                        return;
+                    }
+                    if (_reader.Buffered < length)
+                        Uncork();
+                    if (!await _reader.SkipAsync(length, cancellationToken).ConfigureAwait(false))
+                        return;
+                }
+                else
+                {
+                    var write = await AcquireRequestAsync(length).ConfigureAwait(false);
+                    write.Reset(type, flags, cookie, offset, length);
+                    write.Buffer = _server.Pool.Rent((int)length);
+                    if (_reader.Buffered < length)
+                        Uncork();
+                    if (!await _reader.ReadExactlyAsync(write.Buffer.DataMemory((int)length), cancellationToken).ConfigureAwait(false))
+                    {
+                        Release(write);
+                        return;
+                    }
+                    StartWrite(write);
+                    continue;
+                }
+            }
+
+            var request = await AcquireRequestAsync(type == NbdProtocol.CmdRead && error == 0 ? length : 0).ConfigureAwait(false);
+            request.Reset(type, flags, cookie, offset, length);
+            if (error != 0)
+            {
+                request.Fail(error, message!);
+                continue;
+            }
+            switch (type)
+            {
+                case NbdProtocol.CmdRead:
+                    request.Buffer = _server.Pool.Rent((int)length);
+                    StartRead(request);
+                    break;
+                case NbdProtocol.CmdFlush:
+                    StartFlush(request);
+                    break;
+                case NbdProtocol.CmdTrim:
+                    StartTrim(request);
+                    break;
+                case NbdProtocol.CmdWriteZeroes:
+                    StartWriteZeroes(request);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>The NBD error for a request that must not run (0 when it may), with a message for the client.</summary>
+    private int Validate(NbdExport export, ushort type, ushort flags, ulong offset, uint length, long capacity, out string? message)
+    {
+        ushort allowedFlags;
+        bool writes, hasRange;
+        switch (type)
+        {
+            case NbdProtocol.CmdRead:
+                allowedFlags = (ushort)(NbdProtocol.CmdFlagFua | (_structuredReplies ? NbdProtocol.CmdFlagDf : 0));
+                (writes, hasRange) = (false, true);
+                break;
+            case NbdProtocol.CmdWrite:
+            case NbdProtocol.CmdTrim:
+                allowedFlags = NbdProtocol.CmdFlagFua;
+                (writes, hasRange) = (true, true);
+                break;
+            case NbdProtocol.CmdWriteZeroes:
+                allowedFlags = NbdProtocol.CmdFlagFua | NbdProtocol.CmdFlagNoHole;
+                (writes, hasRange) = (true, true);
+                break;
+            case NbdProtocol.CmdFlush:
+                allowedFlags = NbdProtocol.CmdFlagFua;
+                (writes, hasRange) = (false, false);
+                break;
+            default:
+                message = $"unknown command {type}";
+                return NbdErrno.EINVAL;
+        }
+        if ((flags & ~allowedFlags) != 0)
+        {
+            message = $"flags 0x{flags:x} are not valid for {CommandName(type)}";
+            return NbdErrno.EINVAL;
+        }
+        if (writes && export.ReadOnly)
+        {
+            message = "the export is read-only";
+            return NbdErrno.EPERM;
+        }
+        if (!hasRange)
+        {
+            message = null;
+            return 0;
+        }
+        if (length == 0)
+        {
+            message = "zero-length request";
+            return NbdErrno.EINVAL;
+        }
+        if (type is NbdProtocol.CmdRead or NbdProtocol.CmdWrite && length > _options.MaxPayloadSize)
+        {
+            message = $"payload of {length} bytes exceeds the maximum of {_options.MaxPayloadSize}";
+            return NbdErrno.EOVERFLOW;
+        }
+        if (offset > (ulong)capacity || length > (ulong)capacity - offset)
+        {
+            message = $"range at {offset} of {length} bytes is beyond the end of the export ({capacity} bytes)";
+            return type is NbdProtocol.CmdWrite or NbdProtocol.CmdWriteZeroes ? NbdErrno.ENOSPC : NbdErrno.EINVAL;
+        }
+        message = null;
+        return 0;
+    }
+
+    private static string CommandName(ushort type) => type switch
+    {
+        NbdProtocol.CmdRead => "NBD_CMD_READ",
+        NbdProtocol.CmdWrite => "NBD_CMD_WRITE",
+        NbdProtocol.CmdFlush => "NBD_CMD_FLUSH",
+        NbdProtocol.CmdTrim => "NBD_CMD_TRIM",
+        NbdProtocol.CmdWriteZeroes => "NBD_CMD_WRITE_ZEROES",
+        _ => $"command {type}",
+    };
+}

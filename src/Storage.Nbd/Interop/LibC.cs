@@ -1,0 +1,35 @@
+using System.Runtime.InteropServices;
+
+namespace Storage.Nbd.Interop;
+
+/// <summary>The few Linux calls .NET does not wrap: the effective uid, and a file's type without following links.</summary>
+internal static partial class LibC
+{
+    private const int AtFdCwd = -100;
+    private const int AtSymlinkNoFollow = 0x100;
+    private const uint StatxType = 0x1;
+    private const int StatxModeOffset = 28;
+    private const int StatxSize = 256;
+    private const int FileTypeMask = 0xF000;
+    private const int SocketFileType = 0xC000;
+
+    // SOL_SOCKET / SO_PEERCRED on Linux (x86, arm, riscv); struct ucred { pid_t pid; uid_t uid; gid_t gid; }.
+    public const int SolSocket = 1;
+    public const int SoPeerCred = 17;
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEffectiveUserId();
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int Statx(int directory, string path, int flags, uint mask, byte* buffer);
+
+    /// <summary>True when <paramref name="path"/> is a socket (not following a final symbolic link).</summary>
+    public static unsafe bool IsSocket(string path)
+    {
+        byte* buffer = stackalloc byte[StatxSize];
+        if (Statx(AtFdCwd, path, AtSymlinkNoFollow, StatxType, buffer) != 0)
+            return false;
+        ushort mode = *(ushort*)(buffer + StatxModeOffset);
+        return (mode & FileTypeMask) == SocketFileType;
+    }
+}
