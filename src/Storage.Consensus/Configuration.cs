@@ -35,8 +35,15 @@ public sealed class Configuration : IEquatable<Configuration>
     /// <summary>The members, ordered by id.</summary>
     public IReadOnlyList<Member> Members { get; }
 
-    /// <summary>How many members make a majority.</summary>
+    /// <summary>How many members make a majority: the quorum of accepts (phase 2) and of lease acknowledgements.</summary>
     public int Quorum => _members.Length / 2 + 1;
+
+    /// <summary>
+    /// How many promises complete phase 1: enough to meet every majority (Flexible Paxos). The same as
+    /// <see cref="Quorum"/> for an odd number of members, one fewer for an even number — which keeps a
+    /// two-member configuration with one dead member able to elect a leader.
+    /// </summary>
+    public int PromiseQuorum => _members.Length - Quorum + 1;
 
     /// <summary>Whether <paramref name="member"/> (id and incarnation) votes in this configuration.</summary>
     public bool Contains(Member member) => Array.IndexOf(_members, member) >= 0;

@@ -56,9 +56,10 @@ public sealed partial class PaxosCore
         }
         c.Promises[m.From] = m;
 
-        // Every configuration that may govern an open slot needs a quorum of promises: the committed one,
-        // and every configuration value any promiser accepted. Each chosen configuration change is reported
-        // by some promiser (quorums intersect), so this covers the true configuration of every slot.
+        // Every configuration that may govern an open slot needs promises meeting each of its majorities: the
+        // committed one, and every configuration value any promiser accepted. Each chosen configuration
+        // change is reported by some promiser (it met the majority that chose it), so this covers the true
+        // configuration of every slot.
         var required = new List<Configuration> { _config };
         foreach (var p in c.Promises.Values)
             foreach (var e in p.Entries)
@@ -72,7 +73,7 @@ public sealed partial class PaxosCore
             foreach (var p in c.Promises.Values)
                 if (config.Contains(new Member(p.From, p.FromIncarnation)))
                     votes++;
-            if (votes < config.Quorum)
+            if (votes < config.PromiseQuorum)
                 all = false;
         }
         if (all)

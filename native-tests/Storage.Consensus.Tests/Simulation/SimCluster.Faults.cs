@@ -8,7 +8,7 @@ internal sealed partial class SimCluster
     private void InjectFault()
     {
         var up = All.Where(n => n.Up).ToList();
-        int pick = _rng.Next(11);
+        int pick = _rng.Next(12);
         switch (pick)
         {
             case 0 or 1 or 2:
@@ -39,6 +39,9 @@ internal sealed partial class SimCluster
             case 9 when up.Count > 0:
                 Pause(up[_rng.Next(up.Count)], _rng.Next(5_000, 40_000));
                 break;
+            case 10 when _o.Reconfigure:
+                Reconfigure();
+                break;
             default:
                 if (_cut.Count > 0)
                 {
@@ -49,6 +52,33 @@ internal sealed partial class SimCluster
         }
         foreach (var n in All.Where(n => !n.Up && !n.RestartScheduled))
             ScheduleRestart(n);
+    }
+
+    /// <summary>The leader removes a member, or adds back one that is missing (one change at a time).</summary>
+    private void Reconfigure()
+    {
+        var leader = All.FirstOrDefault(n => n.Up && n.Core!.IsLeader && !n.Asleep);
+        if (leader is null)
+            return;
+        var config = leader.Core!.Config;
+        var missing = All.FirstOrDefault(n => !config.ContainsId(n.Id));
+        Configuration next;
+        if (missing is not null)
+            next = new Configuration([.. config.Members, new Member(missing.Id, missing.Incarnation)]);
+        else if (config.Members.Count >= 3)
+        {
+            var others = config.Members.Where(m => m.Id != leader.Id).ToList();
+            var victim = others[_rng.Next(others.Count)];
+            next = new Configuration(config.Members.Where(m => m != victim));
+        }
+        else
+            return;
+        if (leader.Core.ProposeConfigChange(next))
+        {
+            Count("reconfigurations");
+            Trace($"reconfigure {config} -> {next} at {leader.Id}");
+            Drain(leader);
+        }
     }
 
     private void ScheduleRestart(SimNode n)

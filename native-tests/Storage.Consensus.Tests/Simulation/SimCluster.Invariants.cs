@@ -184,7 +184,7 @@ internal sealed partial class SimCluster
                 throw new InvariantViolation($"replica {n.Id} promise went back from {p} to {core.Promised}");
             _maxPromised[key] = core.Promised;
             // A paused process cannot act on its lease; it re-checks against its clock when it wakes.
-            if (core.HasLease && _now >= n.PausedUntil)
+            if (core.HasLease && !n.Asleep)
                 holders++;
             if (core.IsLeader && core.Promised != _lastLeaderBallot)
             {

@@ -16,6 +16,7 @@ internal sealed class SimNode(int id)
     public bool CrashAtNextSync;
     public long PausedUntil;
     public int MissedTicks;
+    public bool Asleep; // paused and its Resume has not run yet (it has not caught up on its clock)
     public bool RestartScheduled;
     public readonly HashSet<(int Client, long Seq)> Pending = [];
 
@@ -179,6 +180,8 @@ internal sealed partial class SimCluster
             if (_healing && _now >= nextConvergenceCheck)
             {
                 nextConvergenceCheck = _now + 5_000;
+                if (_o.Reconfigure)
+                    Reconfigure(); // adds back any member a reconfiguration removed
                 if (Converged())
                 {
                     FinalChecks();
@@ -201,7 +204,7 @@ internal sealed partial class SimCluster
                 var n = Nodes[ev.Node];
                 n.NextTick += _o.TickMicros / n.Rate;
                 Schedule((long)n.NextTick, ev);
-                if (n.Up && _now < n.PausedUntil)
+                if (n.Up && n.Asleep)
                     n.MissedTicks++;
                 else if (n.Up)
                 {
@@ -209,8 +212,8 @@ internal sealed partial class SimCluster
                     Drain(n);
                 }
                 break;
-            case EvKind.Deliver when _now < Nodes[ev.Msg!.To].PausedUntil:
-            case EvKind.ClientDeliver when _now < Nodes[ev.Node].PausedUntil:
+            case EvKind.Deliver when Nodes[ev.Msg!.To].Asleep:
+            case EvKind.ClientDeliver when Nodes[ev.Node].Asleep:
                 // A paused process reads its sockets when it wakes up.
                 Schedule(Nodes[ev.Kind == EvKind.Deliver ? ev.Msg!.To : ev.Node].PausedUntil, ev);
                 break;
@@ -232,6 +235,7 @@ internal sealed partial class SimCluster
                     Drain(p);
                 }
                 p.MissedTicks = 0;
+                p.Asleep = false;
                 Trace($"resume {p.Id}");
                 break;
             case EvKind.ClientReply:
@@ -376,6 +380,7 @@ internal sealed partial class SimCluster
     {
         n.PausedUntil = _now + micros;
         n.MissedTicks = 0;
+        n.Asleep = true;
         Schedule(n.PausedUntil, new Ev { Kind = EvKind.Resume, Node = n.Id });
         Count("pauses");
         Trace($"pause {n.Id} for {micros}");
@@ -386,6 +391,7 @@ internal sealed partial class SimCluster
         if (!n.Up)
             return;
         n.PausedUntil = 0;
+        n.Asleep = false;
         n.Log!.Dispose();
         n.Log = null;
         n.Core = null;

@@ -21,6 +21,8 @@ internal sealed record SimOptions
     public long FaultInterval { get; init; }
     public bool Wipes { get; init; }
     public bool Corruption { get; init; }
+    /// <summary>Leaders remove and re-add members at random (membership changes under faults).</summary>
+    public bool Reconfigure { get; init; }
     public double ClockDrift { get; init; } = 0.01;
     public int MaxInflightSlots { get; init; } = 8;
     public int MaxBatchCommands { get; init; } = 16;
@@ -35,6 +37,7 @@ internal sealed record SimOptions
         double[] drops = [0, 0.01, 0.05, 0.15];
         double[] dups = [0, 0.01, 0.05];
         long[] faults = [0, 40_000, 15_000, 6_000];
+        bool wipes = r.Next(3) == 0, corruption = r.Next(3) == 0;
         return new SimOptions
         {
             Seed = seed,
@@ -45,8 +48,11 @@ internal sealed record SimOptions
             MaxDelay = r.Next(2) == 0 ? 1_000 : 4_000,
             LongDelayRate = r.Next(2) == 0 ? 0.02 : 0,
             FaultInterval = faults[r.Next(faults.Length)],
-            Wipes = r.Next(3) == 0,
-            Corruption = r.Next(3) == 0,
+            Wipes = wipes,
+            Corruption = corruption,
+            // Removing a member lowers how many disk losses the group survives (3 -> 2 members: none), so
+            // random removals and disk losses are not mixed; replacing lost disks reconfigures anyway.
+            Reconfigure = !wipes && !corruption && r.Next(2) == 0,
             MaxInflightSlots = r.Next(2) == 0 ? 1 : 8,
             MaxBatchCommands = r.Next(2) == 0 ? 1 : 16,
             SnapshotEvery = r.Next(2) == 0 ? 25 : 200,
