@@ -80,6 +80,28 @@ public sealed class ArrayCommandTests : ScratchFolder
     }
 
     [Fact]
+    public void A_mounted_block_device_is_refused()
+    {
+        using var loop = Storage.Devices.Tests.LoopDevice.Attach(32 << 20);
+        string mountPoint = At("mnt");
+        Directory.CreateDirectory(mountPoint);
+        Storage.Devices.Tests.Shell.Run("mkfs.ext4", "-q", "-F", loop.Path);
+        var (mounted, _, why) = Storage.Devices.Tests.Shell.Run("mount", loop.Path, mountPoint);
+        Assert.True(mounted == 0, why);
+        try
+        {
+            var (code, _, error) = Run("array", "create", "--level", "5", "--disks", $"{loop.Path},{At("f1.img")},{At("f2.img")}", "--size", "32M");
+            Assert.Equal(2, code);
+            Assert.Contains($"is mounted on {mountPoint}", error, StringComparison.Ordinal);
+            Assert.False(File.Exists(At("f1.img")), "nothing was created");
+        }
+        finally
+        {
+            Storage.Devices.Tests.Shell.Run("umount", mountPoint);
+        }
+    }
+
+    [Fact]
     public void Assembly_without_enough_members_explains_which_are_missing()
     {
         Assert.Equal(0, Run("array", "create", "--level", "5", "--disks", Disks("d", 4), "--size", "16M").Code);

@@ -22,14 +22,38 @@ internal static class ArrayCommands
                                                                  add a disk (rebuilds onto it or keeps it as a spare)
           storage array rebuild  --disks A,B,… [--limit MB/s]    finish pending rebuilds (progress, resumable)
           storage array scrub    --disks A,B,… [--repair] [--json]
+          storage array stop     --disks A,B,…                   stop the storage serve that runs the array
+        While storage serve runs an array, these commands act on it live through its control socket.
         --disks takes comma-separated paths and globs ('disks/*.img'); /dev/… paths are block devices.
 """;
 
-    public static int Run(string[] args, TextWriter output, TextWriter error)
+    private static readonly AsyncLocal<LiveArray?> Live = new();
+
+    /// <summary>
+    /// Runs an array command. Inside <c>storage serve</c>, <paramref name="live"/> is the served array and the
+    /// command acts on it directly; otherwise a command naming disks that a running server holds is sent to that
+    /// server over its control socket, and any other command works on the disks themselves.
+    /// </summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error, LiveArray? live = null)
     {
         if (args.Length == 0)
-            throw new UsageException("say what to do: storage array create|assemble|status|fail|remove|add|rebuild|scrub (see storage --help).");
+            throw new UsageException("say what to do: storage array create|assemble|status|fail|remove|add|rebuild|scrub|stop (see storage --help).");
         var rest = args[1..];
+        Live.Value = live;
+        if (live is null && args[0] != "create" && FindServer(rest) is { } server)
+        {
+            if (args[0] == "assemble")
+                throw new UsageException($"array '{server.Name}' is already assembled and served by storage serve (pid {server.Pid}).");
+            return LiveArrays.Forward(server, ["array", .. args], output, error);
+        }
+        if (args[0] == "stop")
+        {
+            if (live is null)
+                throw new UsageException("no running 'storage serve' holds these disks; there is nothing to stop.");
+            live.RequestStop();
+            output.WriteLine($"stopping array '{live.Array.Name}'");
+            return Cli.Ok;
+        }
         return args[0] switch
         {
             "create" => CreateAsync(Options.Parse(rest, "level", "disks", "parity", "chunk", "spares", "size", "name", "no-journal", "force", "json"), output).GetAwaiter().GetResult(),
@@ -40,8 +64,19 @@ internal static class ArrayCommands
             "add" => AddAsync(Options.Parse(rest, "disks", "member", "size", "force", "limit", "json"), output).GetAwaiter().GetResult(),
             "rebuild" => WithArrayAsync(Options.Parse(rest, "disks", "limit", "json"), output, (array, _) => WaitRebuildAsync(array, output)).GetAwaiter().GetResult(),
             "scrub" => ScrubAsync(Options.Parse(rest, "disks", "repair", "json"), output).GetAwaiter().GetResult(),
+            "stop" => Cli.Ok,
             var other => throw new UsageException($"unknown array command '{other}'.{Suggest(other)} Commands: create, assemble, status, fail, remove, add, rebuild, scrub."),
         };
+    }
+
+    /// <summary>The running server that holds a disk named by --disks, if any.</summary>
+    private static ServerRecord? FindServer(string[] rest)
+    {
+        int at = Array.IndexOf(rest, "--disks");
+        if (at < 0 || at + 1 >= rest.Length)
+            return null;
+        var disks = Options.Parse(["--disks", rest[at + 1]], "disks").Paths("disks");
+        return LiveArrays.Find(disks);
     }
 
     private static string Suggest(string typed)
@@ -86,6 +121,8 @@ internal static class ArrayCommands
         var duplicate = all.GroupBy(p => p, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
             throw new UsageException($"{duplicate.Key} is named twice.");
+        if (LiveArrays.Find(all) is { } server)
+            throw new UsageException($"{all.First(server.Disks.Contains)} belongs to array '{server.Name}', which storage serve (pid {server.Pid}) is running; nothing was changed.");
         var created = all.Where(p => !File.Exists(p) && !p.StartsWith("/dev/", StringComparison.Ordinal)).ToList();
         if (created.Count > 0 && size == 0)
             throw new UsageException($"{created[0]} does not exist. Pass --size to create file-backed disks, or name existing files or block devices.");
@@ -126,6 +163,11 @@ internal static class ArrayCommands
 
     private static async Task<int> StatusAsync(Options options, TextWriter output)
     {
+        if (Live.Value is { } live)
+        {
+            await PrintAsync(live.Array.Status(), options, output).ConfigureAwait(false);
+            return Cli.Ok;
+        }
         var rows = new List<DiskRow>();
         Superblock? newest = null;
         foreach (var path in RequireDisks(options))
@@ -178,9 +220,33 @@ internal static class ArrayCommands
     private sealed record RoleSummary(int Role, Guid MemberId, string State, long RebuildCheckpoint);
 
     /// <summary>Assembles the array from --disks, runs <paramref name="action"/>, prints the status and stops it.</summary>
-    private static async Task<int> WithArrayAsync(Options options, TextWriter output, Func<RaidArray, Options, Task<int>> action, IBlockDevice? extra = null)
+    private static async Task<int> WithArrayAsync(Options options, TextWriter output, Func<RaidArray, Options, Task<int>> action)
     {
-        var paths = RequireDisks(options);
+        if (Live.Value is { } live)
+        {
+            int result = await action(live.Array, options).ConfigureAwait(false);
+            await PrintAsync(live.Array.Status(), options, output).ConfigureAwait(false);
+            return result;
+        }
+        var array = await AssembleAsync(RequireDisks(options), options, output).ConfigureAwait(false);
+        try
+        {
+            int code = await action(array, options).ConfigureAwait(false);
+            await PrintAsync(array.Status(), options, output).ConfigureAwait(false);
+            return code;
+        }
+        finally
+        {
+            await array.StopAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Opens the disks and assembles their array (--limit sets the rebuild speed); prints what assembly noticed and
+    /// closes the disks it left out. Bad disks are a usage error and leave everything closed.
+    /// </summary>
+    public static async Task<RaidArray> AssembleAsync(IReadOnlyList<string> paths, Options options, TextWriter output)
+    {
         var devices = Disks.OpenAll(paths);
         RaidArray array;
         try
@@ -201,16 +267,7 @@ internal static class ArrayCommands
             output.WriteLine($"journal: {report.JournalRecordsReplayed} stripe update(s) replayed, {report.JournalRecordsDiscarded} unfinished one(s) dropped");
         foreach (var device in devices.Where(d => report.Warnings.Any(w => w.StartsWith(d.Name, StringComparison.Ordinal))))
             device.Dispose();
-        try
-        {
-            int code = await action(array, options).ConfigureAwait(false);
-            await PrintAsync(array.Status(), options, output).ConfigureAwait(false);
-            return code;
-        }
-        finally
-        {
-            await array.StopAsync().ConfigureAwait(false);
-        }
+        return array;
     }
 
     private static int RoleOf(RaidArray array, Options options)
@@ -336,4 +393,6 @@ internal static class ArrayCommands
 internal static class Json
 {
     public static JsonSerializerOptions Options { get; } = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase, IncludeFields = true };
+
+    public static JsonSerializerOptions Compact { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, IncludeFields = true };
 }

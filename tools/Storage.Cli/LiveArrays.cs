@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace Storage.Cli;
+
+/// <summary>What a running <c>storage serve</c> publishes about itself in the run directory.</summary>
+internal sealed record ServerRecord(string Name, int Pid, IReadOnlyList<string> Disks, string NbdSocket, string Control, string? Tcp);
+
+/// <summary>A request on the control socket: the <c>storage</c> arguments to run against the live array.</summary>
+internal sealed record ControlRequest(IReadOnlyList<string> Args);
+
+/// <summary>The answer: what the command printed and its exit code.</summary>
+internal sealed record ControlResponse(int Code, string Output, string Error);
+
+/// <summary>
+/// Where running servers are found: <c>$STORAGE_RUN_DIR</c>, else /run/storage for root, else
+/// $TMPDIR/storage-$USER; owner-only (0700). Each server writes <c>NAME.json</c> and listens on <c>NAME.ctl</c>
+/// (0600) and <c>NAME.nbd</c>.
+/// </summary>
+internal static class LiveArrays
+{
+    public static string Directory
+    {
+        get
+        {
+            string? configured = Environment.GetEnvironmentVariable("STORAGE_RUN_DIR");
+            if (!string.IsNullOrEmpty(configured))
+                return configured;
+            return Environment.IsPrivilegedProcess ? "/run/storage" : Path.Combine(Path.GetTempPath(), $"storage-{Environment.UserName}");
+        }
+    }
+
+    public static string Ensure()
+    {
+        string dir = Directory;
+        System.IO.Directory.CreateDirectory(dir);
+        if (!OperatingSystem.IsWindows())
+            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return dir;
+    }
+
+    /// <summary>Servers whose process is still alive.</summary>
+    public static IEnumerable<ServerRecord> Running()
+    {
+        if (!System.IO.Directory.Exists(Directory))
+            yield break;
+        foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "*.json"))
+        {
+            ServerRecord? record;
+            try
+            {
+                record = JsonSerializer.Deserialize<ServerRecord>(File.ReadAllText(file), Json.Options);
+            }
+            catch (Exception e) when (e is JsonException or IOException)
+            {
+                continue;
+            }
+            if (record is not null && Alive(record.Pid) && File.Exists(record.Control))
+                yield return record;
+        }
+    }
+
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The running server that holds any of these disks, or serves an array of this name.</summary>
+    public static ServerRecord? Find(IEnumerable<string> disks, string? name = null)
+    {
+        var wanted = disks.ToHashSet(StringComparer.Ordinal);
+        return Running().FirstOrDefault(r => r.Name == name || r.Disks.Any(wanted.Contains));
+    }
+
+    /// <summary>Runs <paramref name="args"/> inside the server and relays what it printed.</summary>
+    public static int Forward(ServerRecord server, IReadOnlyList<string> args, TextWriter output, TextWriter error)
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Connect(new UnixDomainSocketEndPoint(server.Control));
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        writer.WriteLine(JsonSerializer.Serialize(new ControlRequest(args), Json.Compact));
+        var response = JsonSerializer.Deserialize<ControlResponse>(reader.ReadLine() ?? "null", Json.Compact)
+            ?? throw new IOException($"the server of array '{server.Name}' (pid {server.Pid}) closed the control connection without answering.");
+        output.Write(response.Output);
+        error.Write(response.Error);
+        return response.Code;
+    }
+}
