@@ -252,8 +252,11 @@ public sealed class MetadataReplica : IDisposable
         {
             CatchUpTicks();
             DrainReady();
-            long wait = ((_ticksDone + 1) * tickTicks - _clock.ElapsedTicks) * 1000 / Stopwatch.Frequency;
-            if (_inputs.TryTake(out var first, (int)Math.Clamp(wait, 0, 1000)))
+            // Round the wait up: waking a little after the tick is due costs nothing (lease reads catch up on
+            // the clock first), while rounding down would spin through the last millisecond of every tick.
+            long remaining = (_ticksDone + 1) * tickTicks - _clock.ElapsedTicks;
+            long wait = remaining <= 0 ? 0 : (remaining * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency;
+            if (_inputs.TryTake(out var first, (int)Math.Min(wait, 1000)))
             {
                 first();
                 for (int n = 0; n < 4096 && _inputs.TryTake(out var next); n++)

@@ -25,8 +25,12 @@ public sealed partial class MetadataStateMachine
         public readonly SortedDictionary<long, CommandResult> Results = [];
     }
 
-    /// <summary>Most results kept per session; beyond it the oldest are forgotten (a retry of one is refused).</summary>
-    internal const int SessionWindow = 4096;
+    /// <summary>
+    /// Most results kept per session. Results normally go as soon as the client reports it has them
+    /// (AckedThrough); this bound only stops a client that never does from growing the state without end.
+    /// Beyond it the oldest are forgotten, and a retry of one is refused as too old.
+    /// </summary>
+    internal const int SessionWindow = 100_000;
 
     /// <summary>Successful mutations so far.</summary>
     public long Revision { get; private set; }
