@@ -80,6 +80,27 @@ public sealed class ArrayCommandTests : ScratchFolder
     }
 
     [Fact]
+    public void Files_under_dev_shm_are_file_disks_not_block_devices()
+    {
+        if (!Directory.Exists("/dev/shm"))
+            Assert.Skip("no /dev/shm here");
+        string shm = Directory.CreateTempSubdirectory("storage-cli-").FullName;
+        string inShm = Path.Combine("/dev/shm", Path.GetFileName(shm));
+        Directory.Delete(shm);
+        Directory.CreateDirectory(inShm);
+        try
+        {
+            var disks = string.Join(",", Enumerable.Range(0, 3).Select(i => Path.Combine(inShm, $"d{i}.img")));
+            var (code, _, error) = Run("array", "create", "--level", "5", "--disks", disks, "--size", "16M");
+            Assert.True(code == 0, error);
+        }
+        finally
+        {
+            Directory.Delete(inShm, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_mounted_block_device_is_refused()
     {
         using var loop = Storage.Devices.Tests.LoopDevice.Attach(32 << 20);

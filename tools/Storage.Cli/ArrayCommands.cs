@@ -123,7 +123,7 @@ internal static class ArrayCommands
             throw new UsageException($"{duplicate.Key} is named twice.");
         if (LiveArrays.Find(all) is { } server)
             throw new UsageException($"{all.First(server.Disks.Contains)} belongs to array '{server.Name}', which storage serve (pid {server.Pid}) is running; nothing was changed.");
-        var created = all.Where(p => !File.Exists(p) && !p.StartsWith("/dev/", StringComparison.Ordinal)).ToList();
+        var created = all.Where(p => !File.Exists(p) && !Disks.IsBlockDevicePath(p)).ToList();
         if (created.Count > 0 && size == 0)
             throw new UsageException($"{created[0]} does not exist. Pass --size to create file-backed disks, or name existing files or block devices.");
         var devices = new List<IBlockDevice>();

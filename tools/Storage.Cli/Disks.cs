@@ -9,7 +9,7 @@ internal static class Disks
     {
         try
         {
-            if (path.StartsWith("/dev/", StringComparison.Ordinal))
+            if (IsBlockDevicePath(path))
                 return RawBlockDevice.Open(path, readOnly);
             if (File.Exists(path))
                 return FileBlockDevice.Open(path, readOnly: readOnly);
@@ -22,6 +22,10 @@ internal static class Disks
         }
         throw new UsageException($"{path} does not exist. Pass --size to create file-backed disks, or name existing files or block devices.");
     }
+
+    /// <summary>Paths under /dev are block devices, except the tmpfs folders /dev/shm and /dev/mqueue.</summary>
+    public static bool IsBlockDevicePath(string path)
+        => path.StartsWith("/dev/", StringComparison.Ordinal) && !path.StartsWith("/dev/shm/", StringComparison.Ordinal) && !path.StartsWith("/dev/mqueue/", StringComparison.Ordinal);
 
     /// <summary>Opens every path; on failure closes the ones already open.</summary>
     public static List<IBlockDevice> OpenAll(IEnumerable<string> paths, long createSize = 0, bool readOnly = false)
