@@ -31,6 +31,12 @@ public sealed class ArrayCommandTests : ScratchFolder
         (code, output, error) = Run("array", "scrub", "--disks", $"{At("d0.img")},{At("d2.img")},{At("d3.img")},{At("d4.img")},{At("s0.img")}");
         Assert.True(code == 0, error);
         Assert.Contains("0 mismatched", output, StringComparison.Ordinal);
+
+        (code, output, error) = Run("array", "scrub", "--disks", $"{At("d0.img")},{At("d2.img")},{At("d3.img")},{At("d4.img")},{At("s0.img")}", "--json");
+        Assert.True(code == 0, error);
+        using var scrub = JsonDocument.Parse(output);   // one JSON document, no progress lines
+        Assert.Equal(0, scrub.RootElement.GetProperty("scrub").GetProperty("mismatches").GetInt64());
+        Assert.Equal("clean", scrub.RootElement.GetProperty("array").GetProperty("state").GetString());
     }
 
     [Theory]

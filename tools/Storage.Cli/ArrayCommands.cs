@@ -28,6 +28,10 @@ internal static class ArrayCommands
 """;
 
     private static readonly AsyncLocal<LiveArray?> Live = new();
+    private static readonly AsyncLocal<bool> JsonOutput = new();
+
+    /// <summary>Where progress and notes go: nowhere when --json asked for one JSON document.</summary>
+    private static TextWriter Human(TextWriter output) => JsonOutput.Value ? TextWriter.Null : output;
 
     /// <summary>
     /// Runs an array command. Inside <c>storage serve</c>, <paramref name="live"/> is the served array and the
@@ -40,6 +44,7 @@ internal static class ArrayCommands
             throw new UsageException("say what to do: storage array create|assemble|status|fail|remove|add|rebuild|scrub|stop (see storage --help).");
         var rest = args[1..];
         Live.Value = live;
+        JsonOutput.Value = rest.Contains("--json");
         if (live is null && args[0] != "create" && FindServer(rest) is { } server)
         {
             if (args[0] == "assemble")
@@ -141,7 +146,7 @@ internal static class ArrayCommands
                 AssumeZeroed = created.Count == all.Count,   // fresh sparse files read as zeros: parity already matches
             };
             if (!options2.AssumeZeroed)
-                output.WriteLine("computing initial parity over the existing disk contents…");
+                Human(output).WriteLine("computing initial parity over the existing disk contents…");
             var array = await RaidArray.CreateAsync(devices[..members.Count], options2, devices[members.Count..]).ConfigureAwait(false);
             devices.Clear();   // the array owns them now
             await PrintAsync(array.Status(), options, output).ConfigureAwait(false);
@@ -262,9 +267,9 @@ internal static class ArrayCommands
         }
         var report = array.Assembly!;
         foreach (var warning in report.Warnings)
-            output.WriteLine($"note: {warning}");
+            Human(output).WriteLine($"note: {warning}");
         if (report.JournalRecordsReplayed + report.JournalRecordsDiscarded > 0)
-            output.WriteLine($"journal: {report.JournalRecordsReplayed} stripe update(s) replayed, {report.JournalRecordsDiscarded} unfinished one(s) dropped");
+            Human(output).WriteLine($"journal: {report.JournalRecordsReplayed} stripe update(s) replayed, {report.JournalRecordsDiscarded} unfinished one(s) dropped");
         foreach (var device in devices.Where(d => report.Warnings.Any(w => w.StartsWith(d.Name, StringComparison.Ordinal))))
             device.Dispose();
         return array;
@@ -339,7 +344,7 @@ internal static class ArrayCommands
         if (array.Rebuilds.Count == 0)
             return Cli.Ok;
         long total = array.Rebuilds.Sum(r => r.StripesTotal) * array.Geometry.ChunkSize;
-        var progress = new Progress(output, "rebuild", total);
+        var progress = new Progress(Human(output), "rebuild", total);
         while (array.Rebuilds is { Count: > 0 } now)
         {
             progress.Report(now.Sum(r => r.StripesDone) * array.Geometry.ChunkSize, now.Sum(r => r.BytesPerSecond), now.Max(r => r.Remaining));
@@ -352,21 +357,29 @@ internal static class ArrayCommands
 
     private static async Task<int> ScrubAsync(Options options, TextWriter output)
     {
+        bool json = options.Has("json");
         ScrubResult? result = null;
-        int code = await WithArrayAsync(options, output, async (array, o) =>
+        ArrayStatus? status = null;
+        var text = json ? TextWriter.Null : output;   // with --json, one JSON document and nothing else
+        int code = await WithArrayAsync(options, text, async (array, o) =>
         {
             var run = array.ScrubAsync(o.Has("repair"));
-            var progress = new Progress(output, o.Has("repair") ? "scrub repair" : "scrub", array.Geometry.StripeCount * array.Geometry.StripeDataSize);
+            var progress = new Progress(text, o.Has("repair") ? "scrub repair" : "scrub", array.Geometry.StripeCount * array.Geometry.StripeDataSize);
             while (!run.IsCompleted)
             {
                 progress.Report(array.ScrubProgress.Done * array.Geometry.StripeDataSize);
                 await Task.WhenAny(run, Task.Delay(100)).ConfigureAwait(false);
             }
             result = await run.ConfigureAwait(false);
+            status = array.Status();
             progress.Report(array.Geometry.StripeCount * array.Geometry.StripeDataSize);
             return result.Mismatches > result.Repaired ? Cli.Failed : Cli.Ok;
         }).ConfigureAwait(false);
-        if (result is not null && !options.Has("json"))
+        if (result is null)
+            return code;
+        if (json)
+            output.WriteLine(JsonSerializer.Serialize(new { scrub = result, array = status }, Json.Options));
+        else
             output.WriteLine($"scrub: {result.StripesChecked} stripes checked, {result.Mismatches} mismatched, {result.Repaired} repaired, {result.StripesSkipped} skipped");
         return code;
     }
