@@ -18,7 +18,9 @@ internal static class Cli
         Usage:
           storage quickstart [--dir DIR] [--size-mib N]   RAID-6 8+2 over file-backed disks in DIR (default ./quickstart):
                                                           write, lose two disks, read degraded, rebuild onto spares, scrub, verify
-        {ArrayCommands.Usage}{ServeCommand.Usage}{MountCommand.Usage}          storage bench parity [--size-kib N] [--json]    parity GB/s per kernel set on this CPU, ISA-L alongside if installed
+        {ArrayCommands.Usage}{ServeCommand.Usage}{MountCommand.Usage}
+          storage meta serve|status|put|get|bench …                       replicated metadata (Multi-Paxos); storage meta --help
+          storage bench parity [--size-kib N] [--json]    parity GB/s per kernel set on this CPU, ISA-L alongside if installed
           storage --version | --help
 
         Environment:
@@ -36,6 +38,7 @@ internal static class Cli
                 ["serve", .. var rest] => ServeCommand.Run(Options.Parse(rest, "disks", "name", "socket", "listen", "tls-cert", "tls-key", "allow", "read-only", "limit"), output, error),
                 ["mount", .. var rest] => MountCommand.Mount(rest, output),
                 ["umount", .. var rest] => MountCommand.Unmount(rest, output),
+                ["meta", .. var rest] => Storage.Metadata.MetaCommands.RunAsync(rest, output, error).GetAwaiter().GetResult(),
                 ["bench", "parity", .. var rest] => BenchParityCommand.Run(Options.Parse(rest, "size-kib", "json"), output),
                 ["bench", ..] => Write(error, "storage bench: say what to measure: 'storage bench parity'.", Usage),
                 [var command, ..] => Write(error, $"storage: unknown command '{command}'.{Suggest(command)} Run 'storage --help' for the list.", Usage),
@@ -83,7 +86,7 @@ internal static class Cli
 
     private static string Suggest(string typed)
     {
-        string[] known = ["quickstart", "bench", "array", "serve", "mount", "umount"];
+        string[] known = ["quickstart", "bench", "array", "serve", "mount", "umount", "meta"];
         var close = known.FirstOrDefault(k => Options.Distance(k, typed) <= 2);
         return close is null ? "" : $" Did you mean '{close}'?";
     }
