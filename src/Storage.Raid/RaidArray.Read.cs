@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
 using Storage.Devices;
 
 namespace Storage.Raid;
@@ -11,27 +13,62 @@ public sealed partial class RaidArray
     /// </summary>
     /// <exception cref="BadBlockException">Part of the range cannot be rebuilt (read errors while degraded).</exception>
     /// <exception cref="ArrayFailedException">Too many members are unavailable.</exception>
-    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);
         ThrowIfBadBlock(offset, buffer.Length);
-        long end = offset + buffer.Length;
-        int position = 0;
-        List<Task>? pending = null;
-        while (offset < end)
-        {
-            var (stripe, index, inChunk) = _layout.Locate(offset);
-            int length = (int)Math.Min(end - offset, Geometry.ChunkSize - inChunk);
-            var read = ReadChunkAsync(stripe, index, inChunk, buffer.Slice(position, length), cancellationToken);
-            if (!read.IsCompletedSuccessfully)
-                (pending ??= []).Add(read.AsTask());
-            offset += length;
-            position += length;
-        }
-        if (pending is not null)
-            await Task.WhenAll(pending).ConfigureAwait(false);
+        if (buffer.IsEmpty)
+            return ValueTask.CompletedTask;
+        var (stripe, index, inChunk) = _layout.Locate(offset);
+        return buffer.Length <= Geometry.ChunkSize - inChunk
+            ? ReadChunkAsync(stripe, index, inChunk, buffer, cancellationToken)   // one chunk: the common small read
+            : ReadChunksAsync(offset, buffer, cancellationToken);
     }
 
+    /// <summary>A read over several chunks: one member read per chunk, all in flight, awaited in order.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadChunksAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        long end = offset + buffer.Length;
+        int count = (int)((end - 1) / Geometry.ChunkSize - offset / Geometry.ChunkSize + 1);
+        var reads = ArrayPool<ValueTask>.Shared.Rent(count);
+        int started = 0;
+        try
+        {
+            for (int position = 0; offset < end; started++)
+            {
+                var (stripe, index, inChunk) = _layout.Locate(offset);
+                int length = (int)Math.Min(end - offset, Geometry.ChunkSize - inChunk);
+#pragma warning disable CA2012 // each stored ValueTask is awaited exactly once, in the finally block below
+                reads[started] = ReadChunkAsync(stripe, index, inChunk, buffer.Slice(position, length), cancellationToken);
+#pragma warning restore CA2012
+                offset += length;
+                position += length;
+            }
+        }
+        finally
+        {
+            // Every started read is awaited once, even after one failed; the first failure is rethrown.
+            Exception? failure = null;
+            for (int i = 0; i < started; i++)
+            {
+                try
+                {
+                    await reads[i].ConfigureAwait(false);
+                }
+                catch (Exception e) when (failure is null)
+                {
+                    failure = e;
+                }
+            }
+            Array.Clear(reads, 0, started);
+            ArrayPool<ValueTask>.Shared.Return(reads);
+            if (failure is not null)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadChunkAsync(long stripe, int index, int inChunk, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var member = _roles[_layout.MemberOf(stripe, index)];
