@@ -280,52 +280,43 @@ public sealed partial class RaidArray
     }
 
     /// <summary>Flushes every live member unless a flush numbered <paramref name="needed"/> or later already ran.</summary>
-    private async Task FlushPartsAsync(long needed, CancellationToken cancellationToken)
-    {
-        if (_journal.PartsDurable(needed))
-            return;
-        await _flushGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (_journal.PartsDurable(needed))
-                return;
-            long number = _journal.StartPartFlush();
-            long covered = _journal.CompletionsNow;
-            await FlushLiveMembersAsync(cancellationToken).ConfigureAwait(false);
-            _journal.PartFlushDone(number);
-            _journal.Flushed(covered);
-        }
-        finally
-        {
-            _flushGate.Release();
-        }
-    }
+    private Task FlushPartsAsync(long needed, CancellationToken cancellationToken)
+        => _journal.PartsDurable(needed) ? Task.CompletedTask : FlushAllAsync(() => _journal.PartsDurable(needed), cancellationToken);
 
     /// <summary>Bytes of one journal slot: a header and up to one chunk.</summary>
     internal long JournalSlotSize => JournalRecord.HeaderSize + Geometry.ChunkSize;
 
     /// <summary>
     /// Flushes every writable member unless a flush that covers <paramref name="completions"/> journal
-    /// completions already finished; one flush at a time, later callers reuse it.
+    /// completions already finished (<see cref="long.MaxValue"/>: always).
     /// </summary>
     private async Task FlushMembersAsync(long completions, CancellationToken cancellationToken)
+    {
+        await FlushAllAsync(completions == long.MaxValue ? null : () => _journal.FlushedCompletions >= completions, cancellationToken).ConfigureAwait(false);
+        ThrowIfFailed();
+    }
+
+    /// <summary>
+    /// One flush of every live member at a time; a caller whose need a flush finished meanwhile covered
+    /// (<paramref name="covered"/> true) returns without another. Records what the flush made durable.
+    /// </summary>
+    private async Task FlushAllAsync(Func<bool>? covered, CancellationToken cancellationToken)
     {
         await _flushGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (completions != long.MaxValue && _journal.FlushedCompletions >= completions)
+            if (covered?.Invoke() == true)
                 return;
             long number = _journal.StartPartFlush();
-            long covered = _journal.CompletionsNow;
+            long completions = _journal.CompletionsNow;
             await FlushLiveMembersAsync(cancellationToken).ConfigureAwait(false);
             _journal.PartFlushDone(number);
-            _journal.Flushed(covered);
+            _journal.Flushed(completions);
         }
         finally
         {
             _flushGate.Release();
         }
-        ThrowIfFailed();
     }
 
     private async Task FlushLiveMembersAsync(CancellationToken cancellationToken)
