@@ -127,6 +127,22 @@ public class ListenerTests
     }
 
     [Fact]
+    public async Task Stop_while_a_client_is_half_way_through_a_write_payload_completes_and_writes_nothing()
+    {
+        var server = new TestServer(capacity: 1 << 20, seed: 8, options: new NbdServerOptions { StopTimeout = TimeSpan.FromSeconds(5) });
+        var before = server.Memory!.Bytes.ToArray();
+        var (client, _) = await OpenAsync(server.Tcp);
+        await using var _ = client;
+        var write = Request(CmdWrite, 0, 1, 0, 65536, new byte[65536]);
+        await client.SendAsync(write.AsMemory(0, 28 + 1000));
+        await Task.Delay(100, TestContext.Current.CancellationToken);
+        var stop = server.Server.StopAsync(TestContext.Current.CancellationToken);
+        Assert.True(await Task.WhenAny(stop, Task.Delay(4000, TestContext.Current.CancellationToken)) == stop, "stop waited for a request that never arrived");
+        Assert.True(before.AsSpan().SequenceEqual(server.Memory.Bytes));
+        await server.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Removing_an_export_closes_its_connections_only()
     {
         await using var server = new TestServer();

@@ -40,6 +40,39 @@ public class TransmissionTests
         Assert.True(model.AsSpan().SequenceEqual(server.Memory.Bytes), "the device differs from the model");
     }
 
+    [Theory]
+    [InlineData(512)]
+    [InlineData(4096)]
+    public async Task Concurrent_unaligned_writes_into_the_same_sectors_all_land(int sectorSize)
+    {
+        // Device calls take a millisecond, so the read-modify-writes of requests in flight together interleave
+        // unless the server serialises them.
+        using var inner = new MemoryBlockDevice(1 << 20, sectorSize);
+        using var slow = new FaultInjectingDevice(inner, seed: 3, leaveInnerOpen: true) { Latency = TimeSpan.FromMilliseconds(1) };
+        await using var server = new TestServer(slow);
+        var (a, _) = await OpenAsync(server.Tcp);
+        var (b, _) = await OpenAsync(server.Unix, structured: true);
+        await using var _ = a;
+        await using var __ = b;
+        const int Pieces = 64, Piece = 100;
+        var requests = new[] { new List<byte>(), new List<byte>() };
+        for (int i = 0; i < Pieces; i++)
+        {
+            // Piece i covers bytes [i * 100, i * 100 + 100) of the first sectors: neighbours share sectors.
+            var data = Enumerable.Repeat((byte)(i + 1), Piece).ToArray();
+            requests[i % 2].AddRange(Request(CmdWrite, 0, (ulong)i, (ulong)(i * Piece), Piece, data));
+        }
+        await Task.WhenAll(a.SendAsync(requests[0].ToArray()), b.SendAsync(requests[1].ToArray()));
+        for (int i = 0; i < Pieces / 2; i++)
+        {
+            Assert.Equal(0, (await a.ReadReplyAsync()).Error);
+            Assert.Equal(0, (await b.ReadReplyAsync()).Error);
+        }
+        Assert.Equal(0, (await a.RoundTripAsync(CmdFlush, 0, 0)).Error);
+        for (int i = 0; i < Pieces; i++)
+            Assert.True(inner.Bytes.Slice(i * Piece, Piece).IndexOfAnyExcept((byte)(i + 1)) < 0, $"piece {i} was lost");
+    }
+
     [Fact]
     public async Task Fua_writes_are_durable_at_once_and_flush_makes_earlier_writes_durable()
     {

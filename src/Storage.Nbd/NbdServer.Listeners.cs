@@ -190,7 +190,16 @@ public sealed partial class NbdServer
                 await Task.Delay(100).ConfigureAwait(false);
                 continue;
             }
-            Admit(listener, socket);
+            try
+            {
+                Admit(listener, socket);
+            }
+            catch (Exception e)
+            {
+                // Whatever went wrong with this client, the listener keeps accepting.
+                socket.Dispose();
+                ReportUnexpected(null, e);
+            }
         }
     }
 

@@ -34,7 +34,7 @@ public sealed partial class NbdServer : IAsyncDisposable
     {
         Options = options ?? new NbdServerOptions();
         Options.Validate();
-        Pool = new NativeBufferPool(Options.MaxPayloadSize);
+        Pool = new NativeBufferPool(Math.Max(Options.MaxPayloadSize, NbdConnection.LargestBuffer));
     }
 
     /// <summary>The options the server was created with.</summary>

@@ -86,7 +86,17 @@ internal sealed partial class NbdConnection
                     write.Buffer = _server.Pool.Rent((int)length);
                     if (_reader.Buffered < length)
                         Uncork();
-                    if (!await _reader.ReadExactlyAsync(write.Buffer.DataMemory((int)length), cancellationToken).ConfigureAwait(false))
+                    bool complete;
+                    try
+                    {
+                        complete = await _reader.ReadExactlyAsync(write.Buffer.DataMemory((int)length), cancellationToken).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        Release(write); // cut off mid-payload (reset, or the server stopping)
+                        throw;
+                    }
+                    if (!complete)
                     {
                         Release(write);
                         return;

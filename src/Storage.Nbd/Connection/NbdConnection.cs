@@ -21,6 +21,9 @@ internal sealed partial class NbdConnection
     private const int ReceiveBufferSize = 256 << 10;
     private const int SendBufferSize = 256 << 10;
 
+    /// <summary>The largest buffer a connection rents besides payloads.</summary>
+    public const int LargestBuffer = ReceiveBufferSize > SendBufferSize ? ReceiveBufferSize : SendBufferSize;
+
     private readonly NbdServer _server;
     private readonly NbdServerOptions _options;
     private readonly Socket _socket;
@@ -134,13 +137,7 @@ internal sealed partial class NbdConnection
         catch (Exception e) when (IsDisconnect(e) || e is TimeoutException)
         {
         }
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-        }
+        await LingerAsync().ConfigureAwait(false);
         _sslStream?.Dispose();
         _stream.Dispose();
         _socket.Dispose();
@@ -151,6 +148,36 @@ internal sealed partial class NbdConnection
             _server.Pool.Return(_sendBuffer);
         _server.OnConnectionClosed(this);
     }
+
+    /// <summary>
+    /// Sends FIN after the last reply, then reads and discards what the client still sends until it closes too (for
+    /// at most <see cref="LingerTime"/>). Closing a socket with unread input makes the kernel reset the connection
+    /// and throw away replies still in the send queue, so a client that sent more than was read (after a refused
+    /// frame, or when the server stops) would lose answers to requests that were carried out.
+    /// </summary>
+    private async ValueTask LingerAsync()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+            using var timeout = new CancellationTokenSource(LingerTime);
+            var discard = _receiveBuffer.DataMemory(_receiveBuffer.Length);
+            long total = 0;
+            while (total < LingerBytes)
+            {
+                int read = await _socket.ReceiveAsync(discard, SocketFlags.None, timeout.Token).ConfigureAwait(false);
+                if (read == 0)
+                    break;
+                total += read;
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
+    }
+
+    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(1);
+    private const long LingerBytes = 64 << 20;
 
     /// <summary>Takes a request from the free list, waiting while the connection is at its in-flight limits.</summary>
     private ValueTask<NbdRequest> AcquireRequestAsync(long budget)
