@@ -47,7 +47,7 @@ public sealed class ArrayCommandTests : ScratchFolder
     [InlineData("array create --level 5 --disks {d3} --size 16M --chunk 12K", "power of two")]
     [InlineData("array create --level rs --disks {d3} --size 16M", "--parity M")]
     [InlineData("array create --level 5 --disks {d3}", "does not exist. Pass --size")]
-    [InlineData("array create --level 5 --disks {d3} --size 4M --chunk 1M", "leaves no room for data")]
+    [InlineData("array create --level 5 --disks {d3} --size 4M --chunk 1M", "is too small: every disk needs at least")]
     [InlineData("array create --level 5 --dsks {d3} --size 16M", "Did you mean '--disks'?")]
     [InlineData("array status", "--disks is required")]
     [InlineData("array status --disks {dir}/nothing*.img", "matches no file")]

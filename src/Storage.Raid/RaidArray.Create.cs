@@ -35,6 +35,11 @@ public sealed partial class RaidArray
         int slots = options.Journal && parity > 0 ? options.JournalSlots : 0;
         long dataOffset = HeaderSize(options.ChunkSize, slots > 0, slots);
         long smallest = all.Count == 0 ? 0 : all.Min(d => d.Capacity);
+        if (all.Count > 0 && smallest < dataOffset + options.ChunkSize)
+        {
+            var small = all.First(d => d.Capacity == smallest);
+            throw new ArrayConfigurationException($"{small.Name} is too small: every disk needs at least {dataOffset + options.ChunkSize} bytes ({dataOffset >> 10} KiB of superblocks and journal, then one {options.ChunkSize >> 10} KiB chunk); it has {smallest}.");
+        }
         long memberData = (smallest - dataOffset) / Math.Max(options.ChunkSize, 1) * options.ChunkSize;
         ArrayGeometry geometry;
         try
@@ -43,10 +48,7 @@ public sealed partial class RaidArray
         }
         catch (ArgumentException e)
         {
-            string hint = memberData < options.ChunkSize
-                ? $" The smallest disk ({smallest} bytes) leaves no room for data after the {dataOffset}-byte header and journal; use disks of at least {dataOffset + options.ChunkSize} bytes."
-                : "";
-            throw new ArrayConfigurationException(e.Message + hint, e);
+            throw new ArrayConfigurationException(e.Message.Split(" (Parameter")[0], e);
         }
         int sectorSize = all.Max(d => d.SectorSize);
         foreach (var device in all)

@@ -145,10 +145,10 @@ internal static class ArrayCommands
                 Journal = !options.Has("no-journal"),
                 AssumeZeroed = created.Count == all.Count,   // fresh sparse files read as zeros: parity already matches
             };
-            if (!options2.AssumeZeroed)
-                Human(output).WriteLine("computing initial parity over the existing disk contents…");
             var array = await RaidArray.CreateAsync(devices[..members.Count], options2, devices[members.Count..]).ConfigureAwait(false);
             devices.Clear();   // the array owns them now
+            if (!options2.AssumeZeroed)
+                Human(output).WriteLine("computed the initial parity over the disks' existing contents");
             await PrintAsync(array.Status(), options, output).ConfigureAwait(false);
             await array.StopAsync().ConfigureAwait(false);
             return Cli.Ok;
