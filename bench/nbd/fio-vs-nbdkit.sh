@@ -92,7 +92,8 @@ for workload in $WORKLOADS; do
       python3 - "$DIR/fio.json" "$workload" "$transport" "$server" "$(( after - before ))" "$hz" "$RUNTIME" "$RAMP" >> "$results" <<'PY'
 import json, sys
 path, workload, transport, server, ticks, hz, runtime, ramp = sys.argv[1:]
-job = json.load(open(path))["jobs"][0]
+text = open(path).read()
+job = json.loads(text[text.index("{"):])["jobs"][0]  # fio may print notes before the JSON
 side = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
 # Server CPU was sampled over ramp + runtime; scale it to the measured window's operations.
 ios = side["iops"] * (float(runtime) + float(ramp))

@@ -310,6 +310,27 @@ public class TransmissionTests
     }
 
     [Fact]
+    public async Task The_byte_budget_is_given_back_so_requests_still_run_concurrently_after_much_traffic()
+    {
+        var device = new GatedDevice(1 << 20);
+        await using var server = new TestServer(device, options: new NbdServerOptions { MaxBytesInFlight = 64 << 10 });
+        var (client, _) = await OpenAsync(server.Tcp, structured: true);
+        await using var _ = client;
+        // Ten times the budget, one request at a time.
+        for (int i = 0; i < 160; i++)
+            await client.ReadAsync(i % 64 * 4096, 4096);
+        await client.WriteAsync(0, new byte[65536]);
+        // Two requests within the budget must still run at once: the second completes while the first is held.
+        device.Hold(8192);
+        await client.SendRequestAsync(CmdRead, 0, 1, 8192, 4096);
+        await client.SendRequestAsync(CmdRead, 0, 2, 16384, 4096);
+        var reply = await client.ReadReplyAsync();
+        Assert.Equal(2UL, reply.Cookie);
+        device.Open(8192);
+        Assert.Equal(1UL, (await client.ReadReplyAsync()).Cookie);
+    }
+
+    [Fact]
     public async Task Disconnect_answers_requests_in_flight_first()
     {
         var device = new GatedDevice(1 << 20);

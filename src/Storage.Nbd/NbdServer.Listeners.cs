@@ -244,7 +244,7 @@ public sealed partial class NbdServer
             return;
         }
         Log($"{peer}: connected to {listener.EndPoint}");
-        _ = Task.Run(connection.RunAsync);
+        connection.Start();
     }
 
     private static (int Pid, uint Uid) PeerCredentials(Socket socket)

@@ -48,6 +48,13 @@ internal sealed unsafe class NativeBuffer : MemoryManager<byte>
     /// <summary><paramref name="headerLength"/> bytes of headroom followed by <paramref name="dataLength"/> data bytes.</summary>
     public Memory<byte> FrameMemory(int headerLength, int dataLength) => CreateMemory(Headroom - headerLength, headerLength + dataLength);
 
+    /// <summary>Address of the data minus <paramref name="headerLength"/> (a header in the headroom); the memory never moves.</summary>
+    public byte* FramePointer(int headerLength)
+    {
+        ObjectDisposedException.ThrowIf(_pointer == null, this);
+        return _pointer + Headroom - headerLength;
+    }
+
     /// <summary>The <paramref name="headerLength"/> headroom bytes right before the data.</summary>
     public Span<byte> HeaderSpan(int headerLength) => GetSpan().Slice(Headroom - headerLength, headerLength);
 

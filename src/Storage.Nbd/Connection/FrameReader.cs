@@ -1,26 +1,26 @@
-using System.Runtime.CompilerServices;
 using Storage.Nbd.Buffers;
 
 namespace Storage.Nbd.Connection;
 
 /// <summary>
-/// A receive buffer over a connection's stream: each socket read takes as much as the buffer has room for, so the
+/// A receive buffer over a connection's transport: each receive takes as much as the buffer has room for, so the
 /// requests a client pipelines arrive in one system call and are parsed from memory. Payloads larger than half the
-/// buffer are read straight into their destination. One reader per connection, used by one task at a time.
+/// buffer are received straight into their destination. Used by the connection's receive thread only; every call
+/// blocks until it has what it needs.
 /// </summary>
-internal sealed class FrameReader(NativeBuffer buffer, Stream stream)
+internal sealed class FrameReader(NativeBuffer buffer, Transport transport)
 {
     private readonly NativeBuffer _buffer = buffer;
     private int _start;
     private int _end;
 
-    /// <summary>The stream read from; replaced when the connection upgrades to TLS.</summary>
-    public Stream Stream { get; set; } = stream;
+    /// <summary>The transport received from; replaced when the connection upgrades to TLS.</summary>
+    public Transport Transport { get; set; } = transport;
 
     /// <summary>Bytes received and not yet consumed.</summary>
     public int Buffered => _end - _start;
 
-    /// <summary>Largest <see cref="FillAsync"/> request.</summary>
+    /// <summary>Largest <see cref="Fill"/> request.</summary>
     public int Capacity => _buffer.Length;
 
     /// <summary>The bytes received and not yet consumed.</summary>
@@ -37,56 +37,11 @@ internal sealed class FrameReader(NativeBuffer buffer, Stream stream)
     /// Makes at least <paramref name="count"/> (at most <see cref="Capacity"/>) bytes available in <see cref="Span"/>;
     /// false when the stream ends first.
     /// </summary>
-    public ValueTask<bool> FillAsync(int count, CancellationToken cancellationToken) =>
-        Buffered >= count ? ValueTask.FromResult(true) : FillSlowAsync(count, cancellationToken);
-
-    /// <summary>Fills <paramref name="destination"/> from the buffer, then from the stream; false when the stream ends first.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<bool> ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    public bool Fill(int count)
     {
-        int copied = Math.Min(Buffered, destination.Length);
-        Span[..copied].CopyTo(destination.Span);
-        Consume(copied);
-        destination = destination[copied..];
-        if (destination.IsEmpty)
+        if (Buffered >= count)
             return true;
-        if (destination.Length <= Capacity / 2)
-        {
-            // Small remainder: fill the buffer, which may bring the next requests along.
-            if (!await FillSlowAsync(destination.Length, cancellationToken).ConfigureAwait(false))
-                return false;
-            Span[..destination.Length].CopyTo(destination.Span);
-            Consume(destination.Length);
-            return true;
-        }
-        while (!destination.IsEmpty)
-        {
-            int read = await Stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
-            if (read == 0)
-                return false;
-            destination = destination[read..];
-        }
-        return true;
-    }
-
-    /// <summary>Discards <paramref name="count"/> bytes; false when the stream ends first.</summary>
-    public async ValueTask<bool> SkipAsync(long count, CancellationToken cancellationToken)
-    {
-        while (count > 0)
-        {
-            if (Buffered == 0 && !await FillSlowAsync(1, cancellationToken).ConfigureAwait(false))
-                return false;
-            int n = (int)Math.Min(count, Buffered);
-            Consume(n);
-            count -= n;
-        }
-        return true;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> FillSlowAsync(int count, CancellationToken cancellationToken)
-    {
-        // Move the partial frame to the front when the free tail is short, so that each read can take many frames
+        // Move the partial frame to the front when the free tail is short, so that each receive can take many frames
         // (the bytes moved are less than one frame).
         if (_start > 0 && (_start + count > _buffer.Length || _buffer.Length - _end < _buffer.Length / 2))
         {
@@ -96,10 +51,52 @@ internal sealed class FrameReader(NativeBuffer buffer, Stream stream)
         }
         while (_end - _start < count)
         {
-            int read = await Stream.ReadAsync(_buffer.DataMemory(_buffer.Length)[_end..], cancellationToken).ConfigureAwait(false);
-            if (read == 0)
+            int received = Transport.Receive(_buffer.Data[_end..]);
+            if (received == 0)
                 return false;
-            _end += read;
+            _end += received;
+        }
+        return true;
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from the buffer, then from the transport; false when the stream ends first.</summary>
+    public bool ReadExactly(Span<byte> destination)
+    {
+        int copied = Math.Min(Buffered, destination.Length);
+        Span[..copied].CopyTo(destination);
+        Consume(copied);
+        destination = destination[copied..];
+        if (destination.IsEmpty)
+            return true;
+        if (destination.Length <= Capacity / 2)
+        {
+            // Small remainder: fill the buffer, which may bring the next requests along.
+            if (!Fill(destination.Length))
+                return false;
+            Span[..destination.Length].CopyTo(destination);
+            Consume(destination.Length);
+            return true;
+        }
+        while (!destination.IsEmpty)
+        {
+            int received = Transport.Receive(destination);
+            if (received == 0)
+                return false;
+            destination = destination[received..];
+        }
+        return true;
+    }
+
+    /// <summary>Discards <paramref name="count"/> bytes; false when the stream ends first.</summary>
+    public bool Skip(long count)
+    {
+        while (count > 0)
+        {
+            if (Buffered == 0 && !Fill(1))
+                return false;
+            int n = (int)Math.Min(count, Buffered);
+            Consume(n);
+            count -= n;
         }
         return true;
     }

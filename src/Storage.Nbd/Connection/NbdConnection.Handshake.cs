@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Text;
 using Storage.Nbd.Protocol;
@@ -18,15 +19,15 @@ internal sealed partial class NbdConnection
     private const int MaxOptions = 256;
 
     /// <summary>True when the client chose an export and transmission begins; false to close the connection.</summary>
-    private async ValueTask<bool> HandshakeAsync(CancellationToken cancellationToken)
+    private bool Handshake()
     {
         var hello = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(hello, NbdProtocol.InitPassword);
         BinaryPrimitives.WriteUInt64BigEndian(hello.AsSpan(8), NbdProtocol.OptionMagic);
         BinaryPrimitives.WriteUInt16BigEndian(hello.AsSpan(16), NbdProtocol.FlagFixedNewstyle | NbdProtocol.FlagNoZeroes);
-        await _stream.WriteAsync(hello, cancellationToken).ConfigureAwait(false);
+        _transport.Send(hello);
 
-        if (!await _reader.FillAsync(4, cancellationToken).ConfigureAwait(false))
+        if (!_reader.Fill(4))
             return false;
         uint clientFlags = BinaryPrimitives.ReadUInt32BigEndian(_reader.Span);
         _reader.Consume(4);
@@ -46,7 +47,7 @@ internal sealed partial class NbdConnection
                 Log($"more than {MaxOptions} options; closing");
                 return false;
             }
-            if (!await _reader.FillAsync(16, cancellationToken).ConfigureAwait(false))
+            if (!_reader.Fill(16))
                 return false;
             ulong magic = BinaryPrimitives.ReadUInt64BigEndian(_reader.Span);
             uint option = BinaryPrimitives.ReadUInt32BigEndian(_reader.Span[8..]);
@@ -65,15 +66,15 @@ internal sealed partial class NbdConnection
             }
             if (length > MaxOptionLength)
             {
-                if (length > OptionDiscardLimit || !fixedNewstyle || !await _reader.SkipAsync(length, cancellationToken).ConfigureAwait(false))
+                if (length > OptionDiscardLimit || !fixedNewstyle || !_reader.Skip(length))
                 {
                     Log($"option {option} with {length} bytes of data; closing");
                     return false;
                 }
-                await ReplyAsync(option, NbdProtocol.RepErrTooBig, $"option data is limited to {MaxOptionLength} bytes", cancellationToken).ConfigureAwait(false);
+                Reply(option, NbdProtocol.RepErrTooBig, $"option data is limited to {MaxOptionLength} bytes");
                 continue;
             }
-            if (!await _reader.FillAsync((int)length, cancellationToken).ConfigureAwait(false))
+            if (!_reader.Fill((int)length))
                 return false;
             byte[] data = _reader.Span[..(int)length].ToArray();
             _reader.Consume((int)length);
@@ -85,39 +86,39 @@ internal sealed partial class NbdConnection
                     Log("NBD_OPT_EXPORT_NAME before TLS on a TLS listener; closing");
                     return false;
                 }
-                await ReplyAsync(option, NbdProtocol.RepErrTlsRequired, "this server requires TLS (NBD_OPT_STARTTLS)", cancellationToken).ConfigureAwait(false);
+                Reply(option, NbdProtocol.RepErrTlsRequired, "this server requires TLS (NBD_OPT_STARTTLS)");
                 continue;
             }
 
             switch (option)
             {
                 case NbdProtocol.OptExportName:
-                    return await ExportNameAsync(data, noZeroes, cancellationToken).ConfigureAwait(false);
+                    return ExportName(data, noZeroes);
 
                 case NbdProtocol.OptAbort:
-                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                    Reply(option, NbdProtocol.RepAck, []);
                     return false;
 
                 case NbdProtocol.OptList:
                     if (length != 0)
                     {
-                        await ReplyAsync(option, NbdProtocol.RepErrInvalid, "NBD_OPT_LIST takes no data", cancellationToken).ConfigureAwait(false);
+                        Reply(option, NbdProtocol.RepErrInvalid, "NBD_OPT_LIST takes no data");
                         break;
                     }
                     foreach (var export in _server.ExportsByName())
-                        await ReplyAsync(option, NbdProtocol.RepServer, ServerReplyData(export), cancellationToken).ConfigureAwait(false);
-                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                        Reply(option, NbdProtocol.RepServer, ServerReplyData(export));
+                    Reply(option, NbdProtocol.RepAck, []);
                     break;
 
                 case NbdProtocol.OptStartTls:
                     if (_tls is null)
                     {
-                        await ReplyAsync(option, NbdProtocol.RepErrPolicy, "TLS is not configured on this listener", cancellationToken).ConfigureAwait(false);
+                        Reply(option, NbdProtocol.RepErrPolicy, "TLS is not configured on this listener");
                         break;
                     }
                     if (tlsActive || length != 0)
                     {
-                        await ReplyAsync(option, NbdProtocol.RepErrInvalid, tlsActive ? "TLS is already active" : "NBD_OPT_STARTTLS takes no data", cancellationToken).ConfigureAwait(false);
+                        Reply(option, NbdProtocol.RepErrInvalid, tlsActive ? "TLS is already active" : "NBD_OPT_STARTTLS takes no data");
                         break;
                     }
                     if (_reader.Buffered != 0)
@@ -125,8 +126,8 @@ internal sealed partial class NbdConnection
                         Log("data sent after NBD_OPT_STARTTLS before the TLS handshake; closing");
                         return false;
                     }
-                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
-                    await StartTlsAsync(cancellationToken).ConfigureAwait(false);
+                    Reply(option, NbdProtocol.RepAck, []);
+                    StartTls();
                     tlsActive = true;
                     // What was negotiated in the clear could have been injected; start over.
                     _structuredReplies = false;
@@ -134,29 +135,29 @@ internal sealed partial class NbdConnection
 
                 case NbdProtocol.OptInfo:
                 case NbdProtocol.OptGo:
-                    if (await InfoAsync(option, data, cancellationToken).ConfigureAwait(false) && option == NbdProtocol.OptGo)
+                    if (Info(option, data) && option == NbdProtocol.OptGo)
                         return true;
                     break;
 
                 case NbdProtocol.OptStructuredReply:
                     if (length != 0)
                     {
-                        await ReplyAsync(option, NbdProtocol.RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data", cancellationToken).ConfigureAwait(false);
+                        Reply(option, NbdProtocol.RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data");
                         break;
                     }
                     _structuredReplies = true;
-                    await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                    Reply(option, NbdProtocol.RepAck, []);
                     break;
 
                 default:
-                    await ReplyAsync(option, NbdProtocol.RepErrUnsupported, $"option {option} is not supported", cancellationToken).ConfigureAwait(false);
+                    Reply(option, NbdProtocol.RepErrUnsupported, $"option {option} is not supported");
                     break;
             }
         }
     }
 
     /// <summary>NBD_OPT_EXPORT_NAME: the export's size and flags, then transmission; an unknown name ends the connection.</summary>
-    private async ValueTask<bool> ExportNameAsync(byte[] data, bool noZeroes, CancellationToken cancellationToken)
+    private bool ExportName(byte[] data, bool noZeroes)
     {
         string name = Encoding.UTF8.GetString(data);
         var export = _server.FindExport(name);
@@ -168,32 +169,32 @@ internal sealed partial class NbdConnection
         var reply = new byte[noZeroes ? 10 : 134];
         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Device.Capacity);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), TransmissionFlags(export));
-        await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+        _transport.Send(reply);
         _export = export;
         return true;
     }
 
     /// <summary>NBD_OPT_INFO and NBD_OPT_GO; true when the export was found and described.</summary>
-    private async ValueTask<bool> InfoAsync(uint option, byte[] data, CancellationToken cancellationToken)
+    private bool Info(uint option, byte[] data)
     {
         // Data: u32 name length, name, u16 number of info requests, u16 each.
         uint nameLength = data.Length >= 6 ? BinaryPrimitives.ReadUInt32BigEndian(data) : uint.MaxValue;
         if (nameLength > data.Length - 6)
         {
-            await ReplyAsync(option, NbdProtocol.RepErrInvalid, "malformed export name", cancellationToken).ConfigureAwait(false);
+            Reply(option, NbdProtocol.RepErrInvalid, "malformed export name");
             return false;
         }
         int requests = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + (int)nameLength));
         if (data.Length != 6 + (int)nameLength + 2 * requests)
         {
-            await ReplyAsync(option, NbdProtocol.RepErrInvalid, "option length does not match the information requests", cancellationToken).ConfigureAwait(false);
+            Reply(option, NbdProtocol.RepErrInvalid, "option length does not match the information requests");
             return false;
         }
         string name = Encoding.UTF8.GetString(data, 4, (int)nameLength);
         var export = _server.FindExport(name);
         if (export is null)
         {
-            await ReplyAsync(option, NbdProtocol.RepErrUnknown, $"no export named '{name}'", cancellationToken).ConfigureAwait(false);
+            Reply(option, NbdProtocol.RepErrUnknown, $"no export named '{name}'");
             return false;
         }
         bool wantName = false, wantDescription = false, wantBlockSize = false;
@@ -211,11 +212,11 @@ internal sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt16BigEndian(info, NbdProtocol.InfoExport);
         BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Device.Capacity);
         BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), TransmissionFlags(export));
-        await ReplyAsync(option, NbdProtocol.RepInfo, info, cancellationToken).ConfigureAwait(false);
+        Reply(option, NbdProtocol.RepInfo, info);
         if (wantName)
-            await ReplyAsync(option, NbdProtocol.RepInfo, InfoString(NbdProtocol.InfoName, export.NameUtf8), cancellationToken).ConfigureAwait(false);
+            Reply(option, NbdProtocol.RepInfo, InfoString(NbdProtocol.InfoName, export.NameUtf8));
         if (wantDescription && export.DescriptionUtf8 is { } description)
-            await ReplyAsync(option, NbdProtocol.RepInfo, InfoString(NbdProtocol.InfoDescription, description), cancellationToken).ConfigureAwait(false);
+            Reply(option, NbdProtocol.RepInfo, InfoString(NbdProtocol.InfoDescription, description));
         if (wantBlockSize)
         {
             var (minimum, preferred, maximum) = BlockSizes(export);
@@ -224,9 +225,9 @@ internal sealed partial class NbdConnection
             BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(2), (uint)minimum);
             BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(6), (uint)preferred);
             BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(10), (uint)maximum);
-            await ReplyAsync(option, NbdProtocol.RepInfo, sizes, cancellationToken).ConfigureAwait(false);
+            Reply(option, NbdProtocol.RepInfo, sizes);
         }
-        await ReplyAsync(option, NbdProtocol.RepAck, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        Reply(option, NbdProtocol.RepAck, []);
         if (option == NbdProtocol.OptGo)
             _export = export;
         return true;
@@ -271,32 +272,31 @@ internal sealed partial class NbdConnection
         return data;
     }
 
-    private ValueTask ReplyAsync(uint option, uint type, string message, CancellationToken cancellationToken) =>
-        ReplyAsync(option, type, Encoding.UTF8.GetBytes(message), cancellationToken);
+    private void Reply(uint option, uint type, string message) => Reply(option, type, Encoding.UTF8.GetBytes(message));
 
     /// <summary>An option reply: magic, option, reply type, length, data.</summary>
-    private async ValueTask ReplyAsync(uint option, uint type, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private void Reply(uint option, uint type, ReadOnlySpan<byte> data)
     {
         var reply = new byte[20 + data.Length];
         BinaryPrimitives.WriteUInt64BigEndian(reply, NbdProtocol.OptionReplyMagic);
         BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(8), option);
         BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(12), type);
         BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(16), (uint)data.Length);
-        data.Span.CopyTo(reply.AsSpan(20));
-        await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+        data.CopyTo(reply.AsSpan(20));
+        _transport.Send(reply);
     }
 
-    private async ValueTask StartTlsAsync(CancellationToken cancellationToken)
+    /// <summary>The TLS handshake (the client starts it after our ACK); then every byte goes through TLS.</summary>
+    private void StartTls()
     {
-        var ssl = new SslStream(_stream, leaveInnerStreamOpen: false);
-        _sslStream = ssl;
-        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+        var ssl = new SslStream(new NetworkStream(_socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        _transport = new Transport.Tls(ssl);
+        _reader.Transport = _transport;
+        ssl.AuthenticateAsServer(new SslServerAuthenticationOptions
         {
             ServerCertificate = _tls!.Certificate,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
             ClientCertificateRequired = false,
-        }, cancellationToken).ConfigureAwait(false);
-        _stream = ssl;
-        _reader.Stream = ssl;
+        });
     }
 }

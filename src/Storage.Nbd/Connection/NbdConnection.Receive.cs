@@ -4,37 +4,30 @@ using Storage.Nbd.Protocol;
 namespace Storage.Nbd.Connection;
 
 /// <summary>
-/// The transmission phase's receive loop: parses each request, checks it against the export and the limits, and
-/// starts it without waiting for it, so many requests run at once. A request that breaks a rule gets an error reply
+/// The transmission phase's receive loop, on the connection's thread: parses each request, checks it against the
+/// export and the limits, and starts it without waiting for it, so many requests run at once. A request that breaks a rule gets an error reply
 /// and the connection goes on; only a frame that cannot be parsed (bad magic), a write payload beyond any reason, or
 /// the client's disconnect ends it.
 /// </summary>
 internal sealed partial class NbdConnection
 {
-    private ValueTask _sendLoop;
-
     /// <summary>Beyond this a refused write's payload is not read and skipped; the connection is closed instead.</summary>
     private long WriteDiscardLimit => 2L * _options.MaxPayloadSize;
 
-    private async ValueTask TransmitAsync()
+    private void Transmit()
     {
         _server.Log($"{Peer}: serving export '{_export!.Name}'{(_structuredReplies ? " with structured replies" : "")}");
-#pragma warning disable CA2012 // Awaited exactly once, below, after the receive loop ends.
-        _sendLoop = SendLoopAsync();
-#pragma warning restore CA2012
         try
         {
-            await ReceiveLoopAsync(_stop.Token).ConfigureAwait(false);
+            ReceiveLoop();
         }
         finally
         {
-            await DrainAsync().ConfigureAwait(false);
-            StopSender();
-            await _sendLoop.ConfigureAwait(false);
+            Drain();
         }
     }
 
-    private async ValueTask ReceiveLoopAsync(CancellationToken cancellationToken)
+    private void ReceiveLoop()
     {
         var export = _export!;
         long capacity = export.Device.Capacity;
@@ -43,10 +36,10 @@ internal sealed partial class NbdConnection
             if (_reader.Buffered < NbdProtocol.RequestHeaderLength)
             {
                 Uncork();
-                if (!await _reader.FillAsync(NbdProtocol.RequestHeaderLength, cancellationToken).ConfigureAwait(false))
+                if (!_reader.Fill(NbdProtocol.RequestHeaderLength))
                     return;
             }
-            // Every await below uncorks first; replies to what completes meanwhile leave together.
+            // Every wait below uncorks first; replies to what completes meanwhile leave together.
             Cork();
             var header = _reader.Span;
             uint magic = BinaryPrimitives.ReadUInt32BigEndian(header);
@@ -76,12 +69,12 @@ internal sealed partial class NbdConnection
                     }
                     if (_reader.Buffered < length)
                         Uncork();
-                    if (!await _reader.SkipAsync(length, cancellationToken).ConfigureAwait(false))
+                    if (!_reader.Skip(length))
                         return;
                 }
                 else
                 {
-                    var write = await AcquireRequestAsync(length).ConfigureAwait(false);
+                    var write = AcquireRequest(length);
                     write.Reset(type, flags, cookie, offset, length);
                     write.Buffer = _server.Pool.Rent((int)length);
                     if (_reader.Buffered < length)
@@ -89,11 +82,11 @@ internal sealed partial class NbdConnection
                     bool complete;
                     try
                     {
-                        complete = await _reader.ReadExactlyAsync(write.Buffer.DataMemory((int)length), cancellationToken).ConfigureAwait(false);
+                        complete = _reader.ReadExactly(write.Buffer.Data[..(int)length]);
                     }
                     catch
                     {
-                        Release(write); // cut off mid-payload (reset, or the server stopping)
+                        Release(write); // cut off mid-payload (reset, or the connection cut)
                         throw;
                     }
                     if (!complete)
@@ -106,7 +99,7 @@ internal sealed partial class NbdConnection
                 }
             }
 
-            var request = await AcquireRequestAsync(type == NbdProtocol.CmdRead && error == 0 ? length : 0).ConfigureAwait(false);
+            var request = AcquireRequest(type == NbdProtocol.CmdRead && error == 0 ? length : 0);
             request.Reset(type, flags, cookie, offset, length);
             if (error != 0)
             {

@@ -1,168 +1,229 @@
 using System.Buffers.Binary;
-using System.Runtime.CompilerServices;
 using System.Text;
 using Storage.Nbd.Protocol;
+using static Storage.Nbd.Interop.LibC;
 
 namespace Storage.Nbd.Connection;
 
 /// <summary>
-/// The reply sender. Completed requests are queued under <see cref="_sendLock"/>; one long-lived loop writes them.
-/// When the loop is idle it waits on an inline <see cref="AsyncSignal"/>, so the thread that completes a request
-/// writes the reply itself (no thread hop), and replies that complete while a write is under way go out together in
-/// the next write. While the receive loop parses a batch of requests it "corks" the sender, so replies to requests
-/// that complete synchronously leave in one write when the batch is done.
+/// The reply sender. Completed requests queue under <see cref="_sendLock"/>; the thread that finds no sender active
+/// becomes the sender and writes every queued reply in one gathering sendmsg: a read's reply header sits in its
+/// buffer's headroom right before the data, other headers are packed into the send buffer, and one vector per run of
+/// bytes points at them. A send waits at most <see cref="Transport.Plain.InlineSendWait"/> for the client to make
+/// room; then the rest goes to the connection's send thread, which waits as long as it takes — so neither the
+/// receive thread nor a thread-pool thread is held by a slow client. While the receive thread parses a batch of requests it "corks" the sender: replies that complete meanwhile
+/// wait, and leave together when the batch is done.
 /// </summary>
 internal sealed partial class NbdConnection
 {
-    // A reply whose header plus data is at most this is copied into the send buffer, to share a write with others.
-    private const int CoalesceLimit = 16 << 10;
+    private const int MaxBatchVectors = 256;
+    private const int MaxErrorMessageBytes = 1024;
+    private const int MaxHeaderBytes = NbdProtocol.StructuredReplyHeaderLength + 6 + MaxErrorMessageBytes;
 
     private readonly Lock _sendLock = new();
-    private readonly AsyncSignal _senderSignal;
     private List<NbdRequest> _pending = new(64);
-    private List<NbdRequest> _sending = new(64);
-    private bool _senderWaiting;
+    private List<NbdRequest> _batch = new(64);
+    private readonly IoVector[] _vectors = new IoVector[MaxBatchVectors];
+    private bool _sending;
     private bool _corked;
-    private bool _senderStopping;
     private bool _sendFailed;
 
-    /// <summary>Queues the reply to <paramref name="request"/>; may write it (and others) on this thread.</summary>
+    // The send thread, started when a send first would block.
+    private Thread? _sendThread;
+    private readonly SemaphoreSlim _sendThreadSignal = new(0);
+    private bool _sendThreadStop;
+    private int _stalledStart;
+    private int _stalledCount;
+
+    /// <summary>Queues the reply to <paramref name="request"/>; may send it (and others) on this thread.</summary>
     internal void EnqueueReply(NbdRequest request)
     {
-        bool wake;
         lock (_sendLock)
         {
             _pending.Add(request);
-            wake = _senderWaiting && !_corked;
-            if (wake)
-                _senderWaiting = false;
+            if (_sending || _corked)
+                return;
+            _sending = true;
         }
-        if (wake)
-            _senderSignal.Set();
+        SendQueued(blocking: false);
     }
 
     /// <summary>
-    /// Holds replies back while the receive loop works through requests it has already received. No lock: a sender
-    /// that misses the flag just sends early; only <see cref="Uncork"/> must see the queue and the waiter together.
+    /// Holds replies back while the receive thread works through requests it has already received. No lock: a sender
+    /// that misses the flag just sends early; only <see cref="Uncork"/> must see the queue and the sender together.
     /// </summary>
     private void Cork() => Volatile.Write(ref _corked, true);
 
-    /// <summary>Lets held replies go; called before the receive loop waits for anything.</summary>
+    /// <summary>Lets held replies go; the receive thread calls it before it waits for anything.</summary>
     private void Uncork()
     {
-        bool wake;
         lock (_sendLock)
         {
-            if (!_corked)
+            _corked = false;
+            if (_sending || _pending.Count == 0)
                 return;
-            _corked = false;
-            wake = _senderWaiting && _pending.Count > 0;
-            if (wake)
-                _senderWaiting = false;
+            _sending = true;
         }
-        if (wake)
-            _senderSignal.Set();
+        SendQueued(blocking: false);
     }
 
-    /// <summary>Ends the send loop once the queue is empty.</summary>
-    private void StopSender()
-    {
-        bool wake;
-        lock (_sendLock)
-        {
-            _senderStopping = true;
-            _corked = false;
-            wake = _senderWaiting;
-            _senderWaiting = false;
-        }
-        if (wake)
-            _senderSignal.Set();
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendLoopAsync()
+    /// <summary>
+    /// Sends queued replies until the queue is empty, then gives up the sender role. Called with the role held. When
+    /// not <paramref name="blocking"/> and the socket is full, hands the role and the unsent rest to the send thread.
+    /// </summary>
+    private void SendQueued(bool blocking)
     {
         while (true)
         {
-            List<NbdRequest> batch;
             lock (_sendLock)
             {
-                if (_pending.Count == 0 || _corked)
+                if (_pending.Count == 0)
                 {
-                    if (_senderStopping && _pending.Count == 0)
-                        return;
-                    _senderSignal.Arm();
-                    _senderWaiting = true;
-                    batch = null!;
+                    _sending = false;
+                    return;
                 }
-                else
-                {
-                    batch = _pending;
-                    _pending = _sending;
-                    _sending = batch;
-                }
+                (_batch, _pending) = (_pending, _batch);
             }
-            if (batch is null)
+            int vectors = BuildVectors(_batch, out int taken);
+            if (taken < _batch.Count)
             {
-                await _senderSignal.WaitAsync().ConfigureAwait(false);
-                continue;
+                // The rest did not fit this round; it goes first next round.
+                lock (_sendLock)
+                    _pending.InsertRange(0, _batch.GetRange(taken, _batch.Count - taken));
+                _batch.RemoveRange(taken, _batch.Count - taken);
             }
             if (!_sendFailed)
             {
                 try
                 {
-                    await WriteRepliesAsync(batch).ConfigureAwait(false);
+                    if (blocking)
+                    {
+                        _transport.Send(_vectors.AsSpan(0, vectors));
+                    }
+                    else
+                    {
+                        var rest = Transport.Advance(_vectors.AsSpan(0, vectors), _transport.TrySend(_vectors.AsSpan(0, vectors)));
+                        if (!rest.IsEmpty)
+                        {
+                            HandToSendThread(vectors - rest.Length, rest.Length);
+                            return;
+                        }
+                    }
                 }
                 catch (Exception e)
                 {
-                    // The client is gone or the socket was aborted: stop reading, drop the remaining replies.
-                    _sendFailed = true;
-                    if (!IsDisconnect(e))
-                        _server.ReportUnexpected(this, e);
-                    Stop();
+                    OnSendFailed(e);
                 }
             }
-            foreach (var request in batch)
-                Release(request);
-            batch.Clear();
+            ReleaseBatch();
         }
     }
 
-    private async ValueTask WriteRepliesAsync(List<NbdRequest> batch)
+    private void ReleaseBatch()
     {
-        var sendBuffer = _sendBuffer ??= _server.Pool.Rent(SendBufferSize);
-        int used = 0;
-        foreach (var request in batch)
+        foreach (var request in _batch)
+            Release(request);
+        _batch.Clear();
+    }
+
+    private void OnSendFailed(Exception e)
+    {
+        // The client is gone or the connection was cut: stop reading, drop the remaining replies.
+        _sendFailed = true;
+        if (!IsDisconnect(e))
+            _server.ReportUnexpected(this, e);
+        Stop();
+    }
+
+    /// <summary>Gives the sender role, with vectors [start, start + count) still to send, to the send thread.</summary>
+    private void HandToSendThread(int start, int count)
+    {
+        _stalledStart = start;
+        _stalledCount = count;
+        lock (_stateLock)
         {
-            int dataLength = request.Error == 0 && request.Type == NbdProtocol.CmdRead ? (int)request.Length : 0;
-            int headerLength = ReplyHeaderLength(request, dataLength);
-            if (dataLength > 0 && (batch.Count == 1 || headerLength + dataLength > CoalesceLimit))
+            if (_sendThread is null && !_closed)
             {
-                // Header and data leave in one write straight from the request's buffer (the header goes in its headroom).
-                if (used > 0)
-                {
-                    await _stream.WriteAsync(sendBuffer.DataMemory(used)).ConfigureAwait(false);
-                    used = 0;
-                }
-                WriteHeader(request, request.Buffer!.HeaderSpan(headerLength), dataLength);
-                await _stream.WriteAsync(request.Buffer.FrameMemory(headerLength, dataLength)).ConfigureAwait(false);
-                continue;
-            }
-            if (used + headerLength + dataLength > sendBuffer.Length)
-            {
-                await _stream.WriteAsync(sendBuffer.DataMemory(used)).ConfigureAwait(false);
-                used = 0;
-            }
-            WriteHeader(request, sendBuffer.Data.Slice(used, headerLength), dataLength);
-            used += headerLength;
-            if (dataLength > 0)
-            {
-                request.Buffer!.Data[..dataLength].CopyTo(sendBuffer.Data[used..]);
-                used += dataLength;
+                _sendThread = new Thread(SendThreadLoop, maxStackSize: 256 << 10) { IsBackground = true, Name = "nbd send " + Peer };
+                _sendThread.Start();
             }
         }
-        if (used > 0)
-            await _stream.WriteAsync(sendBuffer.DataMemory(used)).ConfigureAwait(false);
+        _sendThreadSignal.Release();
+    }
+
+    private void SendThreadLoop()
+    {
+        while (true)
+        {
+            _sendThreadSignal.Wait();
+            if (Volatile.Read(ref _sendThreadStop))
+                return;
+            if (!_sendFailed)
+            {
+                try
+                {
+                    _transport.Send(_vectors.AsSpan(_stalledStart, _stalledCount));
+                }
+                catch (Exception e)
+                {
+                    OnSendFailed(e);
+                }
+            }
+            ReleaseBatch();
+            // Whatever queued meanwhile goes out from here, blocking; then the role is free again.
+            SendQueued(blocking: true);
+        }
+    }
+
+    /// <summary>Ends the send thread; called when every request has been released, so it is idle.</summary>
+    private void StopSendThread()
+    {
+        Thread? thread;
+        lock (_stateLock)
+            thread = _sendThread;
+        if (thread is null)
+            return;
+        Volatile.Write(ref _sendThreadStop, true);
+        _sendThreadSignal.Release();
+        thread.Join();
+    }
+
+    /// <summary>
+    /// Writes the headers of <paramref name="batch"/> and fills <see cref="_vectors"/>; returns the vector count and,
+    /// in <paramref name="taken"/>, how many replies fit (the send buffer and the vector array are bounded).
+    /// </summary>
+    private unsafe int BuildVectors(List<NbdRequest> batch, out int taken)
+    {
+        byte* packed = _sendBuffer.FramePointer(0);
+        int used = 0, vectors = 0;
+        taken = 0;
+        foreach (var request in batch)
+        {
+            if (vectors + 1 > MaxBatchVectors || used + MaxHeaderBytes > _sendBuffer.Length)
+                break;
+            int dataLength = request.Error == 0 && request.Type == NbdProtocol.CmdRead ? (int)request.Length : 0;
+            int headerLength = ReplyHeaderLength(request, dataLength);
+            if (dataLength > 0)
+            {
+                // Header in the headroom, right before the data: one vector for both.
+                var buffer = request.Buffer!;
+                WriteHeader(request, buffer.HeaderSpan(headerLength), dataLength);
+                byte* frame = buffer.FramePointer(headerLength);
+                _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)(headerLength + dataLength) };
+            }
+            else
+            {
+                WriteHeader(request, _sendBuffer.Data.Slice(used, headerLength), 0);
+                // Headers packed back to back share a vector.
+                if (vectors > 0 && _vectors[vectors - 1].Base + (long)_vectors[vectors - 1].Length == packed + used)
+                    _vectors[vectors - 1].Length += (nuint)headerLength;
+                else
+                    _vectors[vectors++] = new IoVector { Base = packed + used, Length = (nuint)headerLength };
+                used += headerLength;
+            }
+            taken++;
+        }
+        return vectors;
     }
 
     /// <summary>Bytes <see cref="WriteHeader"/> writes before the data.</summary>
@@ -180,23 +241,13 @@ internal sealed partial class NbdConnection
     private static int ErrorMessageLength(NbdRequest request) =>
         request.ErrorMessage is null ? 0 : Math.Min(Encoding.UTF8.GetByteCount(request.ErrorMessage), MaxErrorMessageBytes);
 
-    private const int MaxErrorMessageBytes = 1024;
-
     private void WriteHeader(NbdRequest request, Span<byte> header, int dataLength)
     {
-        if (!_structuredReplies)
+        if (!_structuredReplies || (request.Error == 0 && dataLength == 0 && request.Type != NbdProtocol.CmdRead))
         {
-            // Simple reply: magic, error, cookie.
+            // Simple reply: magic, error, cookie. Structured replies allow it for anything without a payload but a read.
             BinaryPrimitives.WriteUInt32BigEndian(header, NbdProtocol.SimpleReplyMagic);
             BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)request.Error);
-            BinaryPrimitives.WriteUInt64BigEndian(header[8..], request.Cookie);
-            return;
-        }
-        if (request.Error == 0 && dataLength == 0 && request.Type != NbdProtocol.CmdRead)
-        {
-            // Structured replies allow a simple reply for anything without a payload except a read.
-            BinaryPrimitives.WriteUInt32BigEndian(header, NbdProtocol.SimpleReplyMagic);
-            BinaryPrimitives.WriteUInt32BigEndian(header[4..], 0);
             BinaryPrimitives.WriteUInt64BigEndian(header[8..], request.Cookie);
             return;
         }

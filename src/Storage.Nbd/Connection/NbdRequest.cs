@@ -29,7 +29,7 @@ internal sealed class NbdRequest
     /// <summary>The data read or to be written; null for commands without a payload.</summary>
     public NativeBuffer? Buffer;
 
-    /// <summary>Bytes counted against the connection's in-flight budget.</summary>
+    /// <summary>Bytes counted against the connection's in-flight budget; set when the request is taken from the free list.</summary>
     public long Budget;
 
     /// <summary>NBD error value of the reply; 0 for success.</summary>
@@ -38,7 +38,7 @@ internal sealed class NbdRequest
     /// <summary>Text sent with the error in a structured reply; null for none.</summary>
     public string? ErrorMessage;
 
-    /// <summary>Clears the fields of a request taken from the free list.</summary>
+    /// <summary>Sets the fields of a request taken from the free list (all but <see cref="Budget"/>).</summary>
     public void Reset(ushort type, ushort flags, ulong cookie, ulong offset, uint length)
     {
         Type = type;
@@ -47,7 +47,6 @@ internal sealed class NbdRequest
         Offset = offset;
         Length = length;
         Buffer = null;
-        Budget = 0;
         Error = 0;
         ErrorMessage = null;
     }

@@ -2,7 +2,10 @@ using System.Runtime.InteropServices;
 
 namespace Storage.Nbd.Interop;
 
-/// <summary>The few Linux calls .NET does not wrap: the effective uid, and a file's type without following links.</summary>
+/// <summary>
+/// The few Linux calls .NET does not wrap: the effective uid, a file's type without following links, and a gathering
+/// send (sendmsg) on a socket .NET keeps in blocking mode.
+/// </summary>
 internal static partial class LibC
 {
     private const int AtFdCwd = -100;
@@ -17,11 +20,21 @@ internal static partial class LibC
     public const int SolSocket = 1;
     public const int SoPeerCred = 17;
 
+    public const int MsgNoSignal = 0x4000;
+    public const int EIntr = 4;
+    public const int EAgain = 11;
+
+    /// <summary>The most vectors one sendmsg takes (IOV_MAX).</summary>
+    public const int MaxVectors = 1024;
+
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint GetEffectiveUserId();
 
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int Statx(int directory, string path, int flags, uint mask, byte* buffer);
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    public static unsafe partial nint SendMessage(int socket, MessageHeader* message, int flags);
 
     /// <summary>True when <paramref name="path"/> is a socket (not following a final symbolic link).</summary>
     public static unsafe bool IsSocket(string path)
@@ -31,5 +44,28 @@ internal static partial class LibC
             return false;
         ushort mode = *(ushort*)(buffer + StatxModeOffset);
         return (mode & FileTypeMask) == SocketFileType;
+    }
+
+    /// <summary>struct iovec.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct IoVector
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    /// <summary>
+    /// struct msghdr (glibc; musl on little-endian 64-bit lays out its int msg_iovlen plus padding in the same bytes).
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct MessageHeader
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVector* Vectors;
+        public nuint VectorCount;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
     }
 }
