@@ -58,6 +58,14 @@ public class TlsTests
             Assert.Equal(device.Bytes[..4096].ToArray(), await client.ReadAsync(0, 4096));
             await client.WriteAsync(8192, [9, 8, 7]);
             Assert.Equal([9, 8, 7], device.Bytes.Slice(8192, 3).ToArray());
+            // Pipelined: over TLS every reply goes out from the connection's send thread.
+            for (ulong cookie = 1; cookie <= 20; cookie++)
+                await client.SendRequestAsync(CmdRead, 0, cookie, cookie * 20000, 20000);
+            for (int i = 0; i < 20; i++)
+            {
+                var reply = await client.ReadReplyAsync();
+                Assert.Equal(device.Bytes.Slice((int)reply.Cookie * 20000, 20000).ToArray(), reply.Data);
+            }
         }
 
         // EXPORT_NAME cannot be refused with an error, so before TLS it ends the connection.

@@ -289,6 +289,37 @@ public class TransmissionTests
         Assert.Equal(4096, first.Data!.Length);
     }
 
+    [Theory]
+    [InlineData("tcp", false)]
+    [InlineData("unix", true)]
+    public async Task A_slow_reader_gets_every_reply_intact(string transport, bool structured)
+    {
+        // More reply data than the socket buffers hold, collected only after a pause: sends wait past the inline
+        // limit and the connection's send thread finishes them.
+        await using var server = new TestServer(capacity: 16 << 20, seed: 13);
+        var (client, _) = await OpenAsync(server.EndPoint(transport), structured: structured);
+        await using var _ = client;
+        var requests = new List<byte>();
+        for (ulong cookie = 0; cookie < 24; cookie++)
+        {
+            client.ExpectRead(cookie, 1 << 20);
+            requests.AddRange(Request(CmdRead, 0, cookie, cookie % 16 << 20, 1 << 20));
+        }
+        await client.SendAsync(requests.ToArray());
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        var seen = new HashSet<ulong>();
+        for (int i = 0; i < 24; i++)
+        {
+            var reply = await client.ReadReplyAsync();
+            Assert.Equal(0, reply.Error);
+            Assert.True(seen.Add(reply.Cookie));
+            int offset = (int)(reply.Cookie % 16) << 20;
+            Assert.True(server.Memory!.Bytes.Slice(offset, 1 << 20).SequenceEqual(reply.Data), $"reply {reply.Cookie} has the wrong data");
+        }
+        Assert.True(server.Server.SendThreadTakeovers > 0, "the send thread never took over");
+        await client.WriteAsync(0, [1, 2, 3]);
+    }
+
     [Fact]
     public async Task The_in_flight_limit_holds_back_further_requests()
     {

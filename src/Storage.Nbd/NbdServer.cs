@@ -11,8 +11,10 @@ namespace Storage.Nbd;
 /// <remarks>
 /// <para>Listeners: Unix domain sockets (owner-only, 0600) and TCP on loopback addresses; TCP on any other address only
 /// with <see cref="NbdTlsOptions"/> (TLS required, client allow-list) — see <c>NbdServer.Listeners.cs</c>.</para>
-/// <para>Per connection, requests run concurrently and are answered as they complete, matched by cookie; reads and
-/// writes need not be sector-aligned (partial sectors are read-modify-written). Multi-connection clients are
+/// <para>Each connection has a thread that receives and parses requests and starts them on the device; requests run
+/// concurrently and are answered as they complete, matched by cookie, by whichever thread completes them (a second
+/// thread per connection sends when the client reads slowly). Reads and writes need not be sector-aligned: partial
+/// sectors are read-modify-written, serialised per export. Multi-connection clients are
 /// welcome (NBD_FLAG_CAN_MULTI_CONN): a flush on any connection covers writes completed on all of them, as
 /// <see cref="Storage.Devices.IBlockDevice.FlushAsync"/> promises.</para>
 /// <para>All members are thread-safe.</para>
@@ -26,6 +28,7 @@ public sealed partial class NbdServer : IAsyncDisposable
     private readonly HashSet<NbdConnection> _connections = [];
     private readonly CancellationTokenSource _stopping = new();
     private long _unexpectedErrors;
+    private long _sendThreadTakeovers;
     private bool _stopped;
 
     /// <summary>Creates a server with no exports and no listeners.</summary>
@@ -60,6 +63,11 @@ public sealed partial class NbdServer : IAsyncDisposable
 
     /// <summary>Failures that are bugs rather than client or device behaviour (tests assert there are none).</summary>
     internal long UnexpectedErrorCount => Interlocked.Read(ref _unexpectedErrors);
+
+    /// <summary>Times a connection's send thread took over replies from a client too slow to read them (for tests).</summary>
+    internal long SendThreadTakeovers => Interlocked.Read(ref _sendThreadTakeovers);
+
+    internal void CountSendThreadTakeover() => Interlocked.Increment(ref _sendThreadTakeovers);
 
     /// <summary>Offers <paramref name="export"/> to clients that connect from now on.</summary>
     /// <exception cref="NbdConfigurationException">An export with that name exists.</exception>

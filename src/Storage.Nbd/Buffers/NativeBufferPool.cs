@@ -5,13 +5,14 @@ namespace Storage.Nbd.Buffers;
 /// <summary>
 /// Buckets of <see cref="NativeBuffer"/>s by power-of-two size, 4 KiB to the largest payload. Renting and returning
 /// take a bucket's lock for a few instructions and allocate nothing while the bucket holds a buffer. Each bucket keeps
-/// at most about 8 MiB (at least one buffer), so a burst of large requests does not pin its peak memory for ever.
+/// at most about 16 MiB (at least four buffers: a queue depth of 8 or more at 1 MiB, or two 32 MiB requests, cycles
+/// without allocating), so a burst of large requests does not pin its peak memory for ever.
 /// Thread-safe.
 /// </summary>
 internal sealed class NativeBufferPool : IDisposable
 {
     private const int MinShift = 12;
-    private const long RetainedBytesPerBucket = 8 << 20;
+    private const long RetainedBytesPerBucket = 16 << 20;
 
     private readonly Bucket[] _buckets;
     private int _disposed;
@@ -24,7 +25,7 @@ internal sealed class NativeBufferPool : IDisposable
         for (int i = 0; i < _buckets.Length; i++)
         {
             int size = 1 << (MinShift + i);
-            _buckets[i] = new Bucket(size, (int)Math.Clamp(RetainedBytesPerBucket / size, 1, 256));
+            _buckets[i] = new Bucket(size, (int)Math.Clamp(RetainedBytesPerBucket / size, 4, 256));
         }
         MaxLength = 1 << maxShift;
     }

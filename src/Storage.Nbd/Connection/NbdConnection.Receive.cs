@@ -1,13 +1,14 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Storage.Nbd.Protocol;
 
 namespace Storage.Nbd.Connection;
 
 /// <summary>
 /// The transmission phase's receive loop, on the connection's thread: parses each request, checks it against the
-/// export and the limits, and starts it without waiting for it, so many requests run at once. A request that breaks a rule gets an error reply
-/// and the connection goes on; only a frame that cannot be parsed (bad magic), a write payload beyond any reason, or
-/// the client's disconnect ends it.
+/// export and the limits, and starts it without waiting for it, so many requests run at once. A request that breaks
+/// a rule gets an error reply and the connection goes on; only a frame that cannot be parsed (bad magic), a write
+/// payload beyond any reason, or the client's disconnect ends it.
 /// </summary>
 internal sealed partial class NbdConnection
 {
@@ -27,6 +28,8 @@ internal sealed partial class NbdConnection
         }
     }
 
+    // Runs for the connection's lifetime, so it would never leave tier-0 code: compile it optimized at once.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ReceiveLoop()
     {
         var export = _export!;

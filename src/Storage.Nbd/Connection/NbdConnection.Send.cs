@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Storage.Nbd.Protocol;
 using static Storage.Nbd.Interop.LibC;
@@ -140,6 +141,7 @@ internal sealed partial class NbdConnection
     {
         _stalledStart = start;
         _stalledCount = count;
+        _server.CountSendThreadTakeover();
         lock (_stateLock)
         {
             if (_sendThread is null && !_closed)
@@ -151,6 +153,7 @@ internal sealed partial class NbdConnection
         _sendThreadSignal.Release();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SendThreadLoop()
     {
         while (true)

@@ -21,7 +21,9 @@ namespace Storage.Nbd.Connection;
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The connection's thread disposes everything when the connection ends; nothing else may.")]
 internal sealed partial class NbdConnection
 {
-    private const int ReceiveBufferSize = 256 << 10;
+    // Large enough to take a queue depth of small requests in one receive; small enough that little of a large write's
+    // payload is received here and copied again (the rest goes straight into the request's buffer).
+    private const int ReceiveBufferSize = 64 << 10;
     private const int SendBufferSize = 64 << 10;
 
     /// <summary>The largest buffer a connection rents besides payloads.</summary>
