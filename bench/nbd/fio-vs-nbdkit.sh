@@ -3,7 +3,8 @@
 # `nbdkit file`, both serving a file of the same size on /dev/shm, in one run: 4 KiB random read and write at QD 32,
 # 1 MiB sequential read and write at QD 8, over TCP (127.0.0.1) and over a Unix socket. Each workload runs against
 # both servers back to back, so a noisy neighbour hurts both alike. Prints IOPS, MB/s, the server's CPU time per
-# operation (utime + stime from /proc/PID/stat) and fio's own; then the ratio ours / nbdkit.
+# operation (utime + stime from /proc/PID/stat) and fio's own; then the ratio ours / nbdkit. Our server gets a short
+# warm-up first (JIT tiering).
 #
 #   bench/nbd/fio-vs-nbdkit.sh                 # 10 s per run, 1 GiB export
 #   RUNTIME=3 SIZE=256M bench/nbd/fio-vs-nbdkit.sh
@@ -70,6 +71,12 @@ server_pid() {
     nbdkit/unix) echo "$kit_unix_pid" ;;
   esac
 }
+
+# Warm up: the server's JIT compiles its hot paths during the first seconds of traffic.
+for transport in $TRANSPORTS; do
+  fio --name=warmup --ioengine=nbd --uri="$(uri ours "$transport")" --rw=randrw --bs=4k --iodepth=32 \
+    --size="$SIZE" --time_based --runtime=2 > /dev/null
+done
 
 results="$DIR/results.tsv"
 : > "$results"

@@ -194,6 +194,12 @@ public sealed partial class NbdServer
             {
                 Admit(listener, socket);
             }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // The client went away while being admitted.
+                socket.Dispose();
+                Log($"a client on {listener.EndPoint} left while being admitted: {e.Message}");
+            }
             catch (Exception e)
             {
                 // Whatever went wrong with this client, the listener keeps accepting.
@@ -244,7 +250,16 @@ public sealed partial class NbdServer
             return;
         }
         Log($"{peer}: connected to {listener.EndPoint}");
-        connection.Start();
+        try
+        {
+            connection.Start();
+        }
+        catch
+        {
+            lock (_lock)
+                _connections.Remove(connection);
+            throw;
+        }
     }
 
     private static (int Pid, uint Uid) PeerCredentials(Socket socket)
