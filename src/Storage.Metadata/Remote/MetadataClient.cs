@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Net.Sockets;
 using Storage.Consensus;
@@ -11,16 +12,24 @@ public sealed class MetadataUnavailableException(string message) : Exception(mes
 /// <summary>
 /// A client of replicas served by <see cref="MetadataServer"/>: finds the leader (following hints), keeps
 /// one multiplexed connection per replica, and retries a command under the same request id until it gets
-/// an answer, so each command applies once. Thread-safe.
+/// an answer, so each command applies once. Thread-safe: any number of requests may be in flight at once.
 /// </summary>
+/// <remarks>
+/// A connection is shared by every request in flight to its replica, so it is never disposed under them:
+/// when it breaks (or is replaced) it is closed, which fails each request still waiting on it with an
+/// <see cref="IOException"/> that <see cref="ExecuteAsync"/> retries elsewhere. One connect per replica runs
+/// at a time, and <see cref="AttemptTimeout"/> bounds every step of an attempt (connecting, waiting to write,
+/// waiting for the answer).
+/// </remarks>
 public sealed class MetadataClient : IDisposable
 {
     private readonly IReadOnlyDictionary<int, IPEndPoint> _endpoints;
-    private readonly ConcurrentDictionary<int, Connection> _connections = new();
+    private readonly Dictionary<int, Slot> _slots;
     private readonly SessionTracker _session = new();
     private readonly int[] _ids;
     private long _requestId;
     private volatile int _leader;
+    private volatile bool _disposed;
 
     /// <summary>Creates a client of the replicas at <paramref name="endpoints"/> (client endpoints by replica id).</summary>
     public MetadataClient(IReadOnlyDictionary<int, IPEndPoint> endpoints)
@@ -28,10 +37,11 @@ public sealed class MetadataClient : IDisposable
         ArgumentNullException.ThrowIfNull(endpoints);
         _endpoints = endpoints;
         _ids = [.. endpoints.Keys.Order()];
+        _slots = _ids.ToDictionary(id => id, _ => new Slot());
         _leader = _ids[0];
     }
 
-    /// <summary>How long one attempt at one replica may take.</summary>
+    /// <summary>How long one attempt at one replica may take (connecting included).</summary>
     public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>How long a request is retried in all.</summary>
@@ -39,6 +49,8 @@ public sealed class MetadataClient : IDisposable
 
     /// <summary>Executes <paramref name="command"/> at the leader.</summary>
     /// <exception cref="MetadataUnavailableException">No answer within <see cref="Timeout"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
+    /// <exception cref="ObjectDisposedException">The client was disposed.</exception>
     public async Task<CommandResult> ExecuteAsync(MetadataCommand command, CancellationToken cancellationToken = default)
     {
         var (seq, acked) = _session.Next();
@@ -54,6 +66,7 @@ public sealed class MetadataClient : IDisposable
     }
 
     /// <summary>Reads <paramref name="key"/> linearizably at the leader.</summary>
+    /// <exception cref="MetadataUnavailableException">No answer within <see cref="Timeout"/>.</exception>
     public Task<CommandResult> ReadAsync(string key, CancellationToken cancellationToken = default)
     {
         var w = new ByteWriter(64);
@@ -86,6 +99,7 @@ public sealed class MetadataClient : IDisposable
         while (DateTime.UtcNow < deadline)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            ObjectDisposedException.ThrowIf(_disposed, this);
             try
             {
                 var (outcome, payload) = await Send(target, kind, body, cancellationToken).ConfigureAwait(false);
@@ -110,7 +124,6 @@ public sealed class MetadataClient : IDisposable
             catch (Exception e) when (e is IOException or SocketException or TimeoutException or FormatException)
             {
                 last = $"replica {target}: {e.Message}";
-                Drop(target);
             }
             target = Next(target);
             await Task.Delay(20, cancellationToken).ConfigureAwait(false);
@@ -120,66 +133,117 @@ public sealed class MetadataClient : IDisposable
 
     private int Next(int id) => _ids[(Array.IndexOf(_ids, id) + 1) % _ids.Length];
 
+    /// <summary>One attempt at replica <paramref name="id"/>, bounded by <see cref="AttemptTimeout"/>.</summary>
+    /// <exception cref="IOException">The connection broke (the request may have been applied).</exception>
+    /// <exception cref="TimeoutException">No answer within <see cref="AttemptTimeout"/>.</exception>
     private async Task<(byte Outcome, ReadOnlyMemory<byte> Payload)> Send(int id, byte kind, byte[] body, CancellationToken cancellationToken)
     {
-        var connection = await Connect(id, cancellationToken).ConfigureAwait(false);
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        attempt.CancelAfter(AttemptTimeout);
         long requestId = Interlocked.Increment(ref _requestId);
         var w = new ByteWriter(body.Length + 9);
         w.I64(requestId);
         w.U8(kind);
         w.Raw(body);
-        var response = await connection.Request(requestId, w.Written.ToArray(), AttemptTimeout, cancellationToken).ConfigureAwait(false);
-        return (response[8], response.AsMemory(9));
-    }
-
-    private async Task<Connection> Connect(int id, CancellationToken cancellationToken)
-    {
-        if (_connections.TryGetValue(id, out var existing) && !existing.Broken)
-            return existing;
-        var client = new TcpClient { NoDelay = true };
+        long started = Environment.TickCount64;
+        Connection? connection = null;
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(AttemptTimeout);
-            await client.ConnectAsync(_endpoints[id], timeout.Token).ConfigureAwait(false);
+            connection = await Connect(id, attempt.Token).ConfigureAwait(false);
+            var response = await connection.Request(requestId, w.Written.ToArray(), attempt.Token).ConfigureAwait(false);
+            return (response[8], response.AsMemory(9));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            client.Dispose();
-            throw new TimeoutException($"Connecting to replica {id} timed out.");
+            // A connection that heard nothing at all while this request waited is presumed dead (a peer that
+            // vanished without a reset); one that is merely slow keeps serving the other requests on it.
+            if (connection is not null && connection.LastHeard < started)
+                Retire(id, connection);
+            throw new TimeoutException($"Replica {id} did not answer within {AttemptTimeout}.");
         }
-        catch
+        catch (IOException) when (connection is not null)
         {
-            client.Dispose();
+            Retire(id, connection);
             throw;
         }
-        var connection = new Connection(client);
-        if (_connections.TryGetValue(id, out var old))
-            old.Dispose();
-        _connections[id] = connection;
-        return connection;
     }
 
-    private void Drop(int id)
+    /// <summary>The live connection to replica <paramref name="id"/>, opening one (one connect at a time) if needed.</summary>
+    private async Task<Connection> Connect(int id, CancellationToken cancellationToken)
     {
-        if (_connections.TryRemove(id, out var c))
-            c.Dispose();
+        var slot = _slots[id];
+        if (slot.Current is { Broken: false } existing)
+            return existing;
+        await slot.Connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            // Another request may have connected while this one waited.
+            if (slot.Current is { Broken: false } current)
+                return current;
+            var client = new TcpClient { NoDelay = true };
+            try
+            {
+                await client.ConnectAsync(_endpoints[id], cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                client.Dispose();
+                throw;
+            }
+            var connection = new Connection(client);
+            var old = slot.Current;
+            slot.Current = connection;
+            // Closed, not disposed: requests still waiting on it fail with a retryable IOException.
+            old?.Close();
+            if (_disposed)
+                connection.Close();
+            return connection;
+        }
+        finally
+        {
+            slot.Connecting.Release();
+        }
     }
 
-    /// <summary>Closes every connection.</summary>
+    /// <summary>Closes <paramref name="connection"/> and forgets it, unless it was already replaced.</summary>
+    private void Retire(int id, Connection connection)
+    {
+        Interlocked.CompareExchange(ref _slots[id].Current, null, connection);
+        connection.Close();
+    }
+
+    /// <summary>Closes every connection; requests in flight fail. Further requests throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
-        foreach (var c in _connections.Values)
-            c.Dispose();
-        _connections.Clear();
+        _disposed = true;
+        foreach (var slot in _slots.Values)
+            Interlocked.Exchange(ref slot.Current, null)?.Close();
     }
 
-    private sealed class Connection : IDisposable
+    [SuppressMessage("Design", "CA1001", Justification = "The semaphore is never disposed: requests may still wait on it.")]
+    private sealed class Slot
+    {
+        // Never disposed: a request may still be waiting on it when the client is disposed.
+        public readonly SemaphoreSlim Connecting = new(1);
+        public volatile Connection? Current;
+    }
+
+    /// <summary>
+    /// One TCP connection multiplexing requests by id. <see cref="Close"/> may run at any time, from any
+    /// thread, while other requests use it: every request waiting on it, or arriving later, then fails with an
+    /// <see cref="IOException"/>. Nothing it holds is ever disposed under a user.
+    /// </summary>
+    [SuppressMessage("Design", "CA1001", Justification = "Closed, never disposed: other requests may still use it.")]
+    private sealed class Connection
     {
         private readonly TcpClient _client;
         private readonly NetworkStream _stream;
+        // Never disposed (it owns no wait handle unless asked for one): writers may still be queued on it.
         private readonly SemaphoreSlim _write = new(1);
         private readonly ConcurrentDictionary<long, TaskCompletionSource<byte[]>> _waiting = new();
+        private volatile bool _broken;
+        private long _lastHeard = Environment.TickCount64;
 
         public Connection(TcpClient client)
         {
@@ -188,24 +252,40 @@ public sealed class MetadataClient : IDisposable
             _ = Task.Run(ReadLoop);
         }
 
-        public bool Broken { get; private set; }
+        public bool Broken => _broken;
 
-        public async Task<byte[]> Request(long id, byte[] frame, TimeSpan timeout, CancellationToken cancellationToken)
+        /// <summary>When a frame last arrived (<see cref="Environment.TickCount64"/>).</summary>
+        public long LastHeard => Volatile.Read(ref _lastHeard);
+
+        /// <exception cref="IOException">The connection is or became broken.</exception>
+        /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
+        public async Task<byte[]> Request(long id, byte[] frame, CancellationToken cancellationToken)
         {
             var tcs = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
             _waiting[id] = tcs;
             try
             {
+                // Close sets _broken before it fails the waiting requests: either it saw this one, or this sees it.
+                if (_broken)
+                    throw new IOException("Connection closed.");
                 await _write.WaitAsync(cancellationToken).ConfigureAwait(false);
                 try
                 {
                     await FrameCodec.WriteAsync(_stream, frame, cancellationToken).ConfigureAwait(false);
                 }
+                catch (Exception e)
+                {
+                    // A write cut short leaves half a frame on the stream: nothing more can be sent on it.
+                    Close();
+                    if (e is OperationCanceledException)
+                        throw;
+                    throw new IOException("Connection closed while sending.", e);
+                }
                 finally
                 {
                     _write.Release();
                 }
-                return await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+                return await tcs.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             }
             finally
             {
@@ -218,22 +298,27 @@ public sealed class MetadataClient : IDisposable
             try
             {
                 while (await FrameCodec.ReadAsync(_stream).ConfigureAwait(false) is { } frame)
+                {
+                    Volatile.Write(ref _lastHeard, Environment.TickCount64);
                     if (frame.Length >= 9 && _waiting.TryGetValue(BitConverter.ToInt64(frame, 0), out var tcs))
                         tcs.TrySetResult(frame);
+                }
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+#pragma warning disable CA1031 // Whatever ends the read loop (reset, garbage, close), the requests on it must fail.
+            catch (Exception)
+#pragma warning restore CA1031
             {
             }
-            Broken = true;
-            foreach (var tcs in _waiting.Values)
-                tcs.TrySetException(new IOException("Connection closed."));
+            Close();
         }
 
-        public void Dispose()
+        /// <summary>Marks the connection broken, closes the socket and fails every waiting request. Idempotent.</summary>
+        public void Close()
         {
-            Broken = true;
+            _broken = true;
             _client.Dispose();
-            _write.Dispose();
+            foreach (var tcs in _waiting.Values)
+                tcs.TrySetException(new IOException("Connection closed."));
         }
     }
 }
