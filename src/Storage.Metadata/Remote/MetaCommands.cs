@@ -17,14 +17,17 @@ public static class MetaCommands
     /// <summary>The usage text.</summary>
     public const string Usage = """
         usage: storage meta serve  --id N --dir PATH --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT
-                                   [--clients 1=HOST:PORT,...] [--bootstrap] [--tick-ms 10] [--no-batching]
-                                   [--snapshot-every N]
+                                   [--clients 1=HOST:PORT,...] [--bootstrap] [--tick-ms 10] [--election-ms 1000]
+                                   [--no-batching] [--snapshot-every N]
                storage meta status --peers ... | --clients ...
                storage meta put KEY VALUE --peers ... | --clients ...
                storage meta get KEY --peers ... | --clients ...
                storage meta bench --peers ... | --clients ... [--ops 10000] [--inflight 64] [--value-bytes 100]
         Client endpoints default to each peer port + 100. --bootstrap founds a new group: use it on every
         replica's first start only (an empty directory without it is a replica that lost its disk).
+        --tick-ms is the timer resolution; --election-ms the minimum election timeout (heartbeats every tenth
+        of it): it must outlast a loaded leader's stalls, or leadership moves under load and throughput drops.
+        Every replica of a group should use the same values.
         """;
 
     /// <summary>Runs a <c>storage meta</c> command (arguments after "meta") until done, or until Ctrl+C /
@@ -109,6 +112,7 @@ public static class MetaCommands
             InitialConfig = config,
             Bootstrap = o.Bootstrap,
             TickInterval = TimeSpan.FromMilliseconds(o.TickMs),
+            ElectionTimeout = TimeSpan.FromMilliseconds(o.ElectionMs),
             Batching = o.Batching,
             SnapshotEvery = o.SnapshotEvery,
         }, new TcpTransport(id, self, o.Peers));
@@ -220,6 +224,7 @@ public static class MetaCommands
         public bool Bootstrap;
         public bool Batching = true;
         public int TickMs = 10;
+        public int ElectionMs = 1000;
         public int SnapshotEvery = 10_000;
         public int Ops = 10_000;
         public int Inflight = 64;
@@ -245,6 +250,7 @@ public static class MetaCommands
                     case "--bootstrap": o.Bootstrap = true; break;
                     case "--no-batching": o.Batching = false; break;
                     case "--tick-ms": o.TickMs = Int(); break;
+                    case "--election-ms": o.ElectionMs = Int(); break;
                     case "--snapshot-every": o.SnapshotEvery = Int(); break;
                     case "--ops": o.Ops = Int(); break;
                     case "--inflight": o.Inflight = Int(); break;
@@ -256,6 +262,8 @@ public static class MetaCommands
                         break;
                 }
             }
+            if (o.ElectionMs < 2 * o.TickMs)
+                throw new FormatException("--election-ms must be at least two ticks (--tick-ms)");
             if (o.Clients.Count == 0)
                 o.Clients = o.Peers.ToDictionary(p => p.Key, p => new IPEndPoint(p.Value.Address, p.Value.Port + 100));
             if (o.Clients.Count == 0)
