@@ -91,6 +91,12 @@ public static class MetaCommands
             await error.WriteLineAsync($"storage meta: {e.Message}\n{Usage}").ConfigureAwait(false);
             return 2;
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Ctrl+C or SIGTERM while a client command waits: a failure, not a crash.
+            await error.WriteLineAsync($"storage meta {o.Command}: interrupted").ConfigureAwait(false);
+            return 1;
+        }
         catch (Exception e) when (e is MetadataUnavailableException or IOException or System.Net.Sockets.SocketException or InvalidDataException)
         {
             await error.WriteLineAsync($"storage meta {o.Command}: {e.Message}").ConfigureAwait(false);
