@@ -12,8 +12,8 @@ namespace Storage.Nbd.Connection;
 /// buffer's headroom right before the data, other headers are packed into the send buffer, and one vector per run of
 /// bytes points at them. A send waits at most <see cref="Transport.Plain.InlineSendWait"/> for the client to make
 /// room; then the rest goes to the connection's send thread, which waits as long as it takes — so neither the
-/// receive thread nor a thread-pool thread is held by a slow client. While the receive thread parses a batch of requests it "corks" the sender: replies that complete meanwhile
-/// wait, and leave together when the batch is done.
+/// receive thread nor a thread-pool thread is held by a slow client. While the receive thread parses a batch of
+/// requests it "corks" the sender: replies that complete meanwhile wait, and leave together when the batch is done.
 /// </summary>
 internal sealed partial class NbdConnection
 {
