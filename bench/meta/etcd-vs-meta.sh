@@ -5,8 +5,9 @@
 # values) at 1, 64 and 256 in flight, linearizable reads at 64. Prints ops/s, p50/p99 and the CPU time
 # per operation of the three servers (utime+stime from /proc/PID/stat) and of the client.
 #   bash bench/meta/etcd-vs-meta.sh [seconds per point, default 15]
-# Each replica set runs with batching on and off, at each --tick-ms in TICKS ("10 100": 10 ms is the default,
-# an election timeout of 100 ms; 100 ms gives etcd's default 1 s). storage meta bench runs are killed if they hang.
+# Each replica set runs with batching on and off, at each --tick-ms in TICKS ("10 100"; 10 ms is the default).
+# The election timeout is its own setting (--election-ms, default 1000 like etcd's), so the tick only sets
+# timer precision. storage meta bench runs are killed if they hang.
 # Environment: PUT_INFLIGHT ("1 64 256"), READ_INFLIGHT ("64"), TICKS, PORT_BASE (23700; uses +1..+3, +11..+13,
 # +111..+113, +211..+213, below the ephemeral range), WORK_ROOT (/var/tmp), KEEP=1 keeps logs and data.
 # etcd is driven through its v3 JSON gateway by bench/Storage.EtcdLoad (etcd's Go benchmark tool is not
