@@ -1,11 +1,12 @@
 namespace Storage.Devices.Tests;
 
-/// <summary>A directory of scratch files, deleted with everything in it.</summary>
+/// <summary>A directory of scratch files, deleted with everything in it. Shared by several test projects.</summary>
 internal sealed class TempDirectory : IDisposable
 {
     public TempDirectory()
     {
-        Path = Directory.CreateTempSubdirectory("storage-devices-").FullName;
+        // Short: Unix socket paths in it must fit in 108 bytes.
+        Path = Directory.CreateTempSubdirectory("storage-").FullName;
     }
 
     public string Path { get; }

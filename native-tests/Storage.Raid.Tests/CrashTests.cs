@@ -23,18 +23,7 @@ public class CrashTests(ITestOutputHelper output)
     [Theory]
     [MemberData(nameof(Levels))]
     public async Task No_acknowledged_write_is_lost_and_no_parity_is_wrong_after_a_crash_and_a_member_failure(RaidLevel level, int members, int parity)
-    {
-        var failures = new List<string>();
-        foreach (int seed in Seeds())
-        {
-            string? failure = await RunAsync(level, members, parity, seed);
-            if (failure is not null)
-                failures.Add($"seed {seed}: {failure}");
-        }
-        foreach (var failure in failures.Take(10))
-            output.WriteLine(failure);
-        Assert.True(failures.Count == 0, $"{failures.Count} crash seeds failed for {level}; replay one with STORAGE_CRASH_SEED=<seed>. First: {failures.FirstOrDefault()}");
-    }
+        => await AllSeedsPassAsync(Seeds(), seed => RunAsync(level, members, parity, seed), $"crash seeds failed for {level}; replay one with STORAGE_CRASH_SEED=<seed>");
 
     /// <summary>
     /// The same with up to four non-overlapping writes in flight at once, so journal records overlap and share
@@ -43,17 +32,20 @@ public class CrashTests(ITestOutputHelper output)
     [Theory]
     [MemberData(nameof(Levels))]
     public async Task Concurrent_writes_survive_a_crash_too(RaidLevel level, int members, int parity)
+        => await AllSeedsPassAsync(Seeds().Take(150), seed => RunAsync(level, members, parity, seed, concurrency: 4), $"concurrent crash seeds failed for {level}");
+
+    /// <summary>Runs every seed, prints the first failures and fails with how many there were.</summary>
+    private async Task AllSeedsPassAsync(IEnumerable<int> seeds, Func<int, Task<string?>> run, string what)
     {
         var failures = new List<string>();
-        foreach (int seed in Seeds().Take(150))
+        foreach (int seed in seeds)
         {
-            string? failure = await RunAsync(level, members, parity, seed, concurrency: 4);
-            if (failure is not null)
+            if (await run(seed) is { } failure)
                 failures.Add($"seed {seed}: {failure}");
         }
         foreach (var failure in failures.Take(10))
             output.WriteLine(failure);
-        Assert.True(failures.Count == 0, $"{failures.Count} concurrent crash seeds failed for {level}. First: {failures.FirstOrDefault()}");
+        Assert.True(failures.Count == 0, $"{failures.Count} {what}. First: {failures.FirstOrDefault()}");
     }
 
     /// <summary>

@@ -196,12 +196,7 @@ public sealed partial class RaidArray
     /// <summary>The exception for a chunk range that cannot be rebuilt: a bad block when the array still stands.</summary>
     private async Task<Exception> UnreadableAsync(long stripe, int index, int inChunk, int length, List<int> lost, List<int> errors)
     {
-        int gone = 0;
-        for (int row = 0; row < Geometry.MemberCount; row++)
-        {
-            var member = _roles[_layout.MemberOf(stripe, row)];
-            gone += member is null || !member.ReadableAt(stripe) ? 1 : 0;
-        }
+        int gone = UnavailableAt(stripe);
         if (gone > Geometry.ParityCount)
         {
             ThrowIfFailed();

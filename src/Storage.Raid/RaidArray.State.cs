@@ -20,15 +20,9 @@ public sealed partial class RaidArray
         {
             if (member.State == MemberState.Faulty)
                 return;
-            if (_spares.Remove(member))
-            {
-                member.State = MemberState.Faulty;
-            }
-            else
-            {
-                member.State = MemberState.Faulty;
+            if (!_spares.Remove(member))
                 CancelRebuild(member);
-            }
+            member.State = MemberState.Faulty;
             await PersistLockedAsync().ConfigureAwait(false);
         }
         finally

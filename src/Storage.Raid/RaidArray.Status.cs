@@ -73,7 +73,7 @@ public sealed partial class RaidArray
         await Task.WhenAll(rebuilds).ConfigureAwait(false);
         try
         {
-            if (FailedRoles() <= Geometry.ParityCount || LiveMembers().Count > 0)
+            if (LiveMembers().Count > 0)
             {
                 await FlushMembersAsync(long.MaxValue, CancellationToken.None).ConfigureAwait(false);
                 await PersistAsync(clean: true).ConfigureAwait(false);

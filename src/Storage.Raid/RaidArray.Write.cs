@@ -84,12 +84,7 @@ public sealed partial class RaidArray
             var lost = new List<int>(m + 1);
             var errors = new List<int>();
             int touched = last - first + 1;
-            int unavailable = 0;
-            for (int row = 0; row < segment.Rows; row++)
-            {
-                var member = _roles[_layout.MemberOf(stripe, row)];
-                unavailable += member is null || !member.ReadableAt(stripe) ? 1 : 0;
-            }
+            int unavailable = UnavailableAt(stripe);
             int fullRows = 0;
             for (int row = first; row <= last; row++)
                 fullRows += FullyCovered(row) ? 1 : 0;

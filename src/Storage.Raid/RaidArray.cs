@@ -78,15 +78,14 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
     /// <summary>State version: +1 on every change persisted in the superblocks.</summary>
     public ulong Events => Volatile.Read(ref _events);
 
-    /// <summary>Roles that cannot serve reads at <paramref name="stripe"/>.</summary>
-    private int UnavailableAt(long stripe, Span<int> rows)
+    /// <summary>How many rows of <paramref name="stripe"/> no member can serve reads for.</summary>
+    private int UnavailableAt(long stripe)
     {
         int count = 0;
         for (int row = 0; row < Geometry.MemberCount; row++)
         {
             var member = _roles[_layout.MemberOf(stripe, row)];
-            if (member is null || !member.ReadableAt(stripe))
-                rows[count++] = row;
+            count += member is null || !member.ReadableAt(stripe) ? 1 : 0;
         }
         return count;
     }
@@ -106,14 +105,6 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(offset), $"Array '{Name}': range at {offset} of {length} bytes is outside the array ({Capacity} bytes).");
         if ((offset | length) % SectorSize != 0)
             throw new ArgumentException($"Array '{Name}': offset {offset} and length {length} must be multiples of the {SectorSize}-byte sector.", nameof(offset));
-    }
-
-    private int FailedRoles()
-    {
-        int failed = 0;
-        foreach (var member in _roles)
-            failed += member is { State: MemberState.Active } ? 0 : 1;
-        return failed;
     }
 
     /// <summary>Throws <see cref="ArrayFailedException"/> when more roles are gone than the level tolerates.</summary>
