@@ -139,7 +139,7 @@ public sealed class ClusterTests : IDisposable
     [Fact]
     public async Task Replicas_over_tcp_on_loopback_agree_and_survive_a_restart()
     {
-        int[] ports = [.. Enumerable.Range(0, 3).Select(_ => FreePort())];
+        int[] ports = [.. Enumerable.Range(0, 3).Select(_ => Ports.Free())];
         var peers = Enumerable.Range(1, 3).ToDictionary(i => i, i => new IPEndPoint(IPAddress.Loopback, ports[i - 1]));
         var dirs = Dirs(3);
         var config = Configuration.Initial(3);
@@ -190,14 +190,5 @@ public sealed class ClusterTests : IDisposable
             foreach (var r in replicas.Values)
                 r.Dispose();
         }
-    }
-
-    private static int FreePort()
-    {
-        var l = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
     }
 }

@@ -37,15 +37,6 @@ public sealed class RealClusterTests : IDisposable
             Directory.Delete(_root, recursive: true);
     }
 
-    private static int FreePort()
-    {
-        var l = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
-
     private static string List(Dictionary<int, IPEndPoint> e) => string.Join(",", e.OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}"));
 
     private void Launch(int id, string peers, string clients, bool bootstrap)
@@ -75,8 +66,8 @@ public sealed class RealClusterTests : IDisposable
     [Fact]
     public async Task Killing_and_restarting_each_replica_in_turn_loses_nothing_acknowledged()
     {
-        var peerMap = Enumerable.Range(1, 3).ToDictionary(i => i, _ => new IPEndPoint(IPAddress.Loopback, FreePort()));
-        var clientMap = Enumerable.Range(1, 3).ToDictionary(i => i, _ => new IPEndPoint(IPAddress.Loopback, FreePort()));
+        var peerMap = Enumerable.Range(1, 3).ToDictionary(i => i, _ => new IPEndPoint(IPAddress.Loopback, Ports.Free()));
+        var clientMap = Enumerable.Range(1, 3).ToDictionary(i => i, _ => new IPEndPoint(IPAddress.Loopback, Ports.Free()));
         string peers = List(peerMap), clients = List(clientMap);
         for (int id = 1; id <= 3; id++)
             Launch(id, peers, clients, bootstrap: true);
