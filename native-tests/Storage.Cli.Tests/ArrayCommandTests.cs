@@ -61,6 +61,25 @@ public sealed class ArrayCommandTests : ScratchFolder
     }
 
     [Fact]
+    public void Failing_one_member_more_than_the_level_tolerates_is_refused_and_changes_nothing()
+    {
+        Assert.Equal(0, Run("array", "create", "--level", "5", "--disks", Disks("d", 3), "--size", "16M").Code);
+        var (code, _, error) = Run("array", "fail", "--disks", At("*.img"), "--member", At("d0.img"));
+        Assert.True(code == 0, error);
+        (code, _, error) = Run("array", "fail", "--disks", At("*.img"), "--member", At("d1.img"));
+        Assert.Equal(2, code);
+        Assert.Contains("would leave 1 of 3 members in sync", error, StringComparison.Ordinal);
+
+        // Only the superblocks' events moved (the command assembled and stopped the array); every role is as it was.
+        string output;
+        (code, output, _) = Run("array", "status", "--disks", At("*.img"), "--json");
+        Assert.Equal(0, code);
+        using var status = JsonDocument.Parse(output);
+        var roles = status.RootElement.GetProperty("array").GetProperty("roles").EnumerateArray().Select(r => r.GetProperty("state").GetString()).ToArray();
+        Assert.Equal(["missing", "active", "active"], roles);   // d0 was left out at the assembly
+    }
+
+    [Fact]
     public void A_disk_of_another_array_or_with_a_filesystem_is_refused_and_unchanged()
     {
         Assert.Equal(0, Run("array", "create", "--level", "5", "--disks", Disks("a", 3), "--size", "16M", "--name", "first").Code);

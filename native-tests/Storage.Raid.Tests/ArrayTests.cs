@@ -55,6 +55,8 @@ public class ArrayTests
             await array.WriteAsync(12288, update);
             update.CopyTo(data, 12288);
         }
+        if (parity == 0)
+            await array.FlushAsync();   // RAID-0 has no journal: only flushed writes are promised
         var last = Enumerable.Range(0, members).First(i => !test.Faults[i].IsFailed);
         test.Faults[last].FailAll();
         await Assert.ThrowsAsync<ArrayFailedException>(async () =>
@@ -62,6 +64,28 @@ public class ArrayTests
             await array.ReadAsync(0, new byte[data.Length]);
             await array.WriteAsync(0, new byte[4096]);
         });
+        await Assert.ThrowsAsync<ArrayFailedException>(async () => await array.WriteAsync(0, new byte[4096]));
+        await array.StopAsync();
+
+        // The failure one too many was not recorded: when that disk comes back (a cable, a controller reset), the
+        // array assembles with it, and every acknowledged write is there.
+        var again = await test.AssembleAsync(1);
+        Assert.Equal(members - parity, again.Status().Disks.Count(d => d.State == "active"));
+        var after = new byte[data.Length];
+        await again.ReadAsync(0, after);
+        Assert.Equal(data, after);
+        await again.StopAsync();
+    }
+
+    [Fact]
+    public async Task Failing_a_member_by_request_beyond_the_tolerance_is_refused()
+    {
+        var test = new TestArray(RaidLevel.Raid5, 4, 1, 4096, 2 << 20, seed: 2);
+        var array = await test.CreateAsync();
+        await array.FailAsync(1);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => array.FailAsync(2));
+        Assert.Contains("refused", refused.Message, StringComparison.Ordinal);
+        await array.WriteAsync(0, new byte[4096]);
         await array.StopAsync();
     }
 

@@ -45,41 +45,78 @@ internal sealed class TestArray
     /// <summary>New fault injectors over the disks; the array gets them behind a hook that calls <see cref="BeforeCall"/>.</summary>
     public IBlockDevice[] Wrap(int generation)
     {
+        _power = new PowerLine();
         Faults = [.. Disks.Select((d, i) => new FaultInjectingDevice(d, Seed * 1000 + generation * 64 + i, leaveInnerOpen: true))];
-        return [.. Faults.Select(f => new HookedDevice(f, this))];
+        return [.. Faults.Select(f => new HookedDevice(f, this, _power))];
     }
 
     /// <summary>A new fault injector for one disk only (the others keep theirs), e.g. a disk added to a running array.</summary>
     public IBlockDevice WrapOne(int disk, int generation)
     {
         Faults[disk] = new FaultInjectingDevice(Disks[disk], Seed * 1000 + generation * 64 + disk, leaveInnerOpen: true);
-        return new HookedDevice(Faults[disk], this);
+        return new HookedDevice(Faults[disk], this, _power);
     }
 
-    private sealed class HookedDevice(IBlockDevice inner, TestArray owner) : BlockDevice(inner.Name, inner.Capacity, inner.SectorSize)
+    /// <summary>
+    /// Power goes out for every disk of the current wrapping at the same instant: first no new call gets through to
+    /// any of them, then each drops or tears its un-flushed writes. (Crashing the disks one after another would let
+    /// the running array see the first ones die and record it on the others, which no power cut does.)
+    /// </summary>
+    public async Task PowerCutAsync(CrashMode mode)
+    {
+        _power.Cut();
+        foreach (var fault in Faults)
+        {
+            if (!fault.IsFailed)
+                await fault.CrashAsync(mode);
+        }
+    }
+
+    private PowerLine _power = new();
+
+    private sealed class PowerLine
+    {
+        private volatile bool _cut;
+
+        public void Cut() => _cut = true;
+
+        public void Check()
+        {
+            if (_cut)
+                throw new BlockDeviceException("power", 0, 0, "power lost");
+        }
+    }
+
+    private sealed class HookedDevice(IBlockDevice inner, TestArray owner, PowerLine power) : BlockDevice(inner.Name, inner.Capacity, inner.SectorSize)
     {
         protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
         {
-            owner.BeforeCall?.Invoke();
+            Before();
             return inner.ReadAsync(offset, buffer, cancellationToken);
         }
 
         protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
         {
-            owner.BeforeCall?.Invoke();
+            Before();
             return inner.WriteAsync(offset, buffer, forceUnitAccess, cancellationToken);
         }
 
         protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
         {
-            owner.BeforeCall?.Invoke();
+            Before();
             return inner.FlushAsync(cancellationToken);
         }
 
         protected override ValueTask TrimCoreAsync(long offset, long length, CancellationToken cancellationToken)
         {
-            owner.BeforeCall?.Invoke();
+            Before();
             return inner.TrimAsync(offset, length, cancellationToken);
+        }
+
+        private void Before()
+        {
+            power.Check();
+            owner.BeforeCall?.Invoke();
         }
 
         protected override void Dispose(bool disposing)

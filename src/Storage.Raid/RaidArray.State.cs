@@ -10,11 +10,24 @@ public sealed partial class RaidArray
     private void Notify(string message) => StateChanged?.Invoke($"{Name}: {message}");
 
     /// <summary>
+    /// True once more roles are out of sync than the level tolerates. The failure that crossed the line is not
+    /// written to the superblocks, nor is any change after it: the disks keep the last state the array could run
+    /// in, so when that member comes back (a cable, a controller reset, power) the array assembles with it and
+    /// every acknowledged write is there. (md does the same for the last working disk of a RAID-1.)
+    /// </summary>
+    private bool _failed;
+
+    /// <summary>Roles without a member in sync on every stripe.</summary>
+    private int RolesOutOfSync() => _roles.Count(m => m is not { State: MemberState.Active });
+
+    /// <summary>
     /// Marks a member faulty and persists it before returning, so no write acknowledged afterwards can be read
-    /// back from the stale member after a restart. Starts a rebuild onto a spare when one is free.
+    /// back from the stale member after a restart. Starts a rebuild onto a spare when one is free. A failure
+    /// the level cannot tolerate fails the array instead (see <see cref="_failed"/>).
     /// </summary>
     private async Task FailMemberAsync(Member member, string reason)
     {
+        bool arrayFailed;
         await _stateLock.WaitAsync().ConfigureAwait(false);
         try
         {
@@ -22,7 +35,10 @@ public sealed partial class RaidArray
                 return;
             if (!_spares.Remove(member))
                 CancelRebuild(member);
+            bool wasFailed = _failed;
             member.State = MemberState.Faulty;
+            _failed |= RolesOutOfSync() > Geometry.ParityCount;
+            arrayFailed = _failed && !wasFailed;
             await PersistLockedAsync().ConfigureAwait(false);
         }
         finally
@@ -30,6 +46,8 @@ public sealed partial class RaidArray
             _stateLock.Release();
         }
         Notify($"member {member.Device.Name} failed: {reason}");
+        if (arrayFailed)
+            Notify($"the array has failed: {RolesOutOfSync()} of {Geometry.MemberCount} roles are out of sync; the disks keep the state before this failure, so stop it and assemble it again once the disk is back");
         if (_options.AutoRebuild)
             await StartRebuildOnSpareAsync().ConfigureAwait(false);
     }
@@ -40,7 +58,7 @@ public sealed partial class RaidArray
     /// </summary>
     private async Task PersistLockedAsync(bool clean = false)
     {
-        while (true)
+        while (!_failed)
         {
             ulong events = Interlocked.Increment(ref _events);
             ulong sequence = ++_sequence;
@@ -93,6 +111,7 @@ public sealed partial class RaidArray
                     CancelRebuild(member);
                 }
             }
+            _failed |= RolesOutOfSync() > Geometry.ParityCount;
             if (!failed)
                 return;
             if (_options.AutoRebuild)
@@ -120,6 +139,8 @@ public sealed partial class RaidArray
         ArgumentOutOfRangeException.ThrowIfNegative(role);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(role, _roles.Length);
         var member = _roles[role] ?? throw new ArgumentException($"Array '{Name}': role {role} has no member.", nameof(role));
+        if (member.State == MemberState.Active && RolesOutOfSync() + 1 > Geometry.ParityCount)
+            throw new InvalidOperationException($"Array '{Name}': failing {member.Device.Name} (role {role}) would leave {Geometry.MemberCount - RolesOutOfSync() - 1} of {Geometry.MemberCount} members in sync, fewer than {ArrayGeometry.Describe(Geometry.Level, Geometry.ParityCount)} needs; refused. Replace or rebuild a failed member first.");
         await FailMemberAsync(member, "failed by request").ConfigureAwait(false);
     }
 

@@ -285,8 +285,15 @@ internal static class ArrayCommands
 
     private static async Task<int> FailAsync(RaidArray array, Options options)
     {
-        await array.FailAsync(RoleOf(array, options)).ConfigureAwait(false);
-        return Cli.Ok;
+        try
+        {
+            await array.FailAsync(RoleOf(array, options)).ConfigureAwait(false);
+            return Cli.Ok;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new UsageException(e.Message);
+        }
     }
 
     /// <summary>Runs an action, then follows any rebuild it started (a spare taking over) to the end.</summary>
