@@ -168,6 +168,67 @@ public class FileBlockDeviceTests
         Assert.StartsWith(path, e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task On_a_memory_file_system_reads_writes_and_flushes_complete_on_the_calling_thread()
+    {
+        if (!Directory.Exists("/dev/shm"))
+            Assert.Skip("no /dev/shm (tmpfs) on this machine");
+        string path = $"/dev/shm/storage-test-{Guid.NewGuid():N}.img";
+        try
+        {
+            using var device = FileBlockDevice.Create(path, 1 << 20);
+            var data = Bytes.Random(12288, 5);
+#pragma warning disable CA2012 // each ValueTask is looked at, then awaited once below
+            var write = device.WriteAsync(4096, data, cancellationToken: Ct);
+            Assert.True(write.IsCompletedSuccessfully, "a tmpfs write went to the thread pool");
+            var back = new byte[data.Length];
+            var read = device.ReadAsync(4096, back, Ct);
+            Assert.True(read.IsCompletedSuccessfully, "a tmpfs read went to the thread pool");
+            Assert.Equal(data, back);
+            var flush = device.FlushAsync(Ct);
+            Assert.True(flush.IsCompletedSuccessfully, "a tmpfs flush went to the thread pool");
+#pragma warning restore CA2012
+            await write;
+            await read;
+            await flush;
+            await device.WriteAsync(0, data.AsMemory(0, 4096), forceUnitAccess: true, Ct);
+
+            // Larger transfers go to the thread pool, and come back right.
+            var large = Bytes.Random(HandleBlockDevice.InlineLimit + 8192, 7);
+            await device.WriteAsync(65536, large, cancellationToken: Ct);
+            var largeBack = new byte[large.Length];
+            await device.ReadAsync(65536, largeBack, Ct);
+            Assert.Equal(-1, Bytes.FirstDifference(large, largeBack));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Reads_the_page_cache_no_longer_holds_come_back_right(bool partly)
+    {
+        using var directory = new TempDirectory();
+        using var device = FileBlockDevice.Create(directory.File("disk.img"), 4 << 20);
+        var data = Bytes.Random(1 << 20, 6);
+        await device.WriteAsync(0, data, cancellationToken: Ct);
+        await device.FlushAsync(Ct);
+        Assert.Equal(0, DropCache(device.Handle, 0, 0));   // written back, so the pages can go
+        if (partly)
+            await device.ReadAsync(0, new byte[64 << 10], Ct);   // the first 64 KiB come back into the cache
+        var back = new byte[data.Length];
+        await device.ReadAsync(0, back, Ct);
+        Assert.Equal(-1, Bytes.FirstDifference(data, back));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "posix_fadvise")]
+    private static extern int Fadvise(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long length, int advice);
+
+    private static int DropCache(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long length) => Fadvise(fd, offset, length, 4 /* POSIX_FADV_DONTNEED */);
+
     internal static long Allocated(HandleBlockDevice device)
     {
         Assert.Equal(0, LibC.Stat(device.Handle, Statx.BlocksMask, out var stat));

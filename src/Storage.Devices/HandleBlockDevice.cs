@@ -8,31 +8,48 @@ namespace Storage.Devices;
 
 /// <summary>
 /// A device on an open Linux file descriptor: the I/O code shared by <see cref="FileBlockDevice"/> and
-/// <see cref="RawBlockDevice"/>. Reads and writes are <see cref="RandomAccess"/> calls (pread/pwrite, run on
-/// the thread pool); <see cref="IBlockDevice.FlushAsync"/> is fdatasync; a force-unit-access write is the
-/// write followed by fdatasync; trim punches a hole (fallocate) and writes zeros where that is unsupported,
-/// so trimmed ranges read as zeros. Blocking calls (fdatasync, fallocate) run on the thread pool.
+/// <see cref="RawBlockDevice"/>. <see cref="IBlockDevice.FlushAsync"/> is fdatasync; a force-unit-access write is the
+/// write followed by fdatasync; trim punches a hole (fallocate) and writes zeros where that is unsupported, so
+/// trimmed ranges read as zeros.
 /// </summary>
 /// <remarks>
-/// With O_DIRECT (<see cref="IsDirectIo"/>) the kernel needs memory aligned to <see cref="DirectIoAlignment"/>
+/// <para>Where a call runs: a read or write of up to <see cref="InlineLimit"/> bytes that cannot wait for a disk is
+/// done on the caller's thread and completes before the call returns, since handing it to the thread pool costs more
+/// than the copy itself — on a file on tmpfs or ramfs, and through the page cache of any other file system whatever
+/// it serves without waiting (preadv2/pwritev2 with RWF_NOWAIT). Everything else — larger transfers, what the page
+/// cache does not hold, O_DIRECT, fdatasync, fallocate — is a blocking call on the thread pool, so callers with many
+/// requests in flight keep them in flight.</para>
+/// <para>With O_DIRECT (<see cref="IsDirectIo"/>) the kernel needs memory aligned to <see cref="DirectIoAlignment"/>
 /// bytes. Native memory that is already aligned is passed through; any other buffer (every managed array) is
 /// copied through pooled aligned buffers of 256 KiB, one at a time per call. Once warm, no path allocates per
-/// call. Calls may run concurrently, as <see cref="IBlockDevice"/> allows.
+/// call. Calls may run concurrently, as <see cref="IBlockDevice"/> allows.</para>
 /// </remarks>
 public abstract class HandleBlockDevice : BlockDevice
 {
     /// <summary>Memory alignment passed through to O_DIRECT without a copy.</summary>
     public const int DirectIoAlignment = AlignedBuffer.Alignment;
 
-    private readonly SafeFileHandle _handle;
-    private int _punchHoleUnsupported;
+    /// <summary>
+    /// Largest read or write done on the caller's thread. Above it the copy costs more than the handoff, and the
+    /// caller gets on (receiving the next request, starting the next member's I/O) while a pool thread copies:
+    /// measured with 64 KiB, arrays lost a quarter of their 1 MiB sequential rate (their chunk I/Os no longer ran
+    /// side by side); 4 KiB requests gain a fifth to a half.
+    /// </summary>
+    public const int InlineLimit = 16 << 10;
 
-    private protected HandleBlockDevice(string name, SafeFileHandle handle, long capacity, int sectorSize, bool directIo, bool readOnly)
+    private readonly SafeFileHandle _handle;
+    private readonly bool _memoryFileSystem;
+    private int _punchHoleUnsupported;
+    private int _noWaitReadUnsupported;
+    private int _noWaitWriteUnsupported;
+
+    private protected HandleBlockDevice(string name, SafeFileHandle handle, long capacity, int sectorSize, bool directIo, bool readOnly, bool memoryFileSystem = false)
         : base(name, capacity, sectorSize)
     {
         _handle = handle;
         IsDirectIo = directIo;
         IsReadOnly = readOnly;
+        _memoryFileSystem = memoryFileSystem && !directIo;
     }
 
     /// <summary>True when the descriptor has O_DIRECT: I/O bypasses the page cache.</summary>
@@ -45,26 +62,149 @@ public abstract class HandleBlockDevice : BlockDevice
     internal SafeFileHandle Handle => _handle;
 
     /// <inheritdoc />
-    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
-        IsDirectIo ? ReadDirectIoAsync(offset, buffer, cancellationToken) : ReadExactlyAsync(offset, buffer, cancellationToken);
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        if (IsDirectIo)
+            return ReadDirectIoAsync(offset, buffer, cancellationToken);
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled(cancellationToken);
+        int done;
+        try
+        {
+            done = ReadWithoutWaiting(offset, buffer.Span);
+        }
+        catch (BlockDeviceException e)
+        {
+            return ValueTask.FromException(e);
+        }
+        return done == buffer.Length ? ValueTask.CompletedTask : ReadExactlyAsync(offset + done, buffer[done..], cancellationToken);
+    }
 
     /// <inheritdoc />
     /// <exception cref="NotSupportedException">The device is read-only.</exception>
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
     {
         ThrowIfReadOnly();
-        return IsDirectIo
-            ? WriteDirectIoAsync(offset, buffer, forceUnitAccess, cancellationToken)
-            : WriteExactlyAsync(offset, buffer, forceUnitAccess, cancellationToken);
+        if (IsDirectIo)
+            return WriteDirectIoAsync(offset, buffer, forceUnitAccess, cancellationToken);
+        if (forceUnitAccess)
+            return WriteExactlyAsync(offset, buffer, forceUnitAccess, cancellationToken);
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled(cancellationToken);
+        int done;
+        try
+        {
+            done = WriteWithoutWaiting(offset, buffer.Span);
+        }
+        catch (BlockDeviceException e)
+        {
+            return ValueTask.FromException(e);
+        }
+        return done == buffer.Length ? ValueTask.CompletedTask : WriteExactlyAsync(offset + done, buffer[done..], false, cancellationToken);
     }
 
     /// <inheritdoc />
+    protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
+    {
+        if (!_memoryFileSystem)
+            return FlushOnThreadPoolAsync(cancellationToken);
+        // fdatasync of a memory file has nothing to wait for.
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled(cancellationToken);
+        try
+        {
+            SyncData(0, Capacity);
+            return ValueTask.CompletedTask;
+        }
+        catch (BlockDeviceException e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    protected override async ValueTask FlushCoreAsync(CancellationToken cancellationToken)
+    private async ValueTask FlushOnThreadPoolAsync(CancellationToken cancellationToken)
     {
         await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         cancellationToken.ThrowIfCancellationRequested();
         SyncData(0, Capacity);
+    }
+
+    /// <summary>
+    /// Reads on this thread as much of the range as needs no disk: all of it on a memory file system, else what the
+    /// page cache holds (RWF_NOWAIT), stopping at the first byte that would wait. Returns the bytes read.
+    /// </summary>
+    private unsafe int ReadWithoutWaiting(long offset, Span<byte> buffer)
+    {
+        if (buffer.Length > InlineLimit || (!_memoryFileSystem && Volatile.Read(ref _noWaitReadUnsupported) != 0))
+            return 0;
+        int done = 0;
+        fixed (byte* start = buffer)
+        {
+            while (done < buffer.Length)
+            {
+                var vector = new IoVec { Base = start + done, Length = (nuint)(buffer.Length - done) };
+                nint n = _memoryFileSystem
+                    ? LibC.Pread(_handle, vector.Base, vector.Length, offset + done)
+                    : LibC.Preadv2(_handle, &vector, 1, offset + done, LibC.RwfNoWait);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                if (n == 0)
+                    throw new BlockDeviceException(Name, offset + done, buffer.Length - done, "read past the end of the file: the file is shorter than the device");
+                if (!RetryInline(Marshal.GetLastPInvokeError(), ref _noWaitReadUnsupported, offset + done, buffer.Length - done, "read"))
+                    return done;
+            }
+        }
+        return done;
+    }
+
+    /// <summary>Writes on this thread as much of the range as needs no waiting (see <see cref="ReadWithoutWaiting"/>).</summary>
+    private unsafe int WriteWithoutWaiting(long offset, ReadOnlySpan<byte> buffer)
+    {
+        if (buffer.Length > InlineLimit || (!_memoryFileSystem && Volatile.Read(ref _noWaitWriteUnsupported) != 0))
+            return 0;
+        int done = 0;
+        fixed (byte* start = buffer)
+        {
+            while (done < buffer.Length)
+            {
+                var vector = new IoVec { Base = start + done, Length = (nuint)(buffer.Length - done) };
+                nint n = _memoryFileSystem
+                    ? LibC.Pwrite(_handle, vector.Base, vector.Length, offset + done)
+                    : LibC.Pwritev2(_handle, &vector, 1, offset + done, LibC.RwfNoWait);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                if (n == 0 || !RetryInline(Marshal.GetLastPInvokeError(), ref _noWaitWriteUnsupported, offset + done, buffer.Length - done, "write"))
+                    return done;
+            }
+        }
+        return done;
+    }
+
+    /// <summary>
+    /// After a failed inline call: true to retry at once (EINTR); false to leave the rest to the thread pool (it would
+    /// wait; or the file system has no RWF_NOWAIT, remembered in <paramref name="unsupported"/>). Throws for I/O errors.
+    /// </summary>
+    private bool RetryInline(int errno, ref int unsupported, long offset, long length, string what)
+    {
+        switch (errno)
+        {
+            case LibC.EIntr:
+                return true;
+            case LibC.EAgain:
+                return false;
+            case LibC.EOpNotSupp:
+                Volatile.Write(ref unsupported, 1);
+                return false;
+            default:
+                throw new BlockDeviceException(Name, offset, length, $"{what} failed: {LibC.Describe(errno)}");
+        }
     }
 
     /// <inheritdoc />

@@ -83,6 +83,44 @@ internal static partial class LibC
     public static int Stat(SafeFileHandle fd, uint mask, out Statx result) =>
         StatxHandle(fd, "", AtEmptyPath, mask, out result) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
+    public const int EAgain = 11;
+
+    /// <summary>preadv2/pwritev2 flag: fail with EAGAIN instead of waiting (for a disk read, a lock, writeback).</summary>
+    public const int RwfNoWait = 0x08;
+
+    private const uint TmpfsMagic = 0x01021994;
+    private const uint RamfsMagic = 0x858458f6;
+
+    [LibraryImport(Library, EntryPoint = "pread", SetLastError = true)]
+    public static unsafe partial nint Pread(SafeFileHandle fd, byte* buffer, nuint count, long offset);
+
+    [LibraryImport(Library, EntryPoint = "pwrite", SetLastError = true)]
+    public static unsafe partial nint Pwrite(SafeFileHandle fd, byte* buffer, nuint count, long offset);
+
+    [LibraryImport(Library, EntryPoint = "preadv2", SetLastError = true)]
+    public static unsafe partial nint Preadv2(SafeFileHandle fd, IoVec* vectors, int count, long offset, int flags);
+
+    [LibraryImport(Library, EntryPoint = "pwritev2", SetLastError = true)]
+    public static unsafe partial nint Pwritev2(SafeFileHandle fd, IoVec* vectors, int count, long offset, int flags);
+
+    [LibraryImport(Library, EntryPoint = "fstatfs", SetLastError = true)]
+    private static unsafe partial int Fstatfs(SafeFileHandle fd, byte* result);
+
+    /// <summary>
+    /// True when the open file lives on tmpfs or ramfs: its pages are memory, so reading or writing it never waits
+    /// for a disk. (Only meaningful for regular files: a device node's file system is devtmpfs.)
+    /// </summary>
+    public static unsafe bool IsOnMemoryFileSystem(SafeFileHandle fd)
+    {
+        // struct statfs starts with f_type (a long on 64-bit Linux, an int on 32-bit; little-endian either way
+        // puts the magic in the first four bytes); 256 bytes cover the whole struct on every architecture.
+        byte* result = stackalloc byte[256];
+        if (Fstatfs(fd, result) != 0)
+            return false;
+        uint type = *(uint*)result;
+        return type is TmpfsMagic or RamfsMagic;
+    }
+
     /// <summary>Text of an errno value, e.g. "Device or resource busy".</summary>
     public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
 }
@@ -123,4 +161,11 @@ internal struct Statx
         Directory => "directory",
         _ => "special file",
     };
+}
+
+/// <summary>struct iovec.</summary>
+internal struct IoVec
+{
+    public unsafe byte* Base;
+    public nuint Length;
 }
