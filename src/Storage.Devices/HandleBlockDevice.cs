@@ -136,53 +136,42 @@ public abstract class HandleBlockDevice : BlockDevice
     /// </summary>
     private unsafe int ReadWithoutWaiting(long offset, Span<byte> buffer)
     {
-        if (buffer.Length > InlineLimit || (!_memoryFileSystem && Volatile.Read(ref _noWaitReadUnsupported) != 0))
-            return 0;
-        int done = 0;
         fixed (byte* start = buffer)
-        {
-            while (done < buffer.Length)
-            {
-                var vector = new IoVec { Base = start + done, Length = (nuint)(buffer.Length - done) };
-                nint n = _memoryFileSystem
-                    ? LibC.Pread(_handle, vector.Base, vector.Length, offset + done)
-                    : LibC.Preadv2(_handle, &vector, 1, offset + done, LibC.RwfNoWait);
-                if (n > 0)
-                {
-                    done += (int)n;
-                    continue;
-                }
-                if (n == 0)
-                    throw new BlockDeviceException(Name, offset + done, buffer.Length - done, "read past the end of the file: the file is shorter than the device");
-                if (!RetryInline(Marshal.GetLastPInvokeError(), ref _noWaitReadUnsupported, offset + done, buffer.Length - done, "read"))
-                    return done;
-            }
-        }
-        return done;
+            return TransferWithoutWaiting(offset, start, buffer.Length, write: false, ref _noWaitReadUnsupported);
     }
 
     /// <summary>Writes on this thread as much of the range as needs no waiting (see <see cref="ReadWithoutWaiting"/>).</summary>
     private unsafe int WriteWithoutWaiting(long offset, ReadOnlySpan<byte> buffer)
     {
-        if (buffer.Length > InlineLimit || (!_memoryFileSystem && Volatile.Read(ref _noWaitWriteUnsupported) != 0))
+        fixed (byte* start = buffer)
+            return TransferWithoutWaiting(offset, start, buffer.Length, write: true, ref _noWaitWriteUnsupported);
+    }
+
+    private unsafe int TransferWithoutWaiting(long offset, byte* start, int length, bool write, ref int noWaitUnsupported)
+    {
+        if (length > InlineLimit || (!_memoryFileSystem && Volatile.Read(ref noWaitUnsupported) != 0))
             return 0;
         int done = 0;
-        fixed (byte* start = buffer)
+        while (done < length)
         {
-            while (done < buffer.Length)
+            var vector = new IoVec { Base = start + done, Length = (nuint)(length - done) };
+            long at = offset + done;
+            nint n = (_memoryFileSystem, write) switch
             {
-                var vector = new IoVec { Base = start + done, Length = (nuint)(buffer.Length - done) };
-                nint n = _memoryFileSystem
-                    ? LibC.Pwrite(_handle, vector.Base, vector.Length, offset + done)
-                    : LibC.Pwritev2(_handle, &vector, 1, offset + done, LibC.RwfNoWait);
-                if (n > 0)
-                {
-                    done += (int)n;
-                    continue;
-                }
-                if (n == 0 || !RetryInline(Marshal.GetLastPInvokeError(), ref _noWaitWriteUnsupported, offset + done, buffer.Length - done, "write"))
-                    return done;
+                (true, false) => LibC.Pread(_handle, vector.Base, vector.Length, at),
+                (true, true) => LibC.Pwrite(_handle, vector.Base, vector.Length, at),
+                (false, false) => LibC.Preadv2(_handle, &vector, 1, at, LibC.RwfNoWait),
+                (false, true) => LibC.Pwritev2(_handle, &vector, 1, at, LibC.RwfNoWait),
+            };
+            if (n > 0)
+            {
+                done += (int)n;
+                continue;
             }
+            if (n == 0 && !write)
+                throw new BlockDeviceException(Name, at, length - done, "read past the end of the file: the file is shorter than the device");
+            if (n == 0 || !RetryInline(Marshal.GetLastPInvokeError(), ref noWaitUnsupported, at, length - done, write ? "write" : "read"))
+                return done;
         }
         return done;
     }
