@@ -2,10 +2,17 @@ using System.Diagnostics;
 
 namespace Storage.Devices.Tests;
 
-/// <summary>Runs system tools (losetup, mkfs.ext4, mount) for interop tests.</summary>
+/// <summary>Runs system and client tools (losetup, mkfs.ext4, mount, nbdinfo, qemu-img, fio, …) for interop tests.</summary>
 internal static class Shell
 {
     public static (int ExitCode, string Output, string Error) Run(string program, params string[] arguments)
+        => RunAsync(program, arguments).GetAwaiter().GetResult();
+
+    /// <summary>Runs a tool that must succeed; returns its standard output.</summary>
+    public static string Check(string program, params string[] arguments)
+        => CheckAsync(program, arguments).GetAwaiter().GetResult();
+
+    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string program, IEnumerable<string> arguments, int timeoutSeconds = 60)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
@@ -13,19 +20,24 @@ internal static class Shell
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {program}");
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(timeoutSeconds));
+        try
         {
-            process.Kill();
-            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in 60 s");
+            await process.WaitForExitAsync(timeout.Token);
         }
-        return (process.ExitCode, output.Result.Trim(), error.Result.Trim());
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in {timeoutSeconds} s");
+        }
+        return (process.ExitCode, (await output).Trim(), (await error).Trim());
     }
 
-    /// <summary>Runs a tool that must succeed.</summary>
-    public static string Check(string program, params string[] arguments)
+    /// <summary>Runs a tool that must succeed; returns its standard output.</summary>
+    public static async Task<string> CheckAsync(string program, params string[] arguments)
     {
-        var (code, output, error) = Run(program, arguments);
-        Assert.True(code == 0, $"{program} {string.Join(' ', arguments)} exited with {code}: {error}");
+        var (code, output, error) = await RunAsync(program, arguments);
+        Assert.True(code == 0, $"{program} {string.Join(' ', arguments)} exited with {code}:\n{error}\n{output}");
         return output;
     }
 }
