@@ -66,8 +66,7 @@ public class CrashTests(ITestOutputHelper output)
         await array.WriteAsync(0, y);                                  // 2: the same chunk again
         await array.WriteAsync(stripe + 2 * Chunk, Bytes.Random(512, 3)); // 3: stripe 1, data 2 (member 1) + P (member 2)
         await array.WriteAsync(Chunk, Bytes.Random(512, 4));          // 4: stripe 0, data 1 (member 1) + P (member 3)
-        foreach (var fault in test.Faults)
-            await fault.CrashAsync(CrashMode.DropUnflushed);
+        await test.PowerCutAsync(CrashMode.DropUnflushed);
         var again = await test.AssembleAsync(1);
         output.WriteLine($"replayed {again.Assembly!.JournalRecordsReplayed}, discarded {again.Assembly.JournalRecordsDiscarded}");
         var back = new byte[512];
@@ -105,7 +104,7 @@ public class CrashTests(ITestOutputHelper output)
         await array.WriteAsync(0, durable);
         await array.FlushAsync();
 
-        var trigger = new CrashTrigger(test.Faults, random.Next(1, 400));
+        var trigger = new CrashTrigger(test, random.Next(1, 400));
         test.BeforeCall = trigger.Tick;
         var cutOff = new List<(long Offset, byte[] Data)>();
         for (int batch = 0; batch < 40 && !trigger.Fired; batch++)
@@ -188,32 +187,26 @@ public class CrashTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Cuts the power of every member at the n-th device call (reads, writes, flushes) after arming.</summary>
-    private sealed class CrashTrigger(FaultInjectingDevice[] devices, int target)
+    /// <summary>Cuts the power of every disk (<see cref="TestArray.PowerCutAsync"/>) at the n-th device call (reads, writes, flushes) after arming.</summary>
+    private sealed class CrashTrigger(TestArray test, int target)
     {
         private int _calls;
+        private volatile bool _fired;
 
         public int Target => target;
 
-        private volatile bool _fired;
+        public bool Fired => _fired;
 
-        public bool Fired { get => _fired; private set => _fired = value; }
-
-        /// <summary>Power goes out for every disk at once: after the trigger no call reaches any of them.</summary>
         public void Tick()
         {
-            if (Fired)
-                throw new BlockDeviceException("array", 0, 0, "power lost");
             if (Interlocked.Increment(ref _calls) == target)
                 CrashAsync().GetAwaiter().GetResult();
         }
 
         public async Task CrashAsync()
         {
-            Fired = true;
-            Thread.MemoryBarrier();
-            foreach (var device in devices)
-                await device.CrashAsync(CrashMode.TearUnflushed);
+            _fired = true;
+            await test.PowerCutAsync(CrashMode.TearUnflushed);
         }
     }
 }
