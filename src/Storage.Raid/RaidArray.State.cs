@@ -37,9 +37,8 @@ public sealed partial class RaidArray
                 CancelRebuild(member);
             bool wasFailed = _failed;
             member.State = MemberState.Faulty;
-            _failed |= RolesOutOfSync() > Geometry.ParityCount;
-            arrayFailed = _failed && !wasFailed;
             await PersistLockedAsync().ConfigureAwait(false);
+            arrayFailed = _failed && !wasFailed;
         }
         finally
         {
@@ -58,8 +57,12 @@ public sealed partial class RaidArray
     /// </summary>
     private async Task PersistLockedAsync(bool clean = false)
     {
-        while (!_failed)
+        while (true)
         {
+            // A state the level cannot run in is never written (see _failed).
+            _failed |= RolesOutOfSync() > Geometry.ParityCount;
+            if (_failed)
+                return;
             ulong events = Interlocked.Increment(ref _events);
             ulong sequence = ++_sequence;
             var roles = new RoleRecord[_roles.Length];
@@ -111,7 +114,6 @@ public sealed partial class RaidArray
                     CancelRebuild(member);
                 }
             }
-            _failed |= RolesOutOfSync() > Geometry.ParityCount;
             if (!failed)
                 return;
             if (_options.AutoRebuild)
