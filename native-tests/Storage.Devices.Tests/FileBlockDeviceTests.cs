@@ -224,6 +224,85 @@ public class FileBlockDeviceTests
         Assert.Equal(-1, Bytes.FirstDifference(data, back));
     }
 
+    [Fact]
+    public void Without_waiting_a_memory_file_system_moves_a_whole_megabyte_on_the_calling_thread()
+    {
+        if (!Directory.Exists("/dev/shm"))
+            Assert.Skip("no /dev/shm (tmpfs) on this machine");
+        string path = $"/dev/shm/storage-test-{Guid.NewGuid():N}.img";
+        try
+        {
+            using var device = FileBlockDevice.Create(path, 4 << 20);
+            var data = Bytes.Random(1 << 20, 8);
+            Assert.Equal(data.Length, device.WriteWithoutWaiting(512, data));
+            var back = new byte[data.Length];
+            Assert.Equal(back.Length, device.ReadWithoutWaiting(512, back));
+            Assert.Equal(-1, Bytes.FirstDifference(data, back));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public async Task Without_waiting_stops_where_the_page_cache_ends_and_the_rest_reads_right()
+    {
+        using var directory = new TempDirectory();
+        using var device = FileBlockDevice.Create(directory.File("disk.img"), 4 << 20);
+        var data = Bytes.Random(1 << 20, 9);
+        await device.WriteAsync(0, data, cancellationToken: Ct);
+        await device.FlushAsync(Ct);
+        Assert.Equal(0, DropCache(device.Handle, 0, 0));
+        await device.ReadAsync(0, new byte[64 << 10], Ct);   // only the first 64 KiB are cached again
+        var back = new byte[data.Length];
+        int done = device.ReadWithoutWaiting(0, back);
+        // Whatever came without waiting is right (on a file system without RWF_NOWAIT, nothing comes), and it is not
+        // the whole range: the rest would have waited for the disk.
+        Assert.InRange(done, 0, data.Length - 1);
+        Assert.Equal(-1, Bytes.FirstDifference(data.AsSpan(0, done), back.AsSpan(0, done)));
+    }
+
+    [Fact]
+    public void Without_waiting_does_nothing_with_direct_io_and_checks_its_arguments()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("disk.img");
+        FileBlockDevice.Create(path, 1 << 20).Dispose();
+        using (var direct = FileBlockDevice.Open(path, directIo: true))
+        {
+            Assert.Equal(0, direct.ReadWithoutWaiting(0, new byte[4096]));
+            Assert.Equal(0, direct.WriteWithoutWaiting(0, new byte[4096]));
+        }
+        using var readOnly = FileBlockDevice.Open(path, readOnly: true);
+        Assert.Throws<NotSupportedException>(() => readOnly.WriteWithoutWaiting(0, new byte[512]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => readOnly.ReadWithoutWaiting(1 << 20, new byte[512]));
+        Assert.Throws<ArgumentException>(() => readOnly.ReadWithoutWaiting(100, new byte[512]));
+    }
+
+    [Fact]
+    public async Task A_full_file_system_is_reported_as_no_space_on_every_path()
+    {
+        if (!Environment.IsPrivilegedProcess)
+            Requires.Missing("mounting a small tmpfs needs root");
+        Requires.Tool("mount");
+        using var fs = new SmallTmpfs(1 << 20);
+        using var device = FileBlockDevice.Create(fs.File("disk.img"), 8 << 20);   // sparse, larger than the file system
+        var data = Bytes.Random(1 << 20, 10);
+        var inPlace = Assert.Throws<BlockDeviceException>(() =>
+        {
+            for (long at = 0; at < device.Capacity; at += data.Length)
+                device.WriteWithoutWaiting(at, data);
+        });
+        var small = await Assert.ThrowsAsync<BlockDeviceException>(() => device.WriteAsync(6 << 20, data.AsMemory(0, 4096), cancellationToken: Ct).AsTask());
+        var large = await Assert.ThrowsAsync<BlockDeviceException>(() => device.WriteAsync(7 << 20, data, cancellationToken: Ct).AsTask());
+        foreach (var e in new[] { inPlace, small, large })
+        {
+            // ENOSPC travels as the cause's HResult, so that an NBD client is told "no space", not "I/O error".
+            Assert.Equal(28, Assert.IsType<IOException>(e.InnerException, exactMatch: false).HResult);
+        }
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "posix_fadvise")]
     private static extern int Fadvise(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long length, int advice);
 

@@ -25,3 +25,25 @@ internal sealed class TempDirectory : IDisposable
         }
     }
 }
+
+/// <summary>
+/// A tmpfs of a few megabytes mounted on a scratch directory, for tests that fill a file system up. Needs root (the
+/// caller checks); unmounted on dispose.
+/// </summary>
+internal sealed class SmallTmpfs : IDisposable
+{
+    private readonly TempDirectory _directory = new();
+
+    public SmallTmpfs(long bytes)
+    {
+        Shell.Check("mount", "-t", "tmpfs", "-o", $"size={bytes}", "storage-test", _directory.Path);
+    }
+
+    public string File(string name) => _directory.File(name);
+
+    public void Dispose()
+    {
+        Shell.Run("umount", _directory.Path);
+        _directory.Dispose();
+    }
+}

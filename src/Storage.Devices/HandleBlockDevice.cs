@@ -23,8 +23,10 @@ namespace Storage.Devices;
 /// bytes. Native memory that is already aligned is passed through; any other buffer (every managed array) is
 /// copied through pooled aligned buffers of 256 KiB, one at a time per call. Once warm, no path allocates per
 /// call. Calls may run concurrently, as <see cref="IBlockDevice"/> allows.</para>
+/// <para><see cref="ReadWithoutWaiting"/> and <see cref="WriteWithoutWaiting"/> do the same for transfers of any size,
+/// for a caller that prefers copying in place to the handoff whatever the size (a server with one export per file).</para>
 /// </remarks>
-public abstract class HandleBlockDevice : BlockDevice
+public abstract class HandleBlockDevice : BlockDevice, INoWaitBlockDevice
 {
     /// <summary>Memory alignment passed through to O_DIRECT without a copy.</summary>
     public const int DirectIoAlignment = AlignedBuffer.Alignment;
@@ -71,7 +73,7 @@ public abstract class HandleBlockDevice : BlockDevice
         int done;
         try
         {
-            done = ReadWithoutWaiting(offset, buffer.Span);
+            done = buffer.Length > InlineLimit ? 0 : ReadWithoutWaitingCore(offset, buffer.Span);
         }
         catch (BlockDeviceException e)
         {
@@ -94,7 +96,7 @@ public abstract class HandleBlockDevice : BlockDevice
         int done;
         try
         {
-            done = WriteWithoutWaiting(offset, buffer.Span);
+            done = buffer.Length > InlineLimit ? 0 : WriteWithoutWaitingCore(offset, buffer.Span);
         }
         catch (BlockDeviceException e)
         {
@@ -130,26 +132,52 @@ public abstract class HandleBlockDevice : BlockDevice
         SyncData(0, Capacity);
     }
 
+    /// <inheritdoc />
+    public int ReadWithoutWaiting(long offset, Span<byte> buffer)
+    {
+        CheckRange(offset, buffer.Length);
+        return ReadWithoutWaitingCore(offset, buffer);
+    }
+
+    /// <inheritdoc />
+    /// <exception cref="NotSupportedException">The device is read-only.</exception>
+    public int WriteWithoutWaiting(long offset, ReadOnlySpan<byte> buffer)
+    {
+        CheckRange(offset, buffer.Length);
+        ThrowIfReadOnly();
+        return WriteWithoutWaitingCore(offset, buffer);
+    }
+
     /// <summary>
     /// Reads on this thread as much of the range as needs no disk: all of it on a memory file system, else what the
-    /// page cache holds (RWF_NOWAIT), stopping at the first byte that would wait. Returns the bytes read.
+    /// page cache holds (RWF_NOWAIT), stopping at the first byte that would wait; nothing with O_DIRECT. Returns the
+    /// bytes read.
     /// </summary>
-    private unsafe int ReadWithoutWaiting(long offset, Span<byte> buffer)
+    private unsafe int ReadWithoutWaitingCore(long offset, Span<byte> buffer)
     {
+        if (IsDirectIo)
+            return 0;
         fixed (byte* start = buffer)
             return TransferWithoutWaiting(offset, start, buffer.Length, write: false, ref _noWaitReadUnsupported);
     }
 
-    /// <summary>Writes on this thread as much of the range as needs no waiting (see <see cref="ReadWithoutWaiting"/>).</summary>
-    private unsafe int WriteWithoutWaiting(long offset, ReadOnlySpan<byte> buffer)
+    /// <summary>Writes on this thread as much of the range as needs no waiting (see <see cref="ReadWithoutWaitingCore"/>).</summary>
+    private unsafe int WriteWithoutWaitingCore(long offset, ReadOnlySpan<byte> buffer)
     {
+        if (IsDirectIo)
+            return 0;
         fixed (byte* start = buffer)
             return TransferWithoutWaiting(offset, start, buffer.Length, write: true, ref _noWaitWriteUnsupported);
     }
 
+    /// <summary>
+    /// Reads or writes on this thread as much as needs no waiting, stopping where the kernel would wait or where the
+    /// file system has no RWF_NOWAIT (remembered in <paramref name="noWaitUnsupported"/>). Returns the bytes done;
+    /// throws <see cref="BlockDeviceException"/> for I/O errors and for a read past the end of a short file.
+    /// </summary>
     private unsafe int TransferWithoutWaiting(long offset, byte* start, int length, bool write, ref int noWaitUnsupported)
     {
-        if (length > InlineLimit || (!_memoryFileSystem && Volatile.Read(ref noWaitUnsupported) != 0))
+        if (!_memoryFileSystem && Volatile.Read(ref noWaitUnsupported) != 0)
             return 0;
         int done = 0;
         while (done < length)
@@ -168,32 +196,30 @@ public abstract class HandleBlockDevice : BlockDevice
                 done += (int)n;
                 continue;
             }
-            if (n == 0 && !write)
-                throw new BlockDeviceException(Name, at, length - done, "read past the end of the file: the file is shorter than the device");
-            if (n == 0 || !RetryInline(Marshal.GetLastPInvokeError(), ref noWaitUnsupported, at, length - done, write ? "write" : "read"))
+            if (n == 0)
+            {
+                if (!write)
+                    throw new BlockDeviceException(Name, at, length - done, "read past the end of the file: the file is shorter than the device");
                 return done;
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            switch (errno)
+            {
+                case LibC.EIntr:
+                    continue;
+                case LibC.EAgain:
+                    return done;
+                case LibC.EOpNotSupp:
+                    Volatile.Write(ref noWaitUnsupported, 1);
+                    return done;
+                default:
+                    // The errno travels as the inner exception's HResult, as the runtime's own I/O errors carry it, so
+                    // that callers can tell a full file system (ENOSPC) from a failing disk.
+                    throw new BlockDeviceException(Name, at, length - done, $"{(write ? "write" : "read")} failed: {LibC.Describe(errno)}",
+                        new IOException(LibC.Describe(errno), errno));
+            }
         }
         return done;
-    }
-
-    /// <summary>
-    /// After a failed inline call: true to retry at once (EINTR); false to leave the rest to the thread pool (it would
-    /// wait; or the file system has no RWF_NOWAIT, remembered in <paramref name="unsupported"/>). Throws for I/O errors.
-    /// </summary>
-    private bool RetryInline(int errno, ref int unsupported, long offset, long length, string what)
-    {
-        switch (errno)
-        {
-            case LibC.EIntr:
-                return true;
-            case LibC.EAgain:
-                return false;
-            case LibC.EOpNotSupp:
-                Volatile.Write(ref unsupported, 1);
-                return false;
-            default:
-                throw new BlockDeviceException(Name, offset, length, $"{what} failed: {LibC.Describe(errno)}");
-        }
     }
 
     /// <inheritdoc />

@@ -1,7 +1,7 @@
 namespace Storage.Devices;
 
-/// <summary>A disk held in memory: writes are durable at once; trim zeroes. For tests and benchmarks.</summary>
-public sealed class MemoryBlockDevice : BlockDevice
+/// <summary>A disk held in memory: writes are durable at once; trim zeroes. For tests and benchmarks. Never waits.</summary>
+public sealed class MemoryBlockDevice : BlockDevice, INoWaitBlockDevice
 {
     private readonly byte[] _bytes;
 
@@ -29,6 +29,22 @@ public sealed class MemoryBlockDevice : BlockDevice
     {
         buffer.Span.CopyTo(_bytes.AsSpan((int)offset));
         return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public int ReadWithoutWaiting(long offset, Span<byte> buffer)
+    {
+        CheckRange(offset, buffer.Length);
+        _bytes.AsSpan((int)offset, buffer.Length).CopyTo(buffer);
+        return buffer.Length;
+    }
+
+    /// <inheritdoc />
+    public int WriteWithoutWaiting(long offset, ReadOnlySpan<byte> buffer)
+    {
+        CheckRange(offset, buffer.Length);
+        buffer.CopyTo(_bytes.AsSpan((int)offset));
+        return buffer.Length;
     }
 
     /// <inheritdoc />
