@@ -5,10 +5,12 @@ using Storage.Nbd.Protocol;
 namespace Storage.Nbd.Connection;
 
 /// <summary>
-/// Commands on the device. Sector-aligned reads and writes go straight to the device (the hot path, no state machine
-/// of ours). Requests that are not sector-aligned are served, not refused: reads through a bounce sector, writes by
-/// read-modify-write of the partial sectors under the export's <see cref="NbdExport.PartialSectorLock"/>, so that two
-/// unaligned writes sharing a sector both land.
+/// Commands on the device. Sector-aligned reads and writes go straight to the device (the hot path, no state machine of
+/// ours); on a device that can copy without waiting (<see cref="INoWaitBlockDevice"/>: a file served as it is) the
+/// receive thread does what it can in place, whatever the size, and only the rest goes the asynchronous way. Requests
+/// that are not sector-aligned are served, not refused: reads through a bounce sector, writes by read-modify-write of
+/// the partial sectors under the export's <see cref="NbdExport.PartialSectorLock"/>, so that two unaligned writes
+/// sharing a sector both land.
 /// </summary>
 internal sealed partial class NbdConnection
 {
@@ -17,10 +19,20 @@ internal sealed partial class NbdConnection
         var device = _export!.Device;
         try
         {
+            long offset = (long)request.Offset;
             var data = request.Buffer!.DataMemory((int)request.Length);
-            request.Await(IsAligned(device, request.Offset, request.Length)
-                ? device.ReadAsync((long)request.Offset, data)
-                : ReadUnalignedAsync(device, (long)request.Offset, data));
+            if (!IsAligned(device, request.Offset, request.Length))
+            {
+                request.Await(ReadUnalignedAsync(device, offset, data));
+                return;
+            }
+            int done = 0;
+            if (_noWaitDevice is { } noWait)
+            {
+                BeforeCopy(request.Length);
+                done = WholeSectors(noWait.ReadWithoutWaiting(offset, data.Span));
+            }
+            request.Await(done == data.Length ? ValueTask.CompletedTask : device.ReadAsync(offset + done, data[done..]));
         }
         catch (Exception e)
         {
@@ -34,16 +46,39 @@ internal sealed partial class NbdConnection
         bool fua = (request.Flags & NbdProtocol.CmdFlagFua) != 0;
         try
         {
+            long offset = (long)request.Offset;
             var data = request.Buffer!.DataMemory((int)request.Length);
-            request.Await(IsAligned(device, request.Offset, request.Length)
-                ? device.WriteAsync((long)request.Offset, data, fua)
-                : WriteBytesAsync(_export, (long)request.Offset, request.Length, data, fua));
+            if (!IsAligned(device, request.Offset, request.Length))
+            {
+                request.Await(WriteBytesAsync(_export, offset, request.Length, data, fua));
+                return;
+            }
+            int done = 0;
+            if (_noWaitDevice is { } noWait && !fua)
+            {
+                BeforeCopy(request.Length);
+                done = WholeSectors(noWait.WriteWithoutWaiting(offset, data.Span));
+            }
+            request.Await(done == data.Length ? ValueTask.CompletedTask : device.WriteAsync(offset + done, data[done..], fua));
         }
         catch (Exception e)
         {
             request.Await(ValueTask.FromException(e));
         }
     }
+
+    /// <summary>
+    /// Before this thread copies a large payload in place, replies that are ready leave: they should not wait for
+    /// the copy. Small copies take less than a send, so replies keep gathering.
+    /// </summary>
+    private void BeforeCopy(uint length)
+    {
+        if (length >= SeparatePayloadMin)
+            Uncork();
+    }
+
+    /// <summary>Rounds bytes done down to whole sectors: the device's asynchronous calls take the rest from there.</summary>
+    private int WholeSectors(int bytes) => bytes - bytes % _export!.Device.SectorSize;
 
     private void StartFlush(NbdRequest request)
     {

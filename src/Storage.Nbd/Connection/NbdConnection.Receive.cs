@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using Storage.Devices;
 using Storage.Nbd.Protocol;
 
 namespace Storage.Nbd.Connection;
@@ -12,12 +14,28 @@ namespace Storage.Nbd.Connection;
 /// </summary>
 internal sealed partial class NbdConnection
 {
+    /// <summary>
+    /// The export's device when this thread copies payloads of any size in place (see <c>NbdConnection.Commands.cs</c>):
+    /// a device that can copy without waiting, on a TCP connection. Null otherwise: then only small payloads are copied
+    /// in place, by the device's own rule.
+    /// </summary>
+    /// <remarks>
+    /// Why TCP only, measured with 1 MiB requests at queue depth 8 (fio against a file on /dev/shm, medians of three to
+    /// five runs, as a ratio to nbdkit's rate): over TCP, copying in place instead of handing the copy to the thread
+    /// pool raised reads from 0.73× to 1.09× and writes from 0.83× to 1.11×; over a Unix socket it lowered writes from
+    /// 1.53× to 0.98× and moved reads less than the noise. Loopback TCP grows its buffers to megabytes, so a whole
+    /// payload already sits in the socket and the copy here saves the handoff; a Unix socket holds about 200 KiB, so a
+    /// client sending 1 MiB waits for this thread to drain it, and this thread must not be copying meanwhile.
+    /// </remarks>
+    private INoWaitBlockDevice? _noWaitDevice;
+
     /// <summary>Beyond this a refused write's payload is not read and skipped; the connection is closed instead.</summary>
     private long WriteDiscardLimit => 2L * _options.MaxPayloadSize;
 
     private void Transmit()
     {
         _server.Log($"{Peer}: serving export '{_export!.Name}'{(_structuredReplies ? " with structured replies" : "")}");
+        _noWaitDevice = _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 ? _export.Device as INoWaitBlockDevice : null;
         try
         {
             ReceiveLoop();

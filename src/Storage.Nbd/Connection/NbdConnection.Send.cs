@@ -10,14 +10,28 @@ namespace Storage.Nbd.Connection;
 /// The reply sender. Completed requests queue under <see cref="_sendLock"/>; the thread that finds no sender active
 /// becomes the sender and writes every queued reply in one gathering sendmsg: a read's reply header sits in its
 /// buffer's headroom right before the data, other headers are packed into the send buffer, and one vector per run of
-/// bytes points at them. A send waits at most <see cref="Transport.Plain.InlineSendWait"/> for the client to make
-/// room; then the rest goes to the connection's send thread, which waits as long as it takes — so neither the
-/// receive thread nor a thread-pool thread is held by a slow client. While the receive thread parses a batch of
+/// bytes points at them. A send never waits for the client to make room: what the socket does not take at once goes
+/// to the connection's send thread, which waits as long as it takes — so neither the receive thread nor a
+/// thread-pool thread is held by a slow client. While the receive thread parses a batch of
 /// requests it "corks" the sender: replies that complete meanwhile wait, and leave together when the batch is done.
 /// </summary>
+/// <remarks>
+/// A read reply of at least <see cref="SeparatePayloadMin"/> bytes is sent in two calls, as nbdkit does: what comes
+/// before its payload (its header, and earlier replies) with MSG_MORE, then the payload by itself. Over TCP one call
+/// for header and payload together was measured to cost the client three times the wake-ups and a third of the rate
+/// of 1 MiB reads (2.9k against 4.3–4.6k per second at queue depth 1, loopback, same server otherwise); header and
+/// payload in two vectors of one call, or in two calls without MSG_MORE, were as slow as one vector.
+/// </remarks>
 internal sealed partial class NbdConnection
 {
     private const int MaxBatchVectors = 256;
+
+    /// <summary>Read payloads from this size on are sent by a call of their own (see the remarks).</summary>
+    private const int SeparatePayloadMin = 64 << 10;
+
+    // Per vector in _vectors: whether a send call ends after it, and whether that call passes MSG_MORE.
+    private const byte NoCallEnd = 0, CallEnd = 1, CallEndMore = 2;
+
     private const int MaxErrorMessageBytes = 1024;
     private const int MaxHeaderBytes = NbdProtocol.StructuredReplyHeaderLength + 6 + MaxErrorMessageBytes;
 
@@ -25,6 +39,7 @@ internal sealed partial class NbdConnection
     private List<NbdRequest> _pending = new(64);
     private List<NbdRequest> _batch = new(64);
     private readonly IoVector[] _vectors = new IoVector[MaxBatchVectors];
+    private readonly byte[] _callEnds = new byte[MaxBatchVectors];
     private bool _sending;
     private bool _corked;
     private bool _sendFailed;
@@ -97,18 +112,11 @@ internal sealed partial class NbdConnection
             {
                 try
                 {
-                    if (blocking)
+                    int unsent = SendVectors(0, vectors, blocking);
+                    if (unsent < vectors)
                     {
-                        _transport.Send(_vectors.AsSpan(0, vectors));
-                    }
-                    else
-                    {
-                        var rest = Transport.Advance(_vectors.AsSpan(0, vectors), _transport.TrySend(_vectors.AsSpan(0, vectors)));
-                        if (!rest.IsEmpty)
-                        {
-                            HandToSendThread(vectors - rest.Length, rest.Length);
-                            return;
-                        }
+                        HandToSendThread(unsent, vectors - unsent);
+                        return;
                     }
                 }
                 catch (Exception e)
@@ -118,6 +126,36 @@ internal sealed partial class NbdConnection
             }
             ReleaseBatch();
         }
+    }
+
+    /// <summary>
+    /// Sends vectors [start, end) of <see cref="_vectors"/>, one call per run up to a call end. When not
+    /// <paramref name="blocking"/>, stops at the first call the socket did not take whole at once and returns the
+    /// index of the first vector not sent in full (the vectors are advanced past what was sent); else returns
+    /// <paramref name="end"/>.
+    /// </summary>
+    private int SendVectors(int start, int end, bool blocking)
+    {
+        while (start < end)
+        {
+            int last = start;
+            while (last < end - 1 && _callEnds[last] == NoCallEnd)
+                last++;
+            var call = _vectors.AsSpan(start, last + 1 - start);
+            bool more = _callEnds[last] == CallEndMore;
+            if (blocking)
+            {
+                _transport.Send(call, more);
+            }
+            else
+            {
+                var rest = Transport.Advance(call, _transport.TrySend(call, more));
+                if (!rest.IsEmpty)
+                    return last + 1 - rest.Length;
+            }
+            start = last + 1;
+        }
+        return end;
     }
 
     private void ReleaseBatch()
@@ -165,7 +203,7 @@ internal sealed partial class NbdConnection
             {
                 try
                 {
-                    _transport.Send(_vectors.AsSpan(_stalledStart, _stalledCount));
+                    SendVectors(_stalledStart, _stalledStart + _stalledCount, blocking: true);
                 }
                 catch (Exception e)
                 {
@@ -202,26 +240,42 @@ internal sealed partial class NbdConnection
         taken = 0;
         foreach (var request in batch)
         {
-            if (vectors + 1 > MaxBatchVectors || used + MaxHeaderBytes > _sendBuffer.Length)
+            if (vectors + 2 > MaxBatchVectors || used + MaxHeaderBytes > _sendBuffer.Length)
                 break;
             int dataLength = request.Error == 0 && request.Type == NbdProtocol.CmdRead ? (int)request.Length : 0;
             int headerLength = ReplyHeaderLength(request, dataLength);
             if (dataLength > 0)
             {
-                // Header in the headroom, right before the data: one vector for both.
+                // Header in the headroom, right before the data: one vector for both, or two for a large payload.
                 var buffer = request.Buffer!;
                 WriteHeader(request, buffer.HeaderSpan(headerLength), dataLength);
                 byte* frame = buffer.FramePointer(headerLength);
-                _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)(headerLength + dataLength) };
+                if (dataLength >= SeparatePayloadMin)
+                {
+                    _callEnds[vectors] = CallEndMore;
+                    _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)headerLength };
+                    _callEnds[vectors] = CallEnd;
+                    _vectors[vectors++] = new IoVector { Base = frame + headerLength, Length = (nuint)dataLength };
+                }
+                else
+                {
+                    _callEnds[vectors] = NoCallEnd;
+                    _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)(headerLength + dataLength) };
+                }
             }
             else
             {
                 WriteHeader(request, _sendBuffer.Data.Slice(used, headerLength), 0);
                 // Headers packed back to back share a vector.
-                if (vectors > 0 && _vectors[vectors - 1].Base + (long)_vectors[vectors - 1].Length == packed + used)
+                if (vectors > 0 && _callEnds[vectors - 1] == NoCallEnd && _vectors[vectors - 1].Base + (long)_vectors[vectors - 1].Length == packed + used)
+                {
                     _vectors[vectors - 1].Length += (nuint)headerLength;
+                }
                 else
+                {
+                    _callEnds[vectors] = NoCallEnd;
                     _vectors[vectors++] = new IoVector { Base = packed + used, Length = (nuint)headerLength };
+                }
                 used += headerLength;
             }
             taken++;

@@ -20,36 +20,25 @@ internal abstract class Transport : IDisposable
 
     /// <summary>
     /// Sends as much of <paramref name="vectors"/> as the socket takes within a short wait, in one system call; returns
-    /// the bytes sent (0 when nothing could be sent, or when this transport cannot send without blocking).
+    /// the bytes sent (0 when nothing could be sent, or when this transport cannot send without blocking). With
+    /// <paramref name="more"/> the bytes may wait in the kernel for the next send (MSG_MORE), to leave with it.
     /// </summary>
     /// <exception cref="IOException">The connection is broken.</exception>
-    public abstract long TrySend(ReadOnlySpan<IoVector> vectors);
+    public abstract long TrySend(ReadOnlySpan<IoVector> vectors, bool more);
 
     /// <summary>Sends all of <paramref name="vectors"/>, blocking; the span's entries are used up on the way.</summary>
-    public abstract void Send(Span<IoVector> vectors);
+    public abstract void Send(Span<IoVector> vectors, bool more);
 
     public abstract void Dispose();
 
     /// <summary>
-    /// Plain TCP or Unix socket: gathering sends with sendmsg. The socket's send timeout (SO_SNDTIMEO) is
-    /// <see cref="InlineSendWait"/>: a send waits that long at most for a client to make room, so a thread that sends
-    /// on its way (a thread-pool thread that completed a request) is never held longer; the send thread then takes over.
+    /// Plain TCP or Unix socket: gathering sends with sendmsg. <see cref="TrySend"/> never waits (MSG_DONTWAIT), so a
+    /// thread that sends on its way (the receive thread, or a thread-pool thread that completed a request) is never
+    /// held by a client that reads slowly; the connection's send thread takes what is left and waits for room.
     /// </summary>
-    public sealed class Plain : Transport
+    public sealed class Plain(Socket socket) : Transport
     {
-        /// <summary>How long a send may wait for the client to read before the send thread takes over.</summary>
-        public static readonly TimeSpan InlineSendWait = TimeSpan.FromMilliseconds(20);
-
-        private const int SoSndTimeo = 21;
-        private readonly Socket _socket;
-
-        public Plain(Socket socket)
-        {
-            _socket = socket;
-            // struct timeval { long tv_sec; long tv_usec; } (64-bit Linux).
-            Span<long> timeval = [0, (long)InlineSendWait.TotalMicroseconds];
-            socket.SetRawSocketOption(SolSocket, SoSndTimeo, MemoryMarshal.AsBytes(timeval));
-        }
+        private readonly Socket _socket = socket;
 
         public override int Receive(Span<byte> buffer) => _socket.Receive(buffer);
 
@@ -58,22 +47,22 @@ internal abstract class Transport : IDisposable
             fixed (byte* pointer = bytes)
             {
                 Span<IoVector> vector = [new IoVector { Base = pointer, Length = (nuint)bytes.Length }];
-                Send(vector);
+                Send(vector, more: false);
             }
         }
 
-        public override long TrySend(ReadOnlySpan<IoVector> vectors) => SendMessage(vectors);
+        public override long TrySend(ReadOnlySpan<IoVector> vectors, bool more) => SendMessage(vectors, more, wait: false);
 
-        public override void Send(Span<IoVector> vectors)
+        public override void Send(Span<IoVector> vectors, bool more)
         {
             while (!vectors.IsEmpty)
-                vectors = Advance(vectors, SendMessage(vectors));
+                vectors = Advance(vectors, SendMessage(vectors, more, wait: true));
         }
 
         public override void Dispose() => _socket.Dispose();
 
-        /// <summary>One sendmsg: the bytes sent, 0 when the send timeout passed with nothing sent.</summary>
-        private unsafe long SendMessage(ReadOnlySpan<IoVector> vectors)
+        /// <summary>One sendmsg: the bytes sent; 0 when the socket is full and <paramref name="wait"/> is false.</summary>
+        private unsafe long SendMessage(ReadOnlySpan<IoVector> vectors, bool more, bool wait)
         {
             var handle = _socket.SafeHandle;
             bool added = false;
@@ -85,9 +74,10 @@ internal abstract class Transport : IDisposable
                 fixed (IoVector* iov = vectors)
                 {
                     var message = new MessageHeader { Vectors = iov, VectorCount = (nuint)Math.Min(vectors.Length, MaxVectors) };
+                    int flags = MsgNoSignal | (more ? MsgMore : 0) | (wait ? 0 : MsgDontWait);
                     while (true)
                     {
-                        nint sent = Interop.LibC.SendMessage(fd, &message, MsgNoSignal);
+                        nint sent = Interop.LibC.SendMessage(fd, &message, flags);
                         if (sent >= 0)
                             return sent;
                         int errno = Marshal.GetLastPInvokeError();
@@ -116,9 +106,9 @@ internal abstract class Transport : IDisposable
 
         public override void Send(ReadOnlySpan<byte> bytes) => Stream.Write(bytes);
 
-        public override long TrySend(ReadOnlySpan<IoVector> vectors) => 0;
+        public override long TrySend(ReadOnlySpan<IoVector> vectors, bool more) => 0;
 
-        public override unsafe void Send(Span<IoVector> vectors)
+        public override unsafe void Send(Span<IoVector> vectors, bool more)
         {
             foreach (var vector in vectors)
                 Stream.Write(new ReadOnlySpan<byte>(vector.Base, (int)vector.Length));

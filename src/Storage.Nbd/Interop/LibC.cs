@@ -21,6 +21,8 @@ internal static partial class LibC
     public const int SoPeerCred = 17;
 
     public const int MsgNoSignal = 0x4000;
+    public const int MsgMore = 0x8000;
+    public const int MsgDontWait = 0x40;
     public const int EIntr = 4;
     public const int EAgain = 11;
 
