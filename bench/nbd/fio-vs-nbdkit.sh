@@ -4,9 +4,11 @@
 # 1 MiB sequential read and write at QD 8, over TCP (127.0.0.1) and over a Unix socket. Each workload runs against
 # both servers back to back, so a noisy neighbour hurts both alike. Prints IOPS, MB/s, the server's CPU time per
 # operation (utime + stime from /proc/PID/stat) and fio's own; then the ratio ours / nbdkit. Our server gets a short
-# warm-up first (JIT tiering).
+# warm-up first (JIT tiering). With REPEAT=n each workload runs n times against both servers, alternating, and the
+# table shows medians: on a shared 2-core machine single runs vary by ±20 %.
 #
 #   bench/nbd/fio-vs-nbdkit.sh                 # 10 s per run, 1 GiB export
+#   REPEAT=3 RUNTIME=6 bench/nbd/fio-vs-nbdkit.sh
 #   RUNTIME=3 SIZE=256M bench/nbd/fio-vs-nbdkit.sh
 #   WORKLOADS="randread-4k" TRANSPORTS=unix bench/nbd/fio-vs-nbdkit.sh
 #
@@ -20,6 +22,7 @@ SIZE=${SIZE:-1G}
 WORKLOADS=${WORKLOADS:-"randread-4k randwrite-4k read-1m write-1m"}
 TRANSPORTS=${TRANSPORTS:-"tcp unix"}
 SERVERS=${SERVERS:-"ours nbdkit"}
+REPEAT=${REPEAT:-1}
 DIR=$(mktemp -d /dev/shm/nbd-bench.XXXXXX)
 OURS_PORT=${OURS_PORT:-10819} KIT_PORT=${KIT_PORT:-10820}
 pids=()
@@ -90,13 +93,14 @@ for workload in $WORKLOADS; do
     *) echo "unknown workload $workload" >&2; exit 1 ;;
   esac
   for transport in $TRANSPORTS; do
-    for server in $SERVERS; do
-      pid=$(server_pid "$server" "$transport")
-      before=$(cpu_ticks "$pid")
-      fio --name="$workload" --ioengine=nbd --uri="$(uri "$server" "$transport")" "${args[@]}" \
-        --size="$SIZE" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --output-format=json > "$DIR/fio.json"
-      after=$(cpu_ticks "$pid")
-      python3 - "$DIR/fio.json" "$workload" "$transport" "$server" "$(( after - before ))" "$hz" "$RUNTIME" "$RAMP" >> "$results" <<'PY'
+    for _ in $(seq "$REPEAT"); do
+      for server in $SERVERS; do
+        pid=$(server_pid "$server" "$transport")
+        before=$(cpu_ticks "$pid")
+        fio --name="$workload" --ioengine=nbd --uri="$(uri "$server" "$transport")" "${args[@]}" \
+          --size="$SIZE" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --output-format=json > "$DIR/fio.json"
+        after=$(cpu_ticks "$pid")
+        python3 - "$DIR/fio.json" "$workload" "$transport" "$server" "$(( after - before ))" "$hz" "$RUNTIME" "$RAMP" >> "$results" <<'PY'
 import json, sys
 path, workload, transport, server, ticks, hz, runtime, ramp = sys.argv[1:]
 text = open(path).read()
@@ -108,16 +112,23 @@ server_us = int(ticks) / int(hz) / ios * 1e6 if ios else 0
 fio_us = (job["usr_cpu"] + job["sys_cpu"]) / 100 * float(runtime) / (side["iops"] * float(runtime)) * 1e6 if side["iops"] else 0
 print(f"{workload}\t{transport}\t{server}\t{side['iops']:.0f}\t{side['bw_bytes'] / 1e6:.0f}\t{server_us:.1f}\t{fio_us:.1f}")
 PY
-      tail -n 1 "$results" | awk -F'\t' '{ printf "  %-13s %-5s %-7s %9s IOPS %7s MB/s  server %6s us/op  fio %6s us/op\n", $1, $2, $3, $4, $5, $6, $7 }'
+        tail -n 1 "$results" | awk -F'\t' '{ printf "  %-13s %-5s %-7s %9s IOPS %7s MB/s  server %6s us/op  fio %6s us/op\n", $1, $2, $3, $4, $5, $6, $7 }'
+      done
     done
   done
 done
 
 echo
-python3 - "$results" <<'PY'
-import sys
+python3 - "$results" "$REPEAT" <<'PY'
+import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
-by = {(w, t, s): r for w, t, s, *r in rows}
+runs = {}
+for w, t, s, *r in rows:
+    runs.setdefault((w, t, s), []).append([float(x) for x in r])
+# Medians over the repetitions, column by column (IOPS, MB/s, server CPU/op, fio CPU/op).
+by = {k: [f"{statistics.median(c):.0f}" if i < 2 else f"{statistics.median(c):.1f}" for i, c in enumerate(zip(*v))] for k, v in runs.items()}
+if int(sys.argv[2]) > 1:
+    print(f"medians of {sys.argv[2]} runs each")
 print(f"| workload | transport | ours IOPS | ours MB/s | ours CPU us/op | nbdkit IOPS | nbdkit MB/s | nbdkit CPU us/op | ours / nbdkit |")
 print(f"|---|---|---:|---:|---:|---:|---:|---:|---:|")
 seen = []
