@@ -246,7 +246,7 @@ public class FileBlockDeviceTests
     }
 
     [Fact]
-    public async Task Without_waiting_stops_where_the_page_cache_ends_and_the_rest_reads_right()
+    public async Task Without_waiting_a_partly_cached_file_gives_right_bytes_and_the_rest_reads_right()
     {
         using var directory = new TempDirectory();
         using var device = FileBlockDevice.Create(directory.File("disk.img"), 4 << 20);
@@ -254,13 +254,14 @@ public class FileBlockDeviceTests
         await device.WriteAsync(0, data, cancellationToken: Ct);
         await device.FlushAsync(Ct);
         Assert.Equal(0, DropCache(device.Handle, 0, 0));
-        await device.ReadAsync(0, new byte[64 << 10], Ct);   // only the first 64 KiB are cached again
+        await device.ReadAsync(0, new byte[64 << 10], Ct);   // the first 64 KiB (and what readahead adds) come back
         var back = new byte[data.Length];
+        // How far the copy gets depends on readahead and on RWF_NOWAIT support (none: nothing comes); what does come
+        // must be right, and the asynchronous read takes over from there, as the NBD server does.
         int done = device.ReadWithoutWaiting(0, back);
-        // Whatever came without waiting is right (on a file system without RWF_NOWAIT, nothing comes), and it is not
-        // the whole range: the rest would have waited for the disk.
-        Assert.InRange(done, 0, data.Length - 1);
-        Assert.Equal(-1, Bytes.FirstDifference(data.AsSpan(0, done), back.AsSpan(0, done)));
+        done -= done % device.SectorSize;
+        await device.ReadAsync(done, back.AsMemory(done), Ct);
+        Assert.Equal(-1, Bytes.FirstDifference(data, back));
     }
 
     [Fact]
