@@ -27,16 +27,27 @@ internal sealed class TempDirectory : IDisposable
 }
 
 /// <summary>
-/// A tmpfs of a few megabytes mounted on a scratch directory, for tests that fill a file system up. Needs root (the
-/// caller checks); unmounted on dispose.
+/// A tmpfs of a few megabytes mounted on a scratch directory, for tests that fill a file system up. Unmounted on
+/// dispose.
 /// </summary>
 internal sealed class SmallTmpfs : IDisposable
 {
     private readonly TempDirectory _directory = new();
 
-    public SmallTmpfs(long bytes)
+    private SmallTmpfs()
     {
-        Shell.Check("mount", "-t", "tmpfs", "-o", $"size={bytes}", "storage-test", _directory.Path);
+    }
+
+    /// <summary>Mounts one; null with the reason when this process may not mount (not root, or no CAP_SYS_ADMIN).</summary>
+    public static SmallTmpfs? TryMount(long bytes, out string reason)
+    {
+        var fs = new SmallTmpfs();
+        var (code, _, error) = Shell.Run("mount", "-t", "tmpfs", "-o", $"size={bytes}", "storage-test", fs._directory.Path);
+        reason = code == 0 ? "" : $"mounting a small tmpfs failed (needs root with CAP_SYS_ADMIN): {error}";
+        if (code == 0)
+            return fs;
+        fs._directory.Dispose();
+        return null;
     }
 
     public string File(string name) => _directory.File(name);

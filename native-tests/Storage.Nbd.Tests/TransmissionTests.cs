@@ -294,8 +294,8 @@ public class TransmissionTests
     [InlineData("unix", true)]
     public async Task A_slow_reader_gets_every_reply_intact(string transport, bool structured)
     {
-        // More reply data than the socket buffers hold, collected only after a pause: sends wait past the inline
-        // limit and the connection's send thread finishes them.
+        // More reply data than the socket buffers hold, collected only after a pause: the socket fills, and the
+        // connection's send thread finishes what the senders on the way could not send without waiting.
         await using var server = new TestServer(capacity: 16 << 20, seed: 13);
         var (client, _) = await OpenAsync(server.EndPoint(transport), structured: structured);
         await using var _ = client;

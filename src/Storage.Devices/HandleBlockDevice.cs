@@ -210,6 +210,9 @@ public abstract class HandleBlockDevice : BlockDevice, INoWaitBlockDevice
                 case LibC.EAgain:
                     return done;
                 case LibC.EOpNotSupp:
+                case LibC.EInval when !_memoryFileSystem:
+                    // No RWF_NOWAIT here (kernels before 6.0 refuse it for buffered writes with EINVAL): the
+                    // asynchronous path does the plain call, and reports the error if it was a real one.
                     Volatile.Write(ref noWaitUnsupported, 1);
                     return done;
                 default:

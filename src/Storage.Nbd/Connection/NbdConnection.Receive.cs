@@ -16,7 +16,7 @@ internal sealed partial class NbdConnection
 {
     /// <summary>
     /// The export's device when this thread copies payloads of any size in place (see <c>NbdConnection.Commands.cs</c>):
-    /// a device that can copy without waiting, on a TCP connection. Null otherwise: then only small payloads are copied
+    /// a device that can copy without waiting, on a plain (not TLS) TCP connection. Null otherwise: then only small payloads are copied
     /// in place, by the device's own rule.
     /// </summary>
     /// <remarks>
@@ -35,7 +35,8 @@ internal sealed partial class NbdConnection
     private void Transmit()
     {
         _server.Log($"{Peer}: serving export '{_export!.Name}'{(_structuredReplies ? " with structured replies" : "")}");
-        _noWaitDevice = _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 ? _export.Device as INoWaitBlockDevice : null;
+        bool plainTcp = _transport is Transport.Plain && _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6;
+        _noWaitDevice = plainTcp ? _export.Device as INoWaitBlockDevice : null;
         try
         {
             ReceiveLoop();

@@ -16,11 +16,13 @@ namespace Storage.Nbd.Connection;
 /// requests it "corks" the sender: replies that complete meanwhile wait, and leave together when the batch is done.
 /// </summary>
 /// <remarks>
-/// A read reply of at least <see cref="SeparatePayloadMin"/> bytes is sent in two calls, as nbdkit does: what comes
-/// before its payload (its header, and earlier replies) with MSG_MORE, then the payload by itself. Over TCP one call
-/// for header and payload together was measured to cost the client three times the wake-ups and a third of the rate
-/// of 1 MiB reads (2.9k against 4.3–4.6k per second at queue depth 1, loopback, same server otherwise); header and
-/// payload in two vectors of one call, or in two calls without MSG_MORE, were as slow as one vector.
+/// On a plain socket a read reply of at least <see cref="SeparatePayloadMin"/> bytes is sent in two calls, as nbdkit
+/// does: what comes before its payload (its header, and earlier replies) with MSG_MORE, then the payload by itself.
+/// Over TCP one call for header and payload together was measured to cost the client three times the wake-ups and a
+/// third of the rate of 1 MiB reads (2.9k against 4.3–4.6k per second at queue depth 1, loopback, same server
+/// otherwise); header and payload in two vectors of one call, or in two calls without MSG_MORE, were as slow as one
+/// vector. The socket has TCP_NODELAY, so bytes held by MSG_MORE leave at the next push at the latest; they cannot
+/// wait for TCP's 200 ms cork timer. TLS gets no split: each vector would become a TLS record of its own.
 /// </remarks>
 internal sealed partial class NbdConnection
 {
@@ -250,7 +252,7 @@ internal sealed partial class NbdConnection
                 var buffer = request.Buffer!;
                 WriteHeader(request, buffer.HeaderSpan(headerLength), dataLength);
                 byte* frame = buffer.FramePointer(headerLength);
-                if (dataLength >= SeparatePayloadMin)
+                if (dataLength >= SeparatePayloadMin && _transport is Transport.Plain)
                 {
                     _callEnds[vectors] = CallEndMore;
                     _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)headerLength };
@@ -267,7 +269,7 @@ internal sealed partial class NbdConnection
             {
                 WriteHeader(request, _sendBuffer.Data.Slice(used, headerLength), 0);
                 // Headers packed back to back share a vector.
-                if (vectors > 0 && _callEnds[vectors - 1] == NoCallEnd && _vectors[vectors - 1].Base + (long)_vectors[vectors - 1].Length == packed + used)
+                if (vectors > 0 && _vectors[vectors - 1].Base + (long)_vectors[vectors - 1].Length == packed + used)
                 {
                     _vectors[vectors - 1].Length += (nuint)headerLength;
                 }

@@ -19,8 +19,8 @@ internal abstract class Transport : IDisposable
     public abstract void Send(ReadOnlySpan<byte> bytes);
 
     /// <summary>
-    /// Sends as much of <paramref name="vectors"/> as the socket takes within a short wait, in one system call; returns
-    /// the bytes sent (0 when nothing could be sent, or when this transport cannot send without blocking). With
+    /// Sends as much of <paramref name="vectors"/> as the socket takes without waiting, in one system call; returns
+    /// the bytes sent (0 when the socket is full, or when this transport cannot send without blocking). With
     /// <paramref name="more"/> the bytes may wait in the kernel for the next send (MSG_MORE), to leave with it.
     /// </summary>
     /// <exception cref="IOException">The connection is broken.</exception>
