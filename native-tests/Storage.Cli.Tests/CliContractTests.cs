@@ -78,6 +78,63 @@ public sealed class CliContractTests : ScratchFolder
         Assert.Equal(StatusShape, Shape(json.RootElement.GetProperty("array")));
     }
 
+    [Fact]
+    public void Bad_blocks_are_offset_and_length_in_json()
+    {
+        var shape = JsonSerializer.SerializeToElement(new Raid.ArrayStatus("a", Guid.Empty, "RAID-5", 3, 2, 1, 4096, 8192, "clean", 1, true, [], [], 0, 0,
+            [(4096L, 512L)]), CliJson.Default.ArrayStatus);
+        Assert.Equal(4096, shape.GetProperty("badBlocks")[0].GetProperty("offset").GetInt64());
+        Assert.Equal(512, shape.GetProperty("badBlocks")[0].GetProperty("length").GetInt64());
+    }
+
+    [Fact]
+    public void Every_verb_has_help()
+    {
+        var paths = new List<string[]>();
+        void Walk(System.CommandLine.Command command, string[] path)
+        {
+            paths.Add(path);
+            foreach (var sub in command.Subcommands)
+                Walk(sub, [.. path, sub.Name]);
+        }
+        Walk(Cli.Build(), []);
+        Assert.True(paths.Count > 20, $"only {paths.Count} commands found");
+        foreach (var path in paths)
+        {
+            var (code, output, error) = Run([.. path, "--help"]);
+            Assert.True(code == 0, $"storage {string.Join(' ', path)} --help: exit {code} {error}");
+            Assert.Contains("Usage:", output, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Examine_prints_where_data_starts_on_a_member()
+    {
+        Assert.Equal(0, Run("array", "create", "--level", "5", "--disks", Disks("d", 3), "--size", "8M", "--name", "ex").Code);
+        var (code, output, error) = Run("array", "examine", At("d1.img"), "--json");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        Assert.Equal(
+            [
+                "arrayId", "arrayName", "clean", "content", "dataOffset", "description", "events", "geometry", "journalOffset", "journalSlots",
+                "labelAreaSize", "memberDataSize", "memberId", "path", "role", "roleState",
+            ],
+            Shape(json.RootElement));
+        Assert.Equal(1, json.RootElement.GetProperty("role").GetInt32());
+        Assert.Equal("active", json.RootElement.GetProperty("roleState").GetString());
+        long dataOffset = json.RootElement.GetProperty("dataOffset").GetInt64();
+        Assert.True(dataOffset > 0 && dataOffset % (1 << 20) == 0, $"data offset {dataOffset} is 1 MiB-aligned");
+
+        (code, output, _) = Run("array", "examine", At("d1.img"));
+        Assert.Equal(0, code);
+        Assert.Contains($"{dataOffset} bytes", output, StringComparison.Ordinal);
+
+        File.WriteAllBytes(At("blank.img"), new byte[1 << 20]);
+        (code, output, _) = Run("array", "examine", At("blank.img"));
+        Assert.Equal(1, code);
+        Assert.Contains("no array superblock", output, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("frobnicate")]
     [InlineData("array")]
