@@ -22,14 +22,16 @@ internal static unsafe class BenchParityCommand
     {
         var size = CliOptions.Number("--size-kib", "chunk size in KiB (default 64)", 4, 16384);
         var json = CliOptions.Flag("--json", "print one JSON document");
+        var reverse = CliOptions.Flag("--reverse", "measure the kernel sets in reverse order (the figures must not depend on it)");
         var parity = new Command("parity", "parity GB/s per kernel set on this CPU, ISA-L beside it when installed");
         parity.Options.Add(size);
         parity.Options.Add(json);
-        parity.SetAction(p => Run((p.GetValue(size) ?? 64) * 1024, p.GetValue(json), p.Out()));
+        parity.Options.Add(reverse);
+        parity.SetAction(p => Run((p.GetValue(size) ?? 64) * 1024, p.GetValue(json), p.GetValue(reverse), p.Out()));
         return Cli.Group("bench", "quick measurements on this machine (BenchmarkDotNet in bench/ for publishable numbers)", parity);
     }
 
-    private static int Run(int chunk, bool json, TextWriter output)
+    private static int Run(int chunk, bool json, bool reverse, TextWriter output)
     {
         var results = new List<BenchResult>();
         var isal = IsaL.Instance;
@@ -37,16 +39,14 @@ internal static unsafe class BenchParityCommand
         foreach (var op in Operations)
         {
             using var stripe = new NativeStripe(op.K + op.M, chunk);
+            var candidates = new List<(string Kernels, Action<NativeStripe> Run)>();
             if (isal is not null)
-            {
-                var run = op.IsaL(isal);
-                results.Add(new BenchResult(op.Name, "isa-l", Measure(op.K, chunk, () => run(stripe))));
-            }
-            foreach (var set in KernelSets.Available)
-            {
-                var run = op.Ours(set);
-                results.Add(new BenchResult(op.Name, set.Name, Measure(op.K, chunk, () => run(stripe))));
-            }
+                candidates.Add(("isa-l", op.IsaL(isal)));
+            candidates.AddRange(KernelSets.Available.Select(set => (set.Name, op.Ours(set))));
+            if (reverse)
+                candidates.Reverse();
+            foreach (var (kernels, run) in candidates)
+                results.Add(new BenchResult(op.Name, kernels, Measure(op.K, chunk, () => run(stripe))));
         }
 
         if (json)
