@@ -7,6 +7,9 @@ using Storage.Parity;
 
 namespace Storage.Cli;
 
+/// <summary>The operation ran and failed (exit 1); the message says what happened.</summary>
+internal sealed class OperationFailedException(string message) : Exception(message);
+
 /// <summary>
 /// The <c>storage</c> command. Exit codes: 0 success, 1 the operation ran and failed (e.g. a verification
 /// mismatch), 2 bad usage or input (nothing was changed). Parsing, help (<c>--help</c> on every verb), typo
@@ -99,7 +102,7 @@ internal static class Cli
         {
             return Write(error, $"storage: {e.Message}", Failed);
         }
-        catch (ExternalToolException e)
+        catch (Exception e) when (e is ExternalToolException or OperationFailedException)
         {
             return Write(error, $"storage: {e.Message}", Failed);
         }
