@@ -159,6 +159,7 @@ public sealed partial class RaidArray
         {
             var list = parts[sequence];
             var first = list[0].Record;
+            RememberJournalled((int)(sequence % JournalSlots), first.Stripe);   // replayable again until S-B newer records (see TrimAsync)
             bool complete = list.All(p => p.Record.Stripe == first.Stripe && p.Record.Offset == first.Offset && p.Record.Length == first.Length && p.Record.Roles == first.Roles
                 && p.Record.Members.AsSpan().SequenceEqual(first.Members));
             byte[] data = ArrayPool<byte>.Shared.Rent(first.Length * list.Count);

@@ -48,7 +48,11 @@ public sealed partial class RaidArray
         await FlushMembersAsync(long.MaxValue, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
+    private Task WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
+        => WriteStripeAsync(stripe, start, data, forceUnitAccess, lockHeld: false, cancellationToken);
+
+    /// <summary>One stripe's update; <paramref name="lockHeld"/> when the caller holds the stripe's lock already (trim).</summary>
+    private async Task WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, bool lockHeld, CancellationToken cancellationToken)
     {
         int chunk = Geometry.ChunkSize, k = Geometry.DataCount, m = Geometry.ParityCount;
         int first = start / chunk, last = (start + data.Length - 1) / chunk;
@@ -61,7 +65,8 @@ public sealed partial class RaidArray
         }
 
         var gate = StripeLock(stripe);
-        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (!lockHeld)
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         JournalTicket? journalled = null;
         try
         {
@@ -158,7 +163,8 @@ public sealed partial class RaidArray
         {
             if (journalled is not null)
                 _journal.Complete(journalled);
-            gate.Release();
+            if (!lockHeld)
+                gate.Release();
         }
     }
 
@@ -208,6 +214,7 @@ public sealed partial class RaidArray
     private async Task<JournalTicket> JournalAsync(long stripe, int inChunk, StripeBuffer segment, List<(int Row, Member Member)> targets, CancellationToken cancellationToken)
     {
         var ticket = _journal.Begin();
+        RememberJournalled(ticket.Slot, stripe);
         bool entered = false;
         try
         {

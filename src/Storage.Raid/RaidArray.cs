@@ -48,16 +48,6 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
     /// <summary>Array name.</summary>
     public string Name { get; }
 
-    /// <summary>
-    /// Accepts a discard. The array keeps the bytes (reads return the old data, which the contract allows): a
-    /// trimmed chunk must still rebuild the others of its stripe.
-    /// </summary>
-    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken = default)
-    {
-        CheckRange(offset, length);
-        return ValueTask.CompletedTask;
-    }
-
     /// <summary>Stops the array (see <see cref="StopAsync"/>).</summary>
     public void Dispose() => StopAsync().GetAwaiter().GetResult();
 
