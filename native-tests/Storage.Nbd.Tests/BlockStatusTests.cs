@@ -14,7 +14,7 @@ public class BlockStatusTests
     private const int Size = 1 << 20;
 
     /// <summary>A 1 MiB sparse file with data at [256 KiB, 320 KiB) and [768 KiB, 772 KiB).</summary>
-    private static FileBlockDevice SparseFile(string directory)
+    internal static FileBlockDevice SparseFile(string directory)
     {
         string path = Path.Combine(directory, "sparse.img");
         var device = FileBlockDevice.Create(path, Size);
