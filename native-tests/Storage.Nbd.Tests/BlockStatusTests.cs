@@ -108,6 +108,20 @@ public class BlockStatusTests
         Assert.Contains("metadata context", reply.Message);
     }
 
+    [Fact]
+    public async Task Go_to_another_export_than_the_one_set_drops_the_context()
+    {
+        await using var server = new TestServer(capacity: Size);
+        server.Server.AddExport(new NbdExport("other", new MemoryBlockDevice(Size)));
+        await using var client = await ConnectAsync(server.Tcp);
+        await client.StartAsync();
+        await client.SendOptionAsync(OptStructuredReply, []);
+        Assert.Equal(RepAck, (await client.ReadOptionReplyAsync()).Type);
+        Assert.Single((await client.MetaContextAsync(OptSetMetaContext, "disk", "base:allocation")).Contexts);
+        await client.GoAsync("other");
+        Assert.Equal(EINVAL, (await client.BlockStatusAsync(0, 4096)).Reply.Error);
+    }
+
     [Theory]
     [MemberData(nameof(Directories))]
     public async Task Sparse_file_holes_and_data_are_reported_at_their_offsets(string where)
