@@ -70,6 +70,7 @@ public sealed class MountTests : ScratchFolder
         string fs = At("busy");
         Directory.CreateDirectory(fs);
         File.WriteAllText(Path.Combine(fs, "keep"), "x");
+        File.WriteAllBytes(At("d0.img"), new byte[4096]);   // --disks must name something; the mount point is checked first
         var (code, _, error) = StorageRaw("mount", "--disks", At("*.img"), fs);
         Assert.Equal(2, code);
         Assert.Contains("is not empty", error, StringComparison.Ordinal);

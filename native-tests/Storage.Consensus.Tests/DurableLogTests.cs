@@ -1,3 +1,4 @@
+using Storage.Native;
 using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;

@@ -1,4 +1,4 @@
-using Storage.Devices.Interop;
+using Storage.Native;
 
 namespace Storage.Devices.Tests;
 

@@ -46,11 +46,10 @@ public sealed class OptionsTests
     }
 
     [Fact]
-    public async Task An_election_timeout_under_two_ticks_is_a_usage_error()
+    public void An_election_timeout_under_two_ticks_is_a_usage_error()
     {
         var err = new StringWriter();
-        Assert.Equal(2, await MetaCommands.RunAsync(["serve", "--id", "1", "--dir", "x", "--peers", "1=127.0.0.1:1", "--tick-ms", "100", "--election-ms", "150"],
-            err, err, CancellationToken.None));
+        Assert.Equal(2, Storage.Cli.Cli.Run(["meta", "serve", "--id", "1", "--dir", "x", "--peers", "1=127.0.0.1:1", "--tick-ms", "100", "--election-ms", "150"], err, err));
         Assert.Contains("--election-ms", err.ToString(), StringComparison.Ordinal);
     }
 }

@@ -1,5 +1,3 @@
-using Storage.Metadata;
-
 namespace Storage.Metadata.Tests;
 
 /// <summary>
@@ -11,7 +9,7 @@ internal static class Program
     public static int Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "meta")
-            return MetaCommands.RunAsync(args[1..], Console.Out, Console.Error).GetAwaiter().GetResult();
+            return Storage.Cli.Cli.Run(args, Console.Out, Console.Error);
         if (args.Any(a => a is "--server" or "--internal-msbuild-node"))
             return Xunit.MicrosoftTestingPlatform.TestPlatformTestFramework.RunAsync(args, SelfRegisteredExtensions.AddSelfRegisteredExtensions).GetAwaiter().GetResult();
         return Xunit.Runner.InProc.SystemConsole.ConsoleRunner.Run(args).GetAwaiter().GetResult();

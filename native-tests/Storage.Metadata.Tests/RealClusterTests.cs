@@ -99,19 +99,21 @@ public sealed class RealClusterTests : IDisposable
             Assert.Equal(value, Encoding.UTF8.GetString((await client.ReadAsync(key, TestContext.Current.CancellationToken)).Value.Span));
 
         var status = new StringWriter();
-        int rc = await MetaCommands.RunAsync(["status", "--clients", clients], status, status, CancellationToken.None);
+        int rc = Storage.Cli.Cli.Run(["meta", "status", "--clients", clients], status, status);
         _output.WriteLine(status.ToString());
         Assert.Equal(0, rc);
         Assert.Contains("lag behind leader", status.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Usage_errors_exit_2()
+    public void Usage_errors_exit_2()
     {
         var err = new StringWriter();
-        Assert.Equal(2, await MetaCommands.RunAsync(["serve", "--peers", "1=127.0.0.1:1"], err, err, CancellationToken.None));
-        Assert.Equal(2, await MetaCommands.RunAsync(["frobnicate", "--peers", "1=127.0.0.1:1"], err, err, CancellationToken.None));
-        Assert.Equal(2, await MetaCommands.RunAsync(["status", "--peers", "nonsense"], err, err, CancellationToken.None));
-        Assert.Contains("usage: storage meta serve", err.ToString(), StringComparison.Ordinal);
+        Assert.Equal(2, Storage.Cli.Cli.Run(["meta", "serve", "--peers", "1=127.0.0.1:1"], err, err));
+        Assert.Contains("serve needs --id", err.ToString(), StringComparison.Ordinal);
+        Assert.Equal(2, Storage.Cli.Cli.Run(["meta", "frobnicate", "--peers", "1=127.0.0.1:1"], err, err));
+        Assert.Contains("Run 'storage meta --help'", err.ToString(), StringComparison.Ordinal);
+        Assert.Equal(2, Storage.Cli.Cli.Run(["meta", "status", "--peers", "nonsense"], err, err));
+        Assert.Contains("bad endpoint 'nonsense'", err.ToString(), StringComparison.Ordinal);
     }
 }

@@ -1,5 +1,5 @@
 using Microsoft.Win32.SafeHandles;
-using Storage.Devices.Interop;
+using Storage.Native;
 
 namespace Storage.Devices;
 
@@ -11,7 +11,7 @@ namespace Storage.Devices;
 public sealed partial class FileBlockDevice : HandleBlockDevice, IAllocationStatus
 {
     private FileBlockDevice(string path, SafeFileHandle handle, long capacity, int sectorSize, bool directIo, bool readOnly)
-        : base(path, handle, capacity, sectorSize, directIo, readOnly, memoryFileSystem: Interop.LibC.IsOnMemoryFileSystem(handle))
+        : base(path, handle, capacity, sectorSize, directIo, readOnly, memoryFileSystem: LibC.IsOnMemoryFileSystem(handle))
     {
     }
 

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
-using Storage.Devices.Interop;
+using Storage.Native;
 
 namespace Storage.Devices;
 

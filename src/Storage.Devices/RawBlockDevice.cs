@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
-using Storage.Devices.Interop;
+using Storage.Native;
 
 namespace Storage.Devices;
 

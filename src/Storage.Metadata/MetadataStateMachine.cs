@@ -1,3 +1,4 @@
+using Storage.Native;
 using Storage.Consensus;
 
 namespace Storage.Metadata;

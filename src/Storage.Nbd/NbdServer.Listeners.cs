@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Storage.Nbd.Connection;
-using Storage.Nbd.Interop;
+using Storage.Native;
 
 namespace Storage.Nbd;
 

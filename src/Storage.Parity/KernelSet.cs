@@ -6,6 +6,9 @@ namespace Storage.Parity;
 /// <see cref="ReedSolomonCodec"/>) validate shapes and pin before calling them.
 /// Every kernel requires <c>length % 64 == 0</c>, allocates nothing and is thread-safe.
 /// A destination may be the very same buffer as an input (in-place accumulation); partial overlap is not allowed.
+/// Every kernel loop is marked <c>AggressiveOptimization</c>: the JIT compiles it fully optimised on first use instead
+/// of running tier-0 code until tiering catches up, which halved the speed of a short command (a quick benchmark, a
+/// scrub of a small array, the first seconds of a rebuild).
 /// </summary>
 public abstract unsafe class KernelSet
 {

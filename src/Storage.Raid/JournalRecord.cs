@@ -1,3 +1,4 @@
+using Storage.Native;
 using System.Buffers.Binary;
 
 namespace Storage.Raid;

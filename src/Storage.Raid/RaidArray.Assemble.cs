@@ -1,3 +1,4 @@
+using Storage.Native;
 using System.Buffers;
 using Storage.Devices;
 

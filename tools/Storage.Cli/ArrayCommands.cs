@@ -1,4 +1,7 @@
+using System.CommandLine;
 using System.Text.Json;
+using Spectre.Console;
+using Storage.CommandLine;
 using Storage.Devices;
 using Storage.Raid;
 
@@ -11,21 +14,11 @@ namespace Storage.Cli;
 /// </summary>
 internal static class ArrayCommands
 {
-    public const string Usage = """
-          storage array create --level 0|1|5|6|rs --disks A,B,… [--parity M] [--chunk 64K] [--spares X,…]
-                               [--size SIZE] [--name NAME] [--no-journal] [--force] [--json]
-          storage array status   --disks A,B,… [--json]          read the superblocks; change nothing
-          storage array assemble --disks A,B,… [--json]          assemble, replay the journal, stop cleanly
-          storage array fail     --disks A,B,… --member DISK     mark a member faulty (a spare then takes over)
-          storage array remove   --disks A,B,… --member DISK     take a faulty member out
-          storage array add      --disks A,B,… --member DISK [--size SIZE] [--force] [--limit MB/s]
-                                                                 add a disk (rebuilds onto it or keeps it as a spare)
-          storage array rebuild  --disks A,B,… [--limit MB/s]    finish pending rebuilds (progress, resumable)
-          storage array scrub    --disks A,B,… [--repair] [--json]
-          storage array stop     --disks A,B,…                   stop the storage serve that runs the array
+    private const string Notes = """
+
         While storage serve runs an array, these commands act on it live through its control socket.
         --disks takes comma-separated paths and globs ('disks/*.img'); /dev/… paths are block devices.
-""";
+        """;
 
     private static readonly AsyncLocal<LiveArray?> Live = new();
     private static readonly AsyncLocal<bool> JsonOutput = new();
@@ -33,95 +26,164 @@ internal static class ArrayCommands
     /// <summary>Where progress and notes go: nowhere when --json asked for one JSON document.</summary>
     private static TextWriter Human(TextWriter output) => JsonOutput.Value ? TextWriter.Null : output;
 
-    /// <summary>
-    /// Runs an array command. Inside <c>storage serve</c>, <paramref name="live"/> is the served array and the
-    /// command acts on it directly; otherwise a command naming disks that a running server holds is sent to that
-    /// server over its control socket, and any other command works on the disks themselves.
-    /// </summary>
-    public static int Run(string[] args, TextWriter output, TextWriter error, LiveArray? live = null)
+    /// <summary>The typed options of the array verbs (one set per command tree).</summary>
+    private sealed class ArrayOptions
     {
-        if (args.Length == 0)
-            throw new UsageException("say what to do: storage array create|assemble|status|fail|remove|add|rebuild|scrub|stop (see storage --help).");
-        var rest = args[1..];
+        public Option<IReadOnlyList<string>> Disks { get; } = CliOptions.Paths("--disks", "the member disks: comma-separated paths and globs");
+        public Option<bool> Json { get; } = CliOptions.Flag("--json", "print one JSON document and nothing else");
+        public Option<string?> Member { get; } = CliOptions.Text("--member", "the disk to act on", "DISK");
+        public Option<int?> Limit { get; } = CliOptions.Number("--limit", "rebuild speed limit in MB/s", 1, 1 << 20, "MB/s");
+        public Option<long?> Size { get; } = CliOptions.Size("--size", "create missing file-backed disks of this size", 4 << 20, 1L << 50);
+        public Option<bool> Force { get; } = CliOptions.Flag("--force", "use disks that hold another array, a filesystem or data");
+    }
+
+    /// <summary>Values of one invocation.</summary>
+    private sealed record ArrayArgs(IReadOnlyList<string> Disks, bool Json, string? Member, int? Limit, long? Size, bool Force, bool Repair, TextWriter Error);
+
+    public static Command Build()
+    {
+        var o = new ArrayOptions();
+        var level = CliOptions.Text("--level", "0, 1, 5, 6 or rs (Reed-Solomon k+m, with --parity)", "LEVEL");
+        var parity = CliOptions.Number("--parity", "parity chunks per stripe for --level rs", 1, 254, "M");
+        var chunk = CliOptions.Size("--chunk", "chunk size, a power of two from 4K to 16M (default 64K)", ArrayGeometry.MinChunkSize, ArrayGeometry.MaxChunkSize);
+        var spares = CliOptions.Paths("--spares", "spare disks: comma-separated paths and globs");
+        var name = CliOptions.Text("--name", "the array's name (default 'array')", "NAME");
+        var noJournal = CliOptions.Flag("--no-journal", "no write journal: faster, unsafe after a crash plus a member failure");
+        var repair = CliOptions.Flag("--repair", "rewrite stripes whose parity does not match");
+
+        var create = Verb("create", "create an array on the disks (refuses disks in use unless --force)", o, o.Disks, o.Size, o.Force, o.Json);
+        create.Options.Add(level);
+        create.Options.Add(parity);
+        create.Options.Add(chunk);
+        create.Options.Add(spares);
+        create.Options.Add(name);
+        create.Options.Add(noJournal);
+        create.SetAction(p => CreateAsync(Read(p, o), p.GetValue(level), p.GetValue(parity), p.GetValue(chunk), p.GetValue(spares)!, p.GetValue(name), p.GetValue(noJournal), p.Out()).GetAwaiter().GetResult());
+
+        var status = Verb("status", "read the superblocks and print the state; change nothing", o, o.Disks, o.Json);
+        status.SetAction(p => StatusAsync(Read(p, o), p.Out()).GetAwaiter().GetResult());
+
+        var assemble = Verb("assemble", "assemble, replay the journal, stop cleanly", o, o.Disks, o.Json);
+        assemble.SetAction(p => WithArrayAsync(Read(p, o), p.Out(), "assemble", (_, _) => Task.FromResult(Cli.Ok)).GetAwaiter().GetResult());
+
+        var fail = Verb("fail", "mark a member faulty (a spare then takes over and is rebuilt)", o, o.Disks, o.Member, o.Limit, o.Json);
+        fail.SetAction(p => WithArrayAsync(Read(p, o), p.Out(), "fail", ThenRebuild(FailAsync, p.Out())).GetAwaiter().GetResult());
+
+        var remove = Verb("remove", "take a faulty member out", o, o.Disks, o.Member, o.Json);
+        remove.SetAction(p => WithArrayAsync(Read(p, o), p.Out(), "remove", RemoveAsync).GetAwaiter().GetResult());
+
+        var add = Verb("add", "add a disk: it is rebuilt into a missing role or kept as a spare", o, o.Disks, o.Member, o.Size, o.Force, o.Limit, o.Json);
+        add.SetAction(p => AddAsync(Read(p, o), p.Out()).GetAwaiter().GetResult());
+
+        var rebuild = Verb("rebuild", "finish pending rebuilds (progress, resumable)", o, o.Disks, o.Limit, o.Json);
+        rebuild.SetAction(p => WithArrayAsync(Read(p, o), p.Out(), "rebuild", (array, _) => WaitRebuildAsync(array, p.Out())).GetAwaiter().GetResult());
+
+        var scrub = Verb("scrub", "check every stripe's parity (and repair with --repair)", o, o.Disks, o.Json);
+        scrub.Options.Add(repair);
+        scrub.SetAction(p => ScrubAsync(Read(p, o) with { Repair = p.GetValue(repair) }, p.Out()).GetAwaiter().GetResult());
+
+        var stop = Verb("stop", "stop the storage serve that runs the array", o, o.Disks);
+        stop.SetAction(p => Stop(Read(p, o), p.Out()));
+
+        var examine = ExamineCommand.Build();
+
+        return Cli.Group("array", "create and run RAID arrays over files or block devices", create, status, assemble, fail, remove, add, rebuild, scrub, stop, examine)
+            .WithNotes(Notes);
+    }
+
+    private static Command Verb(string name, string description, ArrayOptions o, params Option[] options)
+    {
+        var command = new Command(name, description).WithNotes(Notes);
+        foreach (var option in options)
+            command.Options.Add(option);
+        return command;
+    }
+
+    private static ArrayArgs Read(ParseResult p, ArrayOptions o)
+    {
+        var args = new ArrayArgs(p.GetValue(o.Disks)!, p.GetValue(o.Json), p.GetValue(o.Member), p.GetValue(o.Limit), p.GetValue(o.Size), p.GetValue(o.Force), false, p.InvocationConfiguration.Error);
+        JsonOutput.Value = args.Json;
+        return args;
+    }
+
+    /// <summary>Runs <paramref name="run"/> with the array a server holds as the one the array verbs act on.</summary>
+    public static int WithLive(LiveArray live, Func<int> run)
+    {
         Live.Value = live;
-        JsonOutput.Value = rest.Contains("--json");
-        if (live is null && args[0] != "create" && FindServer(rest) is { } server)
+        try
         {
-            if (args[0] == "assemble")
-                throw new UsageException($"array '{server.Name}' is already assembled and served by storage serve (pid {server.Pid}).");
-            return LiveArrays.Forward(server, ["array", .. args], output, error);
+            return run();
         }
-        if (args[0] == "stop")
+        finally
         {
-            if (live is null)
-                throw new UsageException("no running 'storage serve' holds these disks; there is nothing to stop.");
-            live.RequestStop();
-            output.WriteLine($"stopping array '{live.Array.Name}'");
-            return Cli.Ok;
+            Live.Value = null;
         }
-        return args[0] switch
-        {
-            "create" => CreateAsync(Options.Parse(rest, "level", "disks", "parity", "chunk", "spares", "size", "name", "no-journal", "force", "json"), output).GetAwaiter().GetResult(),
-            "status" => StatusAsync(Options.Parse(rest, "disks", "json"), output).GetAwaiter().GetResult(),
-            "assemble" => WithArrayAsync(Options.Parse(rest, "disks", "json"), output, (_, _) => Task.FromResult(Cli.Ok)).GetAwaiter().GetResult(),
-            "fail" => WithArrayAsync(Options.Parse(rest, "disks", "member", "limit", "json"), output, ThenRebuild(FailAsync, output)).GetAwaiter().GetResult(),
-            "remove" => WithArrayAsync(Options.Parse(rest, "disks", "member", "json"), output, RemoveAsync).GetAwaiter().GetResult(),
-            "add" => AddAsync(Options.Parse(rest, "disks", "member", "size", "force", "limit", "json"), output).GetAwaiter().GetResult(),
-            "rebuild" => WithArrayAsync(Options.Parse(rest, "disks", "limit", "json"), output, (array, _) => WaitRebuildAsync(array, output)).GetAwaiter().GetResult(),
-            "scrub" => ScrubAsync(Options.Parse(rest, "disks", "repair", "json"), output).GetAwaiter().GetResult(),
-            "stop" => Cli.Ok,
-            var other => throw new UsageException($"unknown array command '{other}'.{Suggest(other)} Commands: create, assemble, status, fail, remove, add, rebuild, scrub."),
-        };
     }
 
-    /// <summary>The running server that holds a disk named by --disks, if any.</summary>
-    private static ServerRecord? FindServer(string[] rest)
+    /// <summary>
+    /// Inside <c>storage serve</c> a verb acts on the served array directly; otherwise a verb naming disks that a
+    /// running server holds is sent to that server over its control socket and its output relayed. Returns the exit
+    /// code when the verb was forwarded, null when it runs here.
+    /// </summary>
+    private static int? Forwarded(ArrayArgs args, string verb, TextWriter output)
     {
-        int at = Array.IndexOf(rest, "--disks");
-        if (at < 0 || at + 1 >= rest.Length)
+        if (Live.Value is not null || LiveArrays.Find(args.Disks) is not { } server)
             return null;
-        var disks = Options.Parse(["--disks", rest[at + 1]], "disks").Paths("disks");
-        return LiveArrays.Find(disks);
+        if (verb == "assemble")
+            throw new UsageException($"array '{server.Name}' is already assembled and served by storage serve (pid {server.Pid}).");
+        var forwarded = new List<string> { "array", verb, "--disks", string.Join(',', args.Disks) };
+        if (args.Member is { } member)
+            forwarded.AddRange(["--member", member]);
+        if (args.Limit is { } limit)
+            forwarded.AddRange(["--limit", limit.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        if (args.Size is { } size)
+            forwarded.AddRange(["--size", size.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        if (args.Force)
+            forwarded.Add("--force");
+        if (args.Repair)
+            forwarded.Add("--repair");
+        if (args.Json)
+            forwarded.Add("--json");
+        return LiveArrays.Forward(server, forwarded, output, args.Error);
     }
 
-    private static string Suggest(string typed)
+    private static int Stop(ArrayArgs args, TextWriter output)
     {
-        string[] known = ["create", "assemble", "status", "fail", "remove", "add", "rebuild", "scrub", "stop"];
-        var close = known.FirstOrDefault(k => Options.Distance(k, typed) <= 2);
-        return close is null ? "" : $" Did you mean '{close}'?";
+        if (Forwarded(args, "stop", output) is { } code)
+            return code;
+        if (Live.Value is not { } live)
+            throw new UsageException("no running 'storage serve' holds these disks; there is nothing to stop.");
+        live.RequestStop();
+        output.WriteLine($"stopping array '{live.Array.Name}'");
+        return Cli.Ok;
     }
 
-    private static IReadOnlyList<string> RequireDisks(Options options)
+    private static IReadOnlyList<string> RequireDisks(ArrayArgs args)
     {
-        var disks = options.Paths("disks");
-        if (disks.Count == 0)
+        if (args.Disks.Count == 0)
             throw new UsageException("--disks is required: the member disks, e.g. --disks 'disks/*.img' or --disks /dev/loop0,/dev/loop1,/dev/loop2.");
-        return disks;
+        return args.Disks;
     }
 
-    private static (RaidLevel Level, int Parity) ParseLevel(Options options)
+    private static (RaidLevel Level, int Parity) ParseLevel(string? text, int? parity) => text?.ToLowerInvariant() switch
     {
-        string text = options.String("level") ?? throw new UsageException("--level is required: 0, 1, 5, 6 or rs (Reed-Solomon, with --parity M).");
-        return text.ToLowerInvariant() switch
-        {
-            "0" or "raid0" => (RaidLevel.Raid0, 0),
-            "1" or "raid1" => (RaidLevel.Raid1, 0),
-            "5" or "raid5" => (RaidLevel.Raid5, 1),
-            "6" or "raid6" => (RaidLevel.Raid6, 2),
-            "rs" or "reed-solomon" => (RaidLevel.ReedSolomon, options.Int("parity", 0, 1, 254) is var m and > 0 ? m : throw new UsageException("--level rs needs --parity M (parity chunks per stripe).")),
-            _ => throw new UsageException($"unknown level '{text}'; use 0, 1, 5, 6 or rs."),
-        };
-    }
+        null => throw new UsageException("--level is required: 0, 1, 5, 6 or rs (Reed-Solomon, with --parity M)."),
+        "0" or "raid0" => (RaidLevel.Raid0, 0),
+        "1" or "raid1" => (RaidLevel.Raid1, 0),
+        "5" or "raid5" => (RaidLevel.Raid5, 1),
+        "6" or "raid6" => (RaidLevel.Raid6, 2),
+        "rs" or "reed-solomon" => (RaidLevel.ReedSolomon, parity ?? throw new UsageException("--level rs needs --parity M (parity chunks per stripe).")),
+        _ => throw new UsageException($"unknown level '{text}'; use 0, 1, 5, 6 or rs."),
+    };
 
-    private static async Task<int> CreateAsync(Options options, TextWriter output)
+    private static async Task<int> CreateAsync(ArrayArgs args, string? levelText, int? parityCount, long? chunkSize, IReadOnlyList<string> spares, string? name, bool noJournal, TextWriter output)
     {
-        var (level, parity) = ParseLevel(options);
-        var members = RequireDisks(options);
-        var spares = options.Paths("spares");
-        long chunk = options.Size("chunk", 64 * 1024, ArrayGeometry.MinChunkSize, ArrayGeometry.MaxChunkSize);
+        var (level, parity) = ParseLevel(levelText, parityCount);
+        var members = RequireDisks(args);
+        long chunk = chunkSize ?? 64 * 1024;
         if ((chunk & (chunk - 1)) != 0)
             throw new UsageException($"--chunk must be a power of two (4K to 16M), got {chunk}.");
-        long size = options.Size("size", 0, 4 << 20, 1L << 50);
+        long size = args.Size ?? 0;
         var all = members.Concat(spares).ToList();
         var duplicate = all.GroupBy(p => p, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
@@ -135,21 +197,21 @@ internal static class ArrayCommands
         try
         {
             devices = Disks.OpenAll(all, size);
-            var options2 = new ArrayCreateOptions
+            var options = new ArrayCreateOptions
             {
                 Level = level,
                 ParityCount = parity,
                 ChunkSize = (int)chunk,
-                Name = options.String("name") ?? "array",
-                Force = options.Has("force"),
-                Journal = !options.Has("no-journal"),
+                Name = name ?? "array",
+                Force = args.Force,
+                Journal = !noJournal,
                 AssumeZeroed = created.Count == all.Count,   // fresh sparse files read as zeros: parity already matches
             };
-            var array = await RaidArray.CreateAsync(devices[..members.Count], options2, devices[members.Count..]).ConfigureAwait(false);
+            var array = await RaidArray.CreateAsync(devices[..members.Count], options, devices[members.Count..]).ConfigureAwait(false);
             devices.Clear();   // the array owns them now
-            if (!options2.AssumeZeroed)
+            if (!options.AssumeZeroed)
                 Human(output).WriteLine("computed the initial parity over the disks' existing contents");
-            await PrintAsync(array.Status(), options, output).ConfigureAwait(false);
+            Print(array.Status(), args.Json, output);
             await array.StopAsync().ConfigureAwait(false);
             return Cli.Ok;
         }
@@ -166,16 +228,18 @@ internal static class ArrayCommands
         }
     }
 
-    private static async Task<int> StatusAsync(Options options, TextWriter output)
+    private static async Task<int> StatusAsync(ArrayArgs args, TextWriter output)
     {
+        if (Forwarded(args, "status", output) is { } forwarded)
+            return forwarded;
         if (Live.Value is { } live)
         {
-            await PrintAsync(live.Array.Status(), options, output).ConfigureAwait(false);
+            Print(live.Array.Status(), args.Json, output);
             return Cli.Ok;
         }
         var rows = new List<DiskRow>();
         Superblock? newest = null;
-        foreach (var path in RequireDisks(options))
+        foreach (var path in RequireDisks(args))
         {
             using var device = Disks.Open(path, readOnly: true);
             var label = await MemberLabel.ReadAsync(device).ConfigureAwait(false);
@@ -183,9 +247,9 @@ internal static class ArrayCommands
             if (label.Superblock is { } superblock && (newest is null || superblock.Events > newest.Events))
                 newest = superblock;
         }
-        if (options.Has("json"))
+        if (args.Json)
         {
-            output.WriteLine(JsonSerializer.Serialize(new { array = newest is null ? null : Describe(newest), disks = rows }, Json.Options));
+            output.WriteLine(JsonSerializer.Serialize(new StatusDocument(newest is null ? null : Describe(newest), rows), CliJson.Default.StatusDocument));
             return newest is null ? Cli.Failed : Cli.Ok;
         }
         if (newest is null)
@@ -197,47 +261,44 @@ internal static class ArrayCommands
         }
         var summary = Describe(newest);
         output.WriteLine($"array '{summary.Name}' {summary.Id}: {summary.Geometry}, events {summary.Events}, {(summary.Clean ? "stopped cleanly" : "not stopped cleanly (the journal is replayed at assembly)")}");
-        output.WriteLine($"  {"role",4}  {"state",-11} {"disk",-40} {"events",7}");
+        var table = Tables.Create("role", "state", "disk", "events");
         for (int role = 0; role < newest.Roles.Count; role++)
         {
             var record = newest.Roles[role];
             var disk = rows.FirstOrDefault(r => r.Content == "member" && r.MemberId == record.MemberId && record.MemberId != Guid.Empty);
             string state = record.State == MemberState.Rebuilding ? $"rebuilding {100 * record.RebuildCheckpoint / Math.Max(1, newest.Geometry.StripeCount)}%" : record.State.ToString().ToLowerInvariant();
-            output.WriteLine($"  {role,4}  {state,-11} {disk?.Path ?? "(not given)",-40} {(disk is null ? "" : disk.Events.ToString(System.Globalization.CultureInfo.InvariantCulture)),7}");
+            table.AddRow(Tables.Cell(role), Tables.Cell(state), Tables.Cell(disk?.Path ?? "(not given)"), Tables.Cell(disk?.Events.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? ""));
         }
         foreach (var row in rows.Where(r => !newest.Roles.Any(role => role.MemberId == r.MemberId && r.Content == "member")))
         {
             string state = row.Content != "member" ? row.Content : row.Role < 0 && row.Events == newest.Events ? "spare" : "stale";
-            output.WriteLine($"  {"-",4}  {state,-11} {row.Path,-40} {row.Events,7}");
+            table.AddRow(Tables.Cell("-"), Tables.Cell(state), Tables.Cell(row.Path), Tables.Cell(row.Events));
         }
+        Tables.Write(output, table);
         if (newest.BadBlocks.Count > 0)
             output.WriteLine($"  bad blocks: {string.Join(", ", newest.BadBlocks.Select(b => $"{b.Offset}+{b.Length}"))}");
         return Cli.Ok;
     }
 
-    private sealed record DiskRow(string Path, string Content, Guid MemberId, int Role, ulong Events, string Description);
-
     private static ArraySummary Describe(Superblock s) => new(s.Name, s.ArrayId, s.Geometry.ToString(), s.Events, s.Clean,
         [.. s.Roles.Select((r, i) => new RoleSummary(i, r.MemberId, r.State.ToString().ToLowerInvariant(), r.RebuildCheckpoint))]);
 
-    private sealed record ArraySummary(string Name, Guid Id, string Geometry, ulong Events, bool Clean, IReadOnlyList<RoleSummary> Roles);
-
-    private sealed record RoleSummary(int Role, Guid MemberId, string State, long RebuildCheckpoint);
-
     /// <summary>Assembles the array from --disks, runs <paramref name="action"/>, prints the status and stops it.</summary>
-    private static async Task<int> WithArrayAsync(Options options, TextWriter output, Func<RaidArray, Options, Task<int>> action)
+    private static async Task<int> WithArrayAsync(ArrayArgs args, TextWriter output, string verb, Func<RaidArray, ArrayArgs, Task<int>> action)
     {
+        if (Forwarded(args, verb, output) is { } forwarded)
+            return forwarded;
         if (Live.Value is { } live)
         {
-            int result = await action(live.Array, options).ConfigureAwait(false);
-            await PrintAsync(live.Array.Status(), options, output).ConfigureAwait(false);
+            int result = await action(live.Array, args).ConfigureAwait(false);
+            Print(live.Array.Status(), args.Json, output);
             return result;
         }
-        var array = await AssembleAsync(RequireDisks(options), options, output).ConfigureAwait(false);
+        var array = await AssembleAsync(RequireDisks(args), args.Limit, output).ConfigureAwait(false);
         try
         {
-            int code = await action(array, options).ConfigureAwait(false);
-            await PrintAsync(array.Status(), options, output).ConfigureAwait(false);
+            int code = await action(array, args).ConfigureAwait(false);
+            Print(array.Status(), args.Json, output);
             return code;
         }
         finally
@@ -247,16 +308,16 @@ internal static class ArrayCommands
     }
 
     /// <summary>
-    /// Opens the disks and assembles their array (--limit sets the rebuild speed); prints what assembly noticed and
-    /// closes the disks it left out. Bad disks are a usage error and leave everything closed.
+    /// Opens the disks and assembles their array (<paramref name="limitMBps"/> sets the rebuild speed); prints what
+    /// assembly noticed and closes the disks it left out. Bad disks are a usage error and leave everything closed.
     /// </summary>
-    public static async Task<RaidArray> AssembleAsync(IReadOnlyList<string> paths, Options options, TextWriter output)
+    public static async Task<RaidArray> AssembleAsync(IReadOnlyList<string> paths, int? limitMBps, TextWriter output)
     {
         var devices = Disks.OpenAll(paths);
         RaidArray array;
         try
         {
-            var run = new ArrayRunOptions { RebuildBytesPerSecond = options.Has("limit") ? options.Int("limit", 0, 1, 1 << 20) * 1_000_000L : 0 };
+            var run = new ArrayRunOptions { RebuildBytesPerSecond = (limitMBps ?? 0) * 1_000_000L };
             array = await RaidArray.AssembleAsync(devices, run).ConfigureAwait(false);
         }
         catch (ArrayConfigurationException e)
@@ -275,19 +336,19 @@ internal static class ArrayCommands
         return array;
     }
 
-    private static int RoleOf(RaidArray array, Options options)
+    private static int RoleOf(RaidArray array, ArrayArgs args)
     {
-        string member = Path.GetFullPath(options.String("member") ?? throw new UsageException("--member DISK is required: the member to act on."));
+        string member = Path.GetFullPath(args.Member ?? throw new UsageException("--member DISK is required: the member to act on."));
         var disk = array.Status().Disks.FirstOrDefault(d => d.Device == member)
             ?? throw new UsageException($"{member} is not a member of array '{array.Name}'. Members: {string.Join(", ", array.Status().Disks.Where(d => d.Device.Length > 0).Select(d => d.Device))}.");
         return disk.Role >= 0 ? disk.Role : throw new UsageException($"{member} is a spare of array '{array.Name}', not in a role.");
     }
 
-    private static async Task<int> FailAsync(RaidArray array, Options options)
+    private static async Task<int> FailAsync(RaidArray array, ArrayArgs args)
     {
         try
         {
-            await array.FailAsync(RoleOf(array, options)).ConfigureAwait(false);
+            await array.FailAsync(RoleOf(array, args)).ConfigureAwait(false);
             return Cli.Ok;
         }
         catch (InvalidOperationException e)
@@ -297,17 +358,17 @@ internal static class ArrayCommands
     }
 
     /// <summary>Runs an action, then follows any rebuild it started (a spare taking over) to the end.</summary>
-    private static Func<RaidArray, Options, Task<int>> ThenRebuild(Func<RaidArray, Options, Task<int>> action, TextWriter output) => async (array, options) =>
+    private static Func<RaidArray, ArrayArgs, Task<int>> ThenRebuild(Func<RaidArray, ArrayArgs, Task<int>> action, TextWriter output) => async (array, args) =>
     {
-        int code = await action(array, options).ConfigureAwait(false);
+        int code = await action(array, args).ConfigureAwait(false);
         return code == Cli.Ok ? await WaitRebuildAsync(array, output).ConfigureAwait(false) : code;
     };
 
-    private static async Task<int> RemoveAsync(RaidArray array, Options options)
+    private static async Task<int> RemoveAsync(RaidArray array, ArrayArgs args)
     {
         try
         {
-            using var removed = await array.RemoveAsync(RoleOf(array, options)).ConfigureAwait(false);
+            using var removed = await array.RemoveAsync(RoleOf(array, args)).ConfigureAwait(false);
             return Cli.Ok;
         }
         catch (InvalidOperationException e)
@@ -316,20 +377,22 @@ internal static class ArrayCommands
         }
     }
 
-    private static async Task<int> AddAsync(Options options, TextWriter output)
+    private static async Task<int> AddAsync(ArrayArgs args, TextWriter output)
     {
-        string member = Path.GetFullPath(options.String("member") ?? throw new UsageException("--member DISK is required: the disk to add."));
-        if (RequireDisks(options).Contains(member))
+        if (Forwarded(args, "add", output) is { } forwarded)
+            return forwarded;
+        string member = Path.GetFullPath(args.Member ?? throw new UsageException("--member DISK is required: the disk to add."));
+        if (RequireDisks(args).Contains(member))
             throw new UsageException($"{member} is in --disks already; --member names the new disk.");
-        var device = Disks.Open(member, options.Size("size", 0, 4 << 20, 1L << 50));
+        var device = Disks.Open(member, args.Size ?? 0);
         bool added = false;
         try
         {
-            return await WithArrayAsync(options, output, async (array, o) =>
+            return await WithArrayAsync(args, output, "add", async (array, a) =>
             {
                 try
                 {
-                    await array.AddAsync(device, o.Has("force")).ConfigureAwait(false);
+                    await array.AddAsync(device, a.Force).ConfigureAwait(false);
                 }
                 catch (ArrayConfigurationException e)
                 {
@@ -351,68 +414,67 @@ internal static class ArrayCommands
         if (array.Rebuilds.Count == 0)
             return Cli.Ok;
         long total = array.Rebuilds.Sum(r => r.StripesTotal) * array.Geometry.ChunkSize;
-        var progress = new Progress(Human(output), "rebuild", total);
-        while (array.Rebuilds is { Count: > 0 } now)
+        await Progress.RunAsync(Human(output), "rebuild", total, async report =>
         {
-            progress.Report(now.Sum(r => r.StripesDone) * array.Geometry.ChunkSize, now.Sum(r => r.BytesPerSecond), now.Max(r => r.Remaining));
-            await Task.Delay(100).ConfigureAwait(false);
-        }
-        await array.WaitForRebuildsAsync().ConfigureAwait(false);
-        progress.Report(total);
+            while (array.Rebuilds is { Count: > 0 } now)
+            {
+                report(now.Sum(r => r.StripesDone) * array.Geometry.ChunkSize);
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+            await array.WaitForRebuildsAsync().ConfigureAwait(false);
+            report(total);
+        }).ConfigureAwait(false);
         return Cli.Ok;
     }
 
-    private static async Task<int> ScrubAsync(Options options, TextWriter output)
+    private static async Task<int> ScrubAsync(ArrayArgs args, TextWriter output)
     {
-        bool json = options.Has("json");
+        if (Forwarded(args, "scrub", output) is { } forwarded)
+            return forwarded;
         ScrubResult? result = null;
         ArrayStatus? status = null;
-        var text = json ? TextWriter.Null : output;   // with --json, one JSON document and nothing else
-        int code = await WithArrayAsync(options, text, async (array, o) =>
+        var text = Human(output);   // with --json, one JSON document and nothing else
+        int code = await WithArrayAsync(args with { Json = false }, text, "scrub", async (array, a) =>
         {
-            var run = array.ScrubAsync(o.Has("repair"));
-            var progress = new Progress(text, o.Has("repair") ? "scrub repair" : "scrub", array.Geometry.StripeCount * array.Geometry.StripeDataSize);
-            while (!run.IsCompleted)
+            var run = array.ScrubAsync(args.Repair);
+            long total = array.Geometry.StripeCount * array.Geometry.StripeDataSize;
+            await Progress.RunAsync(text, args.Repair ? "scrub repair" : "scrub", total, async report =>
             {
-                progress.Report(array.ScrubProgress.Done * array.Geometry.StripeDataSize);
-                await Task.WhenAny(run, Task.Delay(100)).ConfigureAwait(false);
-            }
+                while (!run.IsCompleted)
+                {
+                    report(array.ScrubProgress.Done * array.Geometry.StripeDataSize);
+                    await Task.WhenAny(run, Task.Delay(100)).ConfigureAwait(false);
+                }
+                report(total);
+            }).ConfigureAwait(false);
             result = await run.ConfigureAwait(false);
             status = array.Status();
-            progress.Report(array.Geometry.StripeCount * array.Geometry.StripeDataSize);
             return result.Mismatches > result.Repaired ? Cli.Failed : Cli.Ok;
         }).ConfigureAwait(false);
         if (result is null)
             return code;
-        if (json)
-            output.WriteLine(JsonSerializer.Serialize(new { scrub = result, array = status }, Json.Options));
+        if (args.Json)
+            output.WriteLine(JsonSerializer.Serialize(new ScrubDocument(result, status!), CliJson.Default.ScrubDocument));
         else
             output.WriteLine($"scrub: {result.StripesChecked} stripes checked, {result.Mismatches} mismatched, {result.Repaired} repaired, {result.StripesSkipped} skipped");
         return code;
     }
 
-    private static Task PrintAsync(ArrayStatus status, Options options, TextWriter output)
+    private static void Print(ArrayStatus status, bool json, TextWriter output)
     {
-        if (options.Has("json"))
+        if (json)
         {
-            output.WriteLine(JsonSerializer.Serialize(status, Json.Options));
-            return Task.CompletedTask;
+            output.WriteLine(JsonSerializer.Serialize(status, CliJson.Default.ArrayStatus));
+            return;
         }
         output.WriteLine($"array '{status.Name}' {status.Id}: {status.Level}, {status.DataChunks}+{status.ParityChunks}, {status.ChunkSize / 1024} KiB chunks, {status.Capacity >> 20} MiB, {status.State}, events {status.Events}, journal {(status.Journal ? "on" : "off")}");
-        output.WriteLine($"  {"role",4}  {"state",-11} {"disk",-40} {"read errors",11}");
+        var table = Tables.Create("role", "state", "disk", "read errors");
         foreach (var disk in status.Disks)
-            output.WriteLine($"  {(disk.Role < 0 ? "-" : disk.Role.ToString(System.Globalization.CultureInfo.InvariantCulture)),4}  {disk.State,-11} {(disk.Device.Length == 0 ? "(missing)" : disk.Device),-40} {disk.ReadErrors,11}");
+            table.AddRow(Tables.Cell(disk.Role < 0 ? "-" : disk.Role), Tables.Cell(disk.State), Tables.Cell(disk.Device.Length == 0 ? "(missing)" : disk.Device), Tables.Cell(disk.ReadErrors));
+        Tables.Write(output, table);
         foreach (var rebuild in status.Rebuilds)
             output.WriteLine($"  rebuilding role {rebuild.Role}: {100 * rebuild.Fraction:0}% at {rebuild.BytesPerSecond / 1e6:0} MB/s");
         if (status.BadBlocks.Count > 0)
             output.WriteLine($"  bad blocks: {string.Join(", ", status.BadBlocks.Select(b => $"{b.Offset}+{b.Length}"))}");
-        return Task.CompletedTask;
     }
-}
-
-internal static class Json
-{
-    public static JsonSerializerOptions Options { get; } = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase, IncludeFields = true };
-
-    public static JsonSerializerOptions Compact { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, IncludeFields = true };
 }

@@ -1,7 +1,9 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CommunityToolkit.HighPerformance;
+using Storage.CommandLine;
 using Storage.Parity;
 using Storage.Parity.Interop;
 
@@ -16,31 +18,40 @@ internal static unsafe class BenchParityCommand
 {
     private static readonly TimeSpan Window = TimeSpan.FromMilliseconds(200);
 
-    public static int Run(Options options, TextWriter output)
+    public static Command Build()
     {
-        int chunk = options.Int("size-kib", 64, 4, 16384) * 1024;
-        bool json = options.Has("json");
-        var results = new List<Result>();
+        var size = CliOptions.Number("--size-kib", "chunk size in KiB (default 64)", 4, 16384);
+        var json = CliOptions.Flag("--json", "print one JSON document");
+        var reverse = CliOptions.Flag("--reverse", "measure the kernel sets in reverse order (the figures must not depend on it)");
+        var parity = new Command("parity", "parity GB/s per kernel set on this CPU, ISA-L beside it when installed");
+        parity.Options.Add(size);
+        parity.Options.Add(json);
+        parity.Options.Add(reverse);
+        parity.SetAction(p => Run((p.GetValue(size) ?? 64) * 1024, p.GetValue(json), p.GetValue(reverse), p.Out()));
+        return Cli.Group("bench", "quick measurements on this machine (BenchmarkDotNet in bench/ for publishable numbers)", parity);
+    }
+
+    private static int Run(int chunk, bool json, bool reverse, TextWriter output)
+    {
+        var results = new List<BenchResult>();
         var isal = IsaL.Instance;
 
         foreach (var op in Operations)
         {
             using var stripe = new NativeStripe(op.K + op.M, chunk);
+            var candidates = new List<(string Kernels, Action<NativeStripe> Run)>();
             if (isal is not null)
-            {
-                var run = op.IsaL(isal);
-                results.Add(new(op.Name, "isa-l", Measure(op.K, chunk, () => run(stripe))));
-            }
-            foreach (var set in KernelSets.Available)
-            {
-                var run = op.Ours(set);
-                results.Add(new(op.Name, set.Name, Measure(op.K, chunk, () => run(stripe))));
-            }
+                candidates.Add(("isa-l", op.IsaL(isal)));
+            candidates.AddRange(KernelSets.Available.Select(set => (set.Name, op.Ours(set))));
+            if (reverse)
+                candidates.Reverse();
+            foreach (var (kernels, run) in candidates)
+                results.Add(new BenchResult(op.Name, kernels, Measure(op.K, chunk, () => run(stripe))));
         }
 
         if (json)
         {
-            output.WriteLine(JsonSerializer.Serialize(new { chunkBytes = chunk, defaultKernels = KernelSets.Default.Name, results }, JsonOptions));
+            output.WriteLine(JsonSerializer.Serialize(new BenchDocument(chunk, KernelSets.Default.Name, results), CliJson.Default.BenchDocument));
             return Cli.Ok;
         }
         output.WriteLine($"Parity throughput, {chunk / 1024} KiB chunks, one thread, GB/s of data bytes. Default kernel set: {KernelSets.Default.Name}.");
@@ -51,10 +62,6 @@ internal static unsafe class BenchParityCommand
             output.WriteLine($"{row.Key,-22}" + string.Concat(columns.Select(c => row.FirstOrDefault(r => r.Kernels == c) is { } r ? $"{r.GBps,11:0.0}" : $"{"-",11}")));
         return Cli.Ok;
     }
-
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
-
-    private sealed record Result(string Operation, string Kernels, double GBps);
 
     private sealed record Operation(string Name, int K, int M, Func<KernelSet, Action<NativeStripe>> Ours, Func<IsaL, Action<NativeStripe>> IsaL);
 

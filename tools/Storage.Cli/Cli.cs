@@ -1,10 +1,19 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.Runtime.CompilerServices;
+using Storage.CommandLine;
 using Storage.Parity;
 
 namespace Storage.Cli;
 
+/// <summary>The operation ran and failed (exit 1); the message says what happened.</summary>
+internal sealed class OperationFailedException(string message) : Exception(message);
+
 /// <summary>
-/// The <c>storage</c> command. Exit codes: 0 success, 1 the operation ran and failed (e.g. a
-/// verification mismatch), 2 bad usage or input (nothing was changed).
+/// The <c>storage</c> command. Exit codes: 0 success, 1 the operation ran and failed (e.g. a verification
+/// mismatch), 2 bad usage or input (nothing was changed). Parsing, help (<c>--help</c> on every verb), typo
+/// suggestions and shell completion come from System.CommandLine.
 /// </summary>
 internal static class Cli
 {
@@ -12,44 +21,71 @@ internal static class Cli
     public const int Failed = 1;
     public const int Usage = 2;
 
-    private static readonly string Help = $"""
-        storage — software RAID and parity engine
-
-        Usage:
-          storage quickstart [--dir DIR] [--size-mib N]   RAID-6 8+2 over file-backed disks in DIR (default ./quickstart):
-                                                          write, lose two disks, read degraded, rebuild onto spares, scrub, verify
-        {ArrayCommands.Usage}{ServeCommand.Usage}{MountCommand.Usage}
-          storage meta serve|status|put|get|bench …                       replicated metadata (Multi-Paxos); storage meta --help
-          storage bench parity [--size-kib N] [--json]    parity GB/s per kernel set on this CPU, ISA-L alongside if installed
-          storage --version | --help
+    private const string RootNotes = """
 
         Environment:
-          STORAGE_PARITY_ISA=scalar|vector128|avx2|avx512bw|gfni256|gfni512   force a kernel set
+          STORAGE_PARITY_ISA=scalar|vector128|avx2|avx512bw|gfni256|gfni512   force a parity kernel set
+          STORAGE_RUN_DIR=DIR   where running servers keep their control sockets (default /run/storage for root)
 
-        Exit codes: 0 success, 1 operation failed, 2 bad usage or input (nothing changed).
+        Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or input (nothing changed).
         """;
 
-    public static int Run(string[] args, TextWriter output, TextWriter error) => Guarded(error, () => args switch
+    /// <summary>Text shown after a command's generated help.</summary>
+    private static readonly ConditionalWeakTable<Command, string> Notes = [];
+
+    public static RootCommand Build()
     {
-                [] or ["--help" or "-h" or "help"] => Write(output, Help, Ok),
-                ["--version"] => Write(output, $"storage {typeof(Cli).Assembly.GetName().Version}", Ok),
-                ["quickstart", .. var rest] => QuickstartCommand.Run(Options.Parse(rest, "dir", "size-mib"), output),
-                ["array", .. var rest] => ArrayCommands.Run(rest, output, error),
-                ["serve", .. var rest] => ServeCommand.Run(Options.Parse(rest, "disks", "name", "socket", "listen", "tls-cert", "tls-key", "allow", "read-only", "limit"), output, error),
-                ["mount", .. var rest] => MountCommand.Mount(rest, output),
-                ["umount", .. var rest] => MountCommand.Unmount(rest, output),
-                ["meta", .. var rest] => Storage.Metadata.MetaCommands.RunAsync(rest, output, error).GetAwaiter().GetResult(),
-                ["bench", "parity", .. var rest] => BenchParityCommand.Run(Options.Parse(rest, "size-kib", "json"), output),
-                ["bench", ..] => Write(error, "storage bench: say what to measure: 'storage bench parity'.", Usage),
-                [var command, ..] => Write(error, $"storage: unknown command '{command}'.{Suggest(command)} Run 'storage --help' for the list.", Usage),
-    });
+        var root = new RootCommand("storage: software RAID, parity and volume engine (arrays, NBD serving, mounts, replicated metadata)");
+        root.Subcommands.Add(QuickstartCommand.Build());
+        root.Subcommands.Add(ArrayCommands.Build());
+        root.Subcommands.Add(ServeCommand.Build());
+        root.Subcommands.Add(MountCommand.BuildMount());
+        root.Subcommands.Add(MountCommand.BuildUnmount());
+        root.Subcommands.Add(MetaCommand.Build());
+        root.Subcommands.Add(BenchParityCommand.Build());
+        var help = root.Options.OfType<HelpOption>().Single();
+        help.Action = new HelpWithNotes((SynchronousCommandLineAction)help.Action!);
+        root.SetAction(parse => ((SynchronousCommandLineAction)help.Action).Invoke(parse));
+        Notes.Add(root, RootNotes);
+        return root;
+    }
+
+    /// <summary>Attaches text shown after the generated help of <paramref name="command"/>.</summary>
+    public static T WithNotes<T>(this T command, string notes) where T : Command
+    {
+        Notes.AddOrUpdate(command, notes);
+        return command;
+    }
+
+    /// <summary>A command that only groups others: run alone, it says which to choose (exit 2).</summary>
+    public static Command Group(string name, string description, params Command[] subcommands)
+    {
+        var group = new Command(name, description);
+        foreach (var subcommand in subcommands)
+            group.Subcommands.Add(subcommand);
+        int NeedsCommand(ParseResult parse) => throw new UsageException(
+            $"'{CommandPath(group)}' needs a command, e.g. '{CommandPath(subcommands[0])}'; the commands are {string.Join(", ", subcommands.Select(c => c.Name))}. Run '{CommandPath(group)} --help' for details.");
+        group.SetAction(NeedsCommand);
+        return group;
+    }
+
+    public static int Run(string[] args, TextWriter output, TextWriter error) => Invoke(args, output, error);
 
     /// <summary>Runs an array command against the array a server holds (from its control socket).</summary>
-    public static int RunLive(IReadOnlyList<string> args, TextWriter output, TextWriter error, LiveArray live) => Guarded(error, () => args.ToArray() switch
+    public static int RunLive(IReadOnlyList<string> args, TextWriter output, TextWriter error, LiveArray live)
     {
-        ["array", .. var rest] => ArrayCommands.Run(rest, output, error, live),
-        _ => Write(error, "storage: the control socket takes 'array …' commands only.", Usage),
-    });
+        if (args.Count == 0 || args[0] != "array")
+            return Write(error, "storage: the control socket takes 'array …' commands only.", Usage);
+        return ArrayCommands.WithLive(live, () => Invoke([.. args], output, error));
+    }
+
+    /// <summary>The writer for a command's normal output.</summary>
+    public static TextWriter Out(this ParseResult parse) => parse.InvocationConfiguration.Output;
+
+    private static int Invoke(string[] args, TextWriter output, TextWriter error)
+        => Guarded(error, () => CommandLineRunner.Invoke(Build(), args, output, error, "storage"));
+
+    public static string CommandPath(Command command) => CommandLineRunner.CommandPath(command, "storage");
 
     /// <summary>Maps the documented failures to messages and exit codes.</summary>
     private static int Guarded(TextWriter error, Func<int> command)
@@ -58,15 +94,7 @@ internal static class Cli
         {
             return command();
         }
-        catch (UsageException e)
-        {
-            return Write(error, $"storage: {e.Message}", Usage);
-        }
-        catch (ParityConfigurationException e)
-        {
-            return Write(error, $"storage: {e.Message}", Usage);
-        }
-        catch (Storage.Raid.ArrayConfigurationException e)
+        catch (Exception e) when (e is ParityConfigurationException or Storage.Raid.ArrayConfigurationException or Storage.Nbd.NbdConfigurationException)
         {
             return Write(error, $"storage: {e.Message}", Usage);
         }
@@ -74,26 +102,29 @@ internal static class Cli
         {
             return Write(error, $"storage: {e.Message}", Failed);
         }
-        catch (Storage.Nbd.NbdConfigurationException e)
-        {
-            return Write(error, $"storage: {e.Message}", Usage);
-        }
-        catch (ExternalToolException e)
+        catch (Exception e) when (e is ExternalToolException or OperationFailedException)
         {
             return Write(error, $"storage: {e.Message}", Failed);
         }
-    }
-
-    private static string Suggest(string typed)
-    {
-        string[] known = ["quickstart", "bench", "array", "serve", "mount", "umount", "meta"];
-        var close = known.FirstOrDefault(k => Options.Distance(k, typed) <= 2);
-        return close is null ? "" : $" Did you mean '{close}'?";
     }
 
     private static int Write(TextWriter writer, string text, int code)
     {
         writer.WriteLine(text);
         return code;
+    }
+
+    /// <summary>The generated help, then the command's notes (exit codes, environment, rules of --disks…).</summary>
+    private sealed class HelpWithNotes(SynchronousCommandLineAction inner) : SynchronousCommandLineAction
+    {
+        public override bool ClearsParseErrors => true;
+
+        public override int Invoke(ParseResult parseResult)
+        {
+            int code = inner.Invoke(parseResult);
+            if (Notes.TryGetValue(parseResult.CommandResult.Command, out var notes))
+                parseResult.Out().WriteLine(notes.TrimStart());
+            return code;
+        }
     }
 }

@@ -1,3 +1,4 @@
+using Storage.CommandLine;
 using Storage.Devices;
 
 namespace Storage.Cli;

@@ -51,7 +51,7 @@ internal static class LiveArrays
             ServerRecord? record;
             try
             {
-                record = JsonSerializer.Deserialize<ServerRecord>(File.ReadAllText(file), Json.Options);
+                record = JsonSerializer.Deserialize(File.ReadAllText(file), CliJson.Default.ServerRecord);
             }
             catch (Exception e) when (e is JsonException or IOException)
             {
@@ -90,8 +90,8 @@ internal static class LiveArrays
         using var stream = new NetworkStream(socket, ownsSocket: false);
         using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
         using var reader = new StreamReader(stream, Encoding.UTF8);
-        writer.WriteLine(JsonSerializer.Serialize(new ControlRequest(args), Json.Compact));
-        var response = JsonSerializer.Deserialize<ControlResponse>(reader.ReadLine() ?? "null", Json.Compact)
+        writer.WriteLine(JsonSerializer.Serialize(new ControlRequest(args), CliJson.Compact.ControlRequest));
+        var response = JsonSerializer.Deserialize(reader.ReadLine() ?? "null", CliJson.Compact.ControlResponse)
             ?? throw new IOException($"the server of array '{server.Name}' (pid {server.Pid}) closed the control connection without answering.");
         output.Write(response.Output);
         error.Write(response.Error);

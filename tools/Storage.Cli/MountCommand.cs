@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Storage.CommandLine;
 
 namespace Storage.Cli;
 
@@ -15,28 +17,43 @@ internal sealed record MountRecord(string Dir, string Array, string Loop, string
 /// </summary>
 internal static class MountCommand
 {
-    public const string Usage = """
-          storage mount (--disks A,B,… | --name ARRAY) DIR [--mkfs ext4]   mount the array's filesystem on DIR
-          storage umount DIR                                               unmount, detach, flush, stop
-""";
-
-    public static int Mount(string[] args, TextWriter output)
+    public static Command BuildMount()
     {
-        var (options, positional) = Split(args, "disks", "name", "mkfs");
-        if (positional.Count != 1)
+        var dir = new Argument<string?>("DIR") { Description = "an empty directory to mount on", Arity = ArgumentArity.ZeroOrOne };
+        var disks = CliOptions.Paths("--disks", "the array's disks (storage serve is started for them when none runs)");
+        var name = CliOptions.Text("--name", "an array that storage serve already serves", "ARRAY");
+        var mkfs = CliOptions.Text("--mkfs", "make a filesystem first: ext4, ext3, ext2, xfs or btrfs", "FS");
+        var command = new Command("mount", "mount the array's filesystem on DIR (NBD → nbdfuse → loop device → mount)");
+        command.Arguments.Add(dir);
+        command.Options.Add(disks);
+        command.Options.Add(name);
+        command.Options.Add(mkfs);
+        command.SetAction(p => Mount(p.GetValue(dir), p.GetValue(disks)!, p.GetValue(name), p.GetValue(mkfs), p.Out()));
+        return command;
+    }
+
+    public static Command BuildUnmount()
+    {
+        var dir = new Argument<string?>("DIR") { Description = "the mount point", Arity = ArgumentArity.ZeroOrOne };
+        var command = new Command("umount", "unmount, detach, flush and stop what storage mount started");
+        command.Arguments.Add(dir);
+        command.SetAction(p => Unmount(p.GetValue(dir), p.Out()));
+        return command;
+    }
+
+    private static int Mount(string? mountPoint, IReadOnlyList<string> disks, string? name, string? fs, TextWriter output)
+    {
+        if (mountPoint is null)
             throw new UsageException("give exactly one mount point: storage mount --disks A,B,… DIR [--mkfs ext4].");
-        string dir = Path.GetFullPath(positional[0]);
+        string dir = Path.GetFullPath(mountPoint);
         if (!Directory.Exists(dir))
             throw new UsageException($"{dir} does not exist; create the mount point first.");
         if (Directory.EnumerateFileSystemEntries(dir).Any())
             throw new UsageException($"{dir} is not empty; mount on an empty directory.");
         if (Mounted(dir))
             throw new UsageException($"{dir} is already a mount point.");
-        string? fs = options.String("mkfs");
-        if (options.Has("mkfs") && fs is not ("ext4" or "ext3" or "ext2" or "xfs" or "btrfs"))
+        if (fs is not null && fs is not ("ext4" or "ext3" or "ext2" or "xfs" or "btrfs"))
             throw new UsageException($"--mkfs takes a filesystem type (ext4, ext3, ext2, xfs, btrfs), got '{fs}'.");
-        var disks = options.Paths("disks");
-        string? name = options.String("name");
         if (disks.Count == 0 && name is null)
             throw new UsageException("say which array: --disks A,B,… (started for you) or --name ARRAY (already served by storage serve).");
         if (!Environment.IsPrivilegedProcess)
@@ -82,7 +99,7 @@ internal static class MountCommand
             }
             ExternalTools.Run("mount", "mount", loop, dir);
             var record = new MountRecord(dir, server.Name, loop, fuseDir, fuse.Id, started, server.Pid, server.Disks);
-            File.WriteAllText(RecordPath(dir), JsonSerializer.Serialize(record, Json.Options));
+            File.WriteAllText(RecordPath(dir), JsonSerializer.Serialize(record, CliJson.Default.MountRecord));
             output.WriteLine($"mounted array '{server.Name}' on {dir} ({loop} ← {fuseDir}/nbd ← {server.NbdSocket})");
             return Cli.Ok;
         }
@@ -94,16 +111,15 @@ internal static class MountCommand
         }
     }
 
-    public static int Unmount(string[] args, TextWriter output)
+    private static int Unmount(string? mountPoint, TextWriter output)
     {
-        var (_, positional) = Split(args);
-        if (positional.Count != 1)
+        if (mountPoint is null)
             throw new UsageException("give the mount point: storage umount DIR.");
-        string dir = Path.GetFullPath(positional[0]);
+        string dir = Path.GetFullPath(mountPoint);
         string path = RecordPath(dir);
         if (!File.Exists(path))
             throw new UsageException($"{dir} was not mounted by storage mount (no record in {LiveArrays.Directory}).");
-        var record = JsonSerializer.Deserialize<MountRecord>(File.ReadAllText(path), Json.Options)!;
+        var record = JsonSerializer.Deserialize(File.ReadAllText(path), CliJson.Default.MountRecord)!;
         if (Mounted(dir))
             ExternalTools.Run("umount", "mount", dir);
         TryRun("losetup", "mount", "-d", record.Loop);
@@ -173,26 +189,5 @@ internal static class MountCommand
         string mounts = Path.Combine(LiveArrays.Ensure(), "mounts");
         Directory.CreateDirectory(mounts);
         return Path.Combine(mounts, Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(dir)))[..16] + ".json");
-    }
-
-    /// <summary>Options (--name value) and positional arguments.</summary>
-    private static (Options Options, List<string> Positional) Split(string[] args, params string[] accepted)
-    {
-        var named = new List<string>();
-        var positional = new List<string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i].StartsWith("--", StringComparison.Ordinal))
-            {
-                named.Add(args[i]);
-                if (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
-                    named.Add(args[++i]);
-            }
-            else
-            {
-                positional.Add(args[i]);
-            }
-        }
-        return (Options.Parse([.. named], accepted), positional);
     }
 }

@@ -1,44 +1,56 @@
 using System.Diagnostics;
+using Spectre.Console;
 
 namespace Storage.Cli;
 
 /// <summary>
-/// Progress of long work: a redrawn bar with rate and ETA on a terminal, a plain line every quarter otherwise.
+/// Progress of long work: a Spectre.Console bar with rate and ETA on a terminal; a plain line every quarter
+/// otherwise (pipes, logs, tests), so that output stays readable where nothing can be redrawn.
 /// </summary>
-internal sealed class Progress(TextWriter output, string phase, long total, string unit = "MB")
+internal static class Progress
 {
-    private readonly Stopwatch _clock = Stopwatch.StartNew();
-    private readonly bool _terminal = !Console.IsOutputRedirected && output == Console.Out;
-    private int _lastQuarter = -1;
-    private long _lastDrawMs = -1000;
+    /// <summary>Runs <paramref name="work"/>, which reports bytes done (of <paramref name="total"/>) as it goes.</summary>
+    public static Task RunAsync(TextWriter output, string phase, long total, Func<Action<long>, Task> work)
+        => RunAsync(output, phase, report => work(done => report(done, total)));
 
-    public TimeSpan Elapsed => _clock.Elapsed;
-
-    /// <summary>Reports <paramref name="done"/> of the total (in bytes when the unit is MB).</summary>
-    public void Report(long done, double? bytesPerSecond = null, TimeSpan? remaining = null)
+    /// <summary>Runs <paramref name="work"/>, which reports bytes done and the total (known once it starts) as it goes.</summary>
+    public static async Task RunAsync(TextWriter output, string phase, Func<Action<long, long>, Task> work)
     {
-        double seconds = Math.Max(_clock.Elapsed.TotalSeconds, 1e-6);
-        double rate = bytesPerSecond ?? done / seconds;
-        var eta = remaining ?? (done > 0 ? TimeSpan.FromSeconds(seconds * (total - done) / done) : TimeSpan.Zero);
-        if (_terminal)
+        if (!Tables.IsTerminal(output))
         {
-            if (done < total && _clock.ElapsedMilliseconds - _lastDrawMs < 100)
-                return;
-            _lastDrawMs = _clock.ElapsedMilliseconds;
-            const int width = 30;
-            int filled = total == 0 ? width : (int)(width * done / total);
-            output.Write($"\r  {phase,-14} [{new string('#', filled)}{new string('.', width - filled)}] {Percent(done),3}% {rate / 1e6,7:0} {unit}/s ETA {eta.TotalSeconds,4:0}s");
-            if (done >= total)
-                output.Write("\r" + new string(' ', 86) + "\r");
+            var plain = new PlainLines(output, phase);
+            await work(plain.Report).ConfigureAwait(false);
             return;
         }
-        int quarter = total == 0 ? 4 : (int)(4 * done / total);
-        if (quarter != _lastQuarter && quarter > 0)
-        {
-            _lastQuarter = quarter;
-            output.WriteLine($"  {phase}: {Percent(done)}% at {rate / 1e6:0} {unit}/s");
-        }
+        await Tables.ConsoleFor(output).Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+            .StartAsync(async context =>
+            {
+                var task = context.AddTask(Markup.Escape(phase), maxValue: 1);
+                await work((done, total) =>
+                {
+                    task.MaxValue = Math.Max(total, 1);
+                    task.Value = done;
+                }).ConfigureAwait(false);
+                task.Value = task.MaxValue;
+            }).ConfigureAwait(false);
     }
 
-    private long Percent(long done) => total == 0 ? 100 : 100 * done / total;
+    /// <summary>"phase: 50% at 812 MB/s", once per quarter.</summary>
+    private sealed class PlainLines(TextWriter output, string phase)
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private int _lastQuarter;
+
+        public void Report(long done, long total)
+        {
+            int quarter = total == 0 ? 4 : (int)(4 * Math.Min(done, total) / total);
+            if (quarter <= _lastQuarter)
+                return;
+            _lastQuarter = quarter;
+            double rate = done / Math.Max(_clock.Elapsed.TotalSeconds, 1e-6);
+            output.WriteLine($"  {phase}: {(total == 0 ? 100 : 100 * done / total)}% at {rate / 1e6:0} MB/s");
+        }
+    }
 }

@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Storage.CommandLine;
 using Storage.Devices;
 using Storage.Parity;
 using Storage.Raid;
@@ -21,12 +23,19 @@ internal static class QuickstartCommand
     private const int Request = 4 << 20;
     private static readonly int[] Failed = [3, 7];
 
-    public static int Run(Options options, TextWriter output) => RunAsync(options, output).GetAwaiter().GetResult();
-
-    private static async Task<int> RunAsync(Options options, TextWriter output)
+    public static Command Build()
     {
-        string dir = Path.GetFullPath(options.String("dir") ?? "quickstart");
-        int sizeMiB = options.Int("size-mib", 256, 1, 1 << 20);
+        var dir = CliOptions.Text("--dir", "the folder for the disk files (default ./quickstart)", "DIR");
+        var size = CliOptions.Number("--size-mib", "MiB of data to write (default 256)", 1, 1 << 20);
+        var command = new Command("quickstart", "RAID-6 8+2 over file-backed disks: write, lose two disks, read degraded, rebuild onto spares, scrub, verify");
+        command.Options.Add(dir);
+        command.Options.Add(size);
+        command.SetAction(p => RunAsync(Path.GetFullPath(p.GetValue(dir) ?? "quickstart"), p.GetValue(size) ?? 256, p.Out()).GetAwaiter().GetResult());
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string dir, int sizeMiB, TextWriter output)
+    {
         PrepareFolder(dir);
         long dataPerMember = Math.Max(Chunk, ((long)sizeMiB << 20) / (Members - 2) / Chunk * Chunk);
         long diskSize = dataPerMember + RaidArray.HeaderSize(Chunk);   // superblocks and journal first
@@ -44,17 +53,19 @@ internal static class QuickstartCommand
         string written;
         using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
         {
-            var progress = new Progress(output, "write", array.Capacity);
             var random = new Random(20261126);
             var buffer = new byte[Request];
-            for (long offset = 0; offset < array.Capacity; offset += Request)
+            await Progress.RunAsync(output, "write", array.Capacity, async report =>
             {
-                int length = (int)Math.Min(Request, array.Capacity - offset);
-                random.NextBytes(buffer.AsSpan(0, length));
-                hash.AppendData(buffer, 0, length);
-                await array.WriteAsync(offset, buffer.AsMemory(0, length)).ConfigureAwait(false);
-                progress.Report(offset + length);
-            }
+                for (long offset = 0; offset < array.Capacity; offset += Request)
+                {
+                    int length = (int)Math.Min(Request, array.Capacity - offset);
+                    random.NextBytes(buffer.AsSpan(0, length));
+                    hash.AppendData(buffer, 0, length);
+                    await array.WriteAsync(offset, buffer.AsMemory(0, length)).ConfigureAwait(false);
+                    report(offset + length);
+                }
+            }).ConfigureAwait(false);
             await array.FlushAsync().ConfigureAwait(false);
             written = Convert.ToHexString(hash.GetHashAndReset());
         }
@@ -77,14 +88,16 @@ internal static class QuickstartCommand
         foreach (var spare in spares)
             await array.AddAsync(FileBlockDevice.Create(spare, diskSize)).ConfigureAwait(false);
         long rebuildBytes = Failed.Length * array.Geometry.MemberDataSize;
-        var rebuild = new Progress(output, "rebuild", rebuildBytes);
-        while (array.Rebuilds is { Count: > 0 } now)
+        await Progress.RunAsync(output, "rebuild", rebuildBytes, async report =>
         {
-            rebuild.Report(now.Sum(r => r.StripesDone) * Chunk, now.Sum(r => r.BytesPerSecond), now.Max(r => r.Remaining));
-            await Task.Delay(20).ConfigureAwait(false);
-        }
-        await array.WaitForRebuildsAsync().ConfigureAwait(false);
-        rebuild.Report(rebuildBytes);
+            while (array.Rebuilds is { Count: > 0 } now)
+            {
+                report(now.Sum(r => r.StripesDone) * Chunk);
+                await Task.Delay(20).ConfigureAwait(false);
+            }
+            await array.WaitForRebuildsAsync().ConfigureAwait(false);
+            report(rebuildBytes);
+        }).ConfigureAwait(false);
         Line(output, "rebuilt onto spares", rebuildBytes, clock, $"array {array.Status().State}");
 
         // 4. Scrub: every stripe's P and Q against its data; then the data once more.
@@ -102,14 +115,16 @@ internal static class QuickstartCommand
         var clock = Stopwatch.StartNew();
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[Request];
-        var progress = new Progress(output, what, array.Capacity);
-        for (long offset = 0; offset < array.Capacity; offset += Request)
+        await Progress.RunAsync(output, what, array.Capacity, async report =>
         {
-            int length = (int)Math.Min(Request, array.Capacity - offset);
-            await array.ReadAsync(offset, buffer.AsMemory(0, length)).ConfigureAwait(false);
-            hash.AppendData(buffer, 0, length);
-            progress.Report(offset + length);
-        }
+            for (long offset = 0; offset < array.Capacity; offset += Request)
+            {
+                int length = (int)Math.Min(Request, array.Capacity - offset);
+                await array.ReadAsync(offset, buffer.AsMemory(0, length)).ConfigureAwait(false);
+                hash.AppendData(buffer, 0, length);
+                report(offset + length);
+            }
+        }).ConfigureAwait(false);
         bool same = Convert.ToHexString(hash.GetHashAndReset()) == expected;
         Line(output, what, array.Capacity, clock, same ? "data intact" : "DATA MISMATCH");
         return same;

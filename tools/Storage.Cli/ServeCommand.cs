@@ -1,7 +1,9 @@
+using System.CommandLine;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Storage.CommandLine;
 using Storage.Nbd;
 using Storage.Raid;
 
@@ -28,52 +30,65 @@ internal sealed class LiveArray(RaidArray array)
 /// </summary>
 internal static class ServeCommand
 {
-    public const string Usage = """
-          storage serve --disks A,B,… [--name EXPORT] [--listen 127.0.0.1:10809] [--socket PATH] [--read-only]
-                        [--tls-cert CERT.pem --tls-key KEY.pem --allow 10.0.0.0/8,…] [--limit MB/s]
-                                                                 export the array over NBD until stopped
-""";
-
-    public static int Run(Options options, TextWriter output, TextWriter error) => RunAsync(options, output, error).GetAwaiter().GetResult();
-
-    private static async Task<int> RunAsync(Options options, TextWriter output, TextWriter error)
+    public static Command Build()
     {
-        var paths = options.Paths("disks");
+        var disks = CliOptions.Paths("--disks", "the member disks of the array to serve");
+        var name = CliOptions.Text("--name", "the export's name (default: the array's name)", "EXPORT");
+        var listen = CliOptions.Text("--listen", "also listen on TCP, e.g. 127.0.0.1:10809 (other addresses need TLS and --allow)", "ADDR:PORT");
+        var socket = CliOptions.Text("--socket", "the NBD Unix socket (default RUN_DIR/EXPORT.nbd)", "PATH");
+        var readOnly = CliOptions.Flag("--read-only", "refuse writes, trims and zeroing");
+        var cert = CliOptions.Text("--tls-cert", "TLS certificate (PEM)", "CERT.pem");
+        var key = CliOptions.Text("--tls-key", "TLS private key (PEM)", "KEY.pem");
+        var allow = CliOptions.Text("--allow", "clients allowed over TLS: addresses or CIDR ranges, comma-separated", "CIDR,…");
+        var limit = CliOptions.Number("--limit", "rebuild speed limit in MB/s", 1, 1 << 20, "MB/s");
+        var command = new Command("serve", "export the array over NBD until stopped (storage array stop, Ctrl-C or SIGTERM)");
+        foreach (var option in new Option[] { disks, name, listen, socket, readOnly, cert, key, allow, limit })
+            command.Options.Add(option);
+        command.SetAction(p => RunAsync(new ServeArgs(p.GetValue(disks)!, p.GetValue(name), p.GetValue(listen), p.GetValue(socket), p.GetValue(readOnly),
+            p.GetValue(cert), p.GetValue(key), p.GetValue(allow), p.GetValue(limit)), p.Out()).GetAwaiter().GetResult());
+        return command;
+    }
+
+    private sealed record ServeArgs(IReadOnlyList<string> Disks, string? Name, string? Listen, string? Socket, bool ReadOnly, string? TlsCert, string? TlsKey, string? Allow, int? Limit);
+
+    private static async Task<int> RunAsync(ServeArgs options, TextWriter output)
+    {
+        var paths = options.Disks;
         if (paths.Count == 0)
             throw new UsageException("--disks is required: the member disks of the array to serve.");
         if (LiveArrays.Find(paths) is { } running)
             throw new UsageException($"array '{running.Name}' is already served by pid {running.Pid}.");
         NbdTlsOptions? tls = null;
-        if (options.Has("tls-cert") || options.Has("tls-key") || options.Has("allow"))
+        if (options.TlsCert is not null || options.TlsKey is not null || options.Allow is not null)
         {
-            if (options.String("tls-cert") is not { } cert || options.String("tls-key") is not { } key || options.String("allow") is not { } allow)
+            if (options.TlsCert is not { } cert || options.TlsKey is not { } key || options.Allow is not { } allow)
                 throw new UsageException("TLS needs all of --tls-cert CERT.pem, --tls-key KEY.pem and --allow CLIENTS (addresses or CIDR ranges).");
             tls = NbdTlsOptions.FromPemFiles(cert, key, allow.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         }
 
-        var array = await ArrayCommands.AssembleAsync(paths, options, output).ConfigureAwait(false);
+        var array = await ArrayCommands.AssembleAsync(paths, options.Limit, output).ConfigureAwait(false);
         array.StateChanged += line => output.WriteLine($"{DateTime.UtcNow:HH:mm:ss} {line}");
         var live = new LiveArray(array);
-        string name = options.String("name") ?? array.Name;
+        string name = options.Name ?? array.Name;
         string dir = LiveArrays.Ensure();
-        string nbdSocket = options.String("socket") ?? Path.Combine(dir, $"{name}.nbd");
+        string nbdSocket = options.Socket ?? Path.Combine(dir, $"{name}.nbd");
         string control = Path.Combine(dir, $"{name}.ctl");
         string record = Path.Combine(dir, $"{name}.json");
         var server = new NbdServer(new NbdServerOptions { DefaultExport = name, Log = line => output.WriteLine($"{DateTime.UtcNow:HH:mm:ss} nbd: {line}") });
         using var controlSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            server.AddExport(new NbdExport(name, array, options.Has("read-only"), $"{array.Geometry}"));
+            server.AddExport(new NbdExport(name, array, options.ReadOnly, $"{array.Geometry}"));
             server.ListenUnix(nbdSocket);
             string? tcp = null;
-            if (options.String("listen") is { } listen)
+            if (options.Listen is { } listen)
                 tcp = server.Listen(listen, tls).ToString();
             File.Delete(control);
             controlSocket.Bind(new UnixDomainSocketEndPoint(control));
             if (!OperatingSystem.IsWindows())
                 File.SetUnixFileMode(control, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             controlSocket.Listen(16);
-            File.WriteAllText(record, JsonSerializer.Serialize(new ServerRecord(name, Environment.ProcessId, [.. paths], nbdSocket, control, tcp), Json.Options));
+            File.WriteAllText(record, JsonSerializer.Serialize(new ServerRecord(name, Environment.ProcessId, [.. paths], nbdSocket, control, tcp), CliJson.Default.ServerRecord));
             output.WriteLine($"serving array '{array.Name}' ({array.Geometry}, {array.Status().State}) as export '{name}'");
             output.WriteLine($"  nbd+unix:///{name}?socket={nbdSocket}");
             if (tcp is not null)
@@ -120,11 +135,11 @@ internal static class ServeCommand
                 using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
                 try
                 {
-                    var request = JsonSerializer.Deserialize<ControlRequest>(await reader.ReadLineAsync().ConfigureAwait(false) ?? "null", Json.Compact);
+                    var request = JsonSerializer.Deserialize(await reader.ReadLineAsync().ConfigureAwait(false) ?? "null", CliJson.Compact.ControlRequest);
                     var output = new StringWriter();
                     var error = new StringWriter();
                     int code = request is null ? Cli.Usage : Cli.RunLive(request.Args, output, error, live);
-                    await writer.WriteLineAsync(JsonSerializer.Serialize(new ControlResponse(code, output.ToString(), error.ToString()), Json.Compact)).ConfigureAwait(false);
+                    await writer.WriteLineAsync(JsonSerializer.Serialize(new ControlResponse(code, output.ToString(), error.ToString()), CliJson.Compact.ControlResponse)).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is IOException or JsonException or SocketException)
                 {

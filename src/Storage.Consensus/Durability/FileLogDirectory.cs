@@ -1,3 +1,4 @@
+using Storage.Native;
 using System.Runtime.InteropServices;
 
 namespace Storage.Consensus;
@@ -60,30 +61,9 @@ public sealed partial class FileLogDirectory : ILogDirectory
     private void SyncDirectory()
     {
         // A rename or unlink is durable only once the directory itself is fsynced.
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
-            return;
-        int fd = Open(_path, 0);
-        if (fd < 0)
-            throw new IOException($"open({_path}) failed: errno {Marshal.GetLastPInvokeError()}");
-        try
-        {
-            if (Fsync(fd) != 0)
-                throw new IOException($"fsync({_path}) failed: errno {Marshal.GetLastPInvokeError()}");
-        }
-        finally
-        {
-            _ = Close(fd);
-        }
+        if (OperatingSystem.IsLinux())
+            LibC.SyncDirectory(_path);
     }
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int Close(int fd);
 
     private sealed class AppendFile(string path) : ILogFile
     {

@@ -2,7 +2,8 @@ using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Storage.Nbd.Protocol;
-using static Storage.Nbd.Interop.LibC;
+using static Storage.Native.LibC;
+using Storage.Native;
 
 namespace Storage.Nbd.Connection;
 
@@ -40,7 +41,7 @@ internal sealed partial class NbdConnection
     private readonly Lock _sendLock = new();
     private List<NbdRequest> _pending = new(64);
     private List<NbdRequest> _batch = new(64);
-    private readonly IoVector[] _vectors = new IoVector[MaxBatchVectors];
+    private readonly IoVec[] _vectors = new IoVec[MaxBatchVectors];
     private readonly byte[] _callEnds = new byte[MaxBatchVectors];
     private bool _sending;
     private bool _corked;
@@ -255,14 +256,14 @@ internal sealed partial class NbdConnection
                 if (dataLength >= SeparatePayloadMin && _transport is Transport.Plain)
                 {
                     _callEnds[vectors] = CallEndMore;
-                    _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)headerLength };
+                    _vectors[vectors++] = new IoVec { Base = frame, Length = (nuint)headerLength };
                     _callEnds[vectors] = CallEnd;
-                    _vectors[vectors++] = new IoVector { Base = frame + headerLength, Length = (nuint)dataLength };
+                    _vectors[vectors++] = new IoVec { Base = frame + headerLength, Length = (nuint)dataLength };
                 }
                 else
                 {
                     _callEnds[vectors] = NoCallEnd;
-                    _vectors[vectors++] = new IoVector { Base = frame, Length = (nuint)(headerLength + dataLength) };
+                    _vectors[vectors++] = new IoVec { Base = frame, Length = (nuint)(headerLength + dataLength) };
                 }
             }
             else
@@ -276,7 +277,7 @@ internal sealed partial class NbdConnection
                 else
                 {
                     _callEnds[vectors] = NoCallEnd;
-                    _vectors[vectors++] = new IoVector { Base = packed + used, Length = (nuint)headerLength };
+                    _vectors[vectors++] = new IoVec { Base = packed + used, Length = (nuint)headerLength };
                 }
                 used += headerLength;
             }

@@ -1,7 +1,8 @@
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using static Storage.Nbd.Interop.LibC;
+using static Storage.Native.LibC;
+using Storage.Native;
 
 namespace Storage.Nbd.Connection;
 
@@ -24,10 +25,10 @@ internal abstract class Transport : IDisposable
     /// <paramref name="more"/> the bytes may wait in the kernel for the next send (MSG_MORE), to leave with it.
     /// </summary>
     /// <exception cref="IOException">The connection is broken.</exception>
-    public abstract long TrySend(ReadOnlySpan<IoVector> vectors, bool more);
+    public abstract long TrySend(ReadOnlySpan<IoVec> vectors, bool more);
 
     /// <summary>Sends all of <paramref name="vectors"/>, blocking; the span's entries are used up on the way.</summary>
-    public abstract void Send(Span<IoVector> vectors, bool more);
+    public abstract void Send(Span<IoVec> vectors, bool more);
 
     public abstract void Dispose();
 
@@ -46,14 +47,14 @@ internal abstract class Transport : IDisposable
         {
             fixed (byte* pointer = bytes)
             {
-                Span<IoVector> vector = [new IoVector { Base = pointer, Length = (nuint)bytes.Length }];
+                Span<IoVec> vector = [new IoVec { Base = pointer, Length = (nuint)bytes.Length }];
                 Send(vector, more: false);
             }
         }
 
-        public override long TrySend(ReadOnlySpan<IoVector> vectors, bool more) => SendMessage(vectors, more, wait: false);
+        public override long TrySend(ReadOnlySpan<IoVec> vectors, bool more) => SendMessage(vectors, more, wait: false);
 
-        public override void Send(Span<IoVector> vectors, bool more)
+        public override void Send(Span<IoVec> vectors, bool more)
         {
             while (!vectors.IsEmpty)
                 vectors = Advance(vectors, SendMessage(vectors, more, wait: true));
@@ -62,7 +63,7 @@ internal abstract class Transport : IDisposable
         public override void Dispose() => _socket.Dispose();
 
         /// <summary>One sendmsg: the bytes sent; 0 when the socket is full and <paramref name="wait"/> is false.</summary>
-        private unsafe long SendMessage(ReadOnlySpan<IoVector> vectors, bool more, bool wait)
+        private unsafe long SendMessage(ReadOnlySpan<IoVec> vectors, bool more, bool wait)
         {
             var handle = _socket.SafeHandle;
             bool added = false;
@@ -71,13 +72,13 @@ internal abstract class Transport : IDisposable
                 // The reference keeps the descriptor from being closed and reused while the call runs.
                 handle.DangerousAddRef(ref added);
                 int fd = (int)handle.DangerousGetHandle();
-                fixed (IoVector* iov = vectors)
+                fixed (IoVec* iov = vectors)
                 {
                     var message = new MessageHeader { Vectors = iov, VectorCount = (nuint)Math.Min(vectors.Length, MaxVectors) };
                     int flags = MsgNoSignal | (more ? MsgMore : 0) | (wait ? 0 : MsgDontWait);
                     while (true)
                     {
-                        nint sent = Interop.LibC.SendMessage(fd, &message, flags);
+                        nint sent = LibC.SendMessage(fd, &message, flags);
                         if (sent >= 0)
                             return sent;
                         int errno = Marshal.GetLastPInvokeError();
@@ -106,9 +107,9 @@ internal abstract class Transport : IDisposable
 
         public override void Send(ReadOnlySpan<byte> bytes) => Stream.Write(bytes);
 
-        public override long TrySend(ReadOnlySpan<IoVector> vectors, bool more) => 0;
+        public override long TrySend(ReadOnlySpan<IoVec> vectors, bool more) => 0;
 
-        public override unsafe void Send(Span<IoVector> vectors, bool more)
+        public override unsafe void Send(Span<IoVec> vectors, bool more)
         {
             foreach (var vector in vectors)
                 Stream.Write(new ReadOnlySpan<byte>(vector.Base, (int)vector.Length));
@@ -118,7 +119,7 @@ internal abstract class Transport : IDisposable
     }
 
     /// <summary>Drops the first <paramref name="bytes"/> bytes from <paramref name="vectors"/> (in place).</summary>
-    public static unsafe Span<IoVector> Advance(Span<IoVector> vectors, long bytes)
+    public static unsafe Span<IoVec> Advance(Span<IoVec> vectors, long bytes)
     {
         while (bytes > 0)
         {

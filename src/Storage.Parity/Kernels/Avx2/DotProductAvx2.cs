@@ -14,6 +14,7 @@ internal static unsafe class DotProductAvx2
     private const int Width = 32;
 
     // for o, b: out[o][b] = (accumulate ? out[o][b] : 0) ^ Σ_j c[o,j]·in[j][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(GfCoefficients c, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         int first = 0;
@@ -36,6 +37,7 @@ internal static unsafe class DotProductAvx2
     private static Vector256<byte> Mul(byte* table, Vector256<byte> lo, Vector256<byte> hi)
         => Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(table), lo) ^ Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(table + 16), hi);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot1(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0];
@@ -54,6 +56,7 @@ internal static unsafe class DotProductAvx2
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot2(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1];
@@ -80,6 +83,7 @@ internal static unsafe class DotProductAvx2
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot3(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2];
@@ -109,6 +113,7 @@ internal static unsafe class DotProductAvx2
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2], o3 = outputs[3];

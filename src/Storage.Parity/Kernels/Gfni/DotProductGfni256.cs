@@ -15,6 +15,7 @@ internal static unsafe class DotProductGfni256
     private const int Width = 32;
 
     // for o, b: out[o][b] = (accumulate ? out[o][b] : 0) ^ Σ_j c[o,j]·in[j][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(GfCoefficients c, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         int first = 0;
@@ -37,6 +38,7 @@ internal static unsafe class DotProductGfni256
     private static Vector256<byte> Mul(ulong matrix, Vector256<byte> x)
         => Gfni.V256.GaloisFieldAffineTransform(x, Vec.Create(matrix).AsByte(), 0);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot1(ulong* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0];
@@ -52,6 +54,7 @@ internal static unsafe class DotProductGfni256
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot2(ulong* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1];
@@ -75,6 +78,7 @@ internal static unsafe class DotProductGfni256
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot3(ulong* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2];
@@ -101,6 +105,7 @@ internal static unsafe class DotProductGfni256
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4(ulong* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2], o3 = outputs[3];

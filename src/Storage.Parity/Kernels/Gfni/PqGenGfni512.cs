@@ -11,6 +11,7 @@ internal static unsafe class PqGenGfni512
     private const int Width = 64;
 
     // for b: p = q = D[k-1][b]; for i = k-2 … 0: p ^= D[i][b]; q = 2·q ^ D[i][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(byte** data, int count, byte* p, byte* q, nint length)
     {
         var times2 = Vec.Create(GfCoefficients.AffineMatrix(2)).AsByte();

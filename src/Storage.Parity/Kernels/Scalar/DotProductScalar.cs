@@ -1,9 +1,11 @@
+using System.Runtime.CompilerServices;
 namespace Storage.Parity.Kernels;
 
 /// <summary>Reference multi-output dot product through the full 64 KiB product table.</summary>
 internal static unsafe class DotProductScalar
 {
     // for o, b: out[o][b] = (accumulate ? out[o][b] : 0) ^ Σ_j c[o,j]·in[j][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(GfCoefficients c, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         ReadOnlySpan<byte> products = Gf256.ProductTable;

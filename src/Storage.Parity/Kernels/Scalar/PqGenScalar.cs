@@ -6,6 +6,7 @@ namespace Storage.Parity.Kernels;
 internal static unsafe class PqGenScalar
 {
     // for b: p = 0; q = 0; for i = k-1 … 0: p ^= D[i][b]; q = 2·q ^ D[i][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(byte** data, int count, byte* p, byte* q, nint length)
     {
         for (nint offset = 0; offset < length; offset += sizeof(ulong))

@@ -6,6 +6,7 @@ namespace Storage.Parity.Kernels;
 internal static unsafe class XorScalar
 {
     // for b in 0..length-1: dst[b] = src[count-1][b] ^ … ^ src[1][b] ^ src[0][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(byte** sources, int count, byte* destination, nint length)
     {
         for (nint offset = 0; offset < length; offset += sizeof(ulong))

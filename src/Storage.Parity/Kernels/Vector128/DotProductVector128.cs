@@ -15,6 +15,7 @@ internal static unsafe class DotProductVector128
     private const int Width = 16;
 
     // for o, b: out[o][b] = (accumulate ? out[o][b] : 0) ^ Σ_j c[o,j]·in[j][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(GfCoefficients c, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         int first = 0;
@@ -48,6 +49,7 @@ internal static unsafe class DotProductVector128
         throw new PlatformNotSupportedException("The vector128 kernels need SSSE3 or Arm64 AdvSimd.");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot1(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0];
@@ -66,6 +68,7 @@ internal static unsafe class DotProductVector128
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot2(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1];
@@ -92,6 +95,7 @@ internal static unsafe class DotProductVector128
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot3(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2];
@@ -121,6 +125,7 @@ internal static unsafe class DotProductVector128
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4(byte* t, int k, byte** inputs, byte** outputs, nint length, bool accumulate)
     {
         byte* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2], o3 = outputs[3];

@@ -8,6 +8,7 @@ namespace Storage.Parity.Kernels;
 internal static unsafe class PqGenVector128
 {
     // for b: p = q = D[k-1][b]; for i = k-2 … 0: p ^= D[i][b]; q = 2·q ^ D[i][b]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(byte** data, int count, byte* p, byte* q, nint length)
     {
         var poly = Vec.Create((byte)0x1D);

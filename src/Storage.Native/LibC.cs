@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace Storage.Devices.Interop;
+namespace Storage.Native;
 
 /// <summary>
-/// The few Linux system calls .NET does not expose: O_DIRECT and O_EXCL opens, block-device ioctls,
-/// fdatasync, hole punching and statx. Variadic C functions (open, fcntl, ioctl) are declared with their
-/// fixed argument types, which the Linux x64 and arm64 calling conventions pass the same way.
+/// The few Linux system calls .NET does not expose, bound once for every layer: O_DIRECT and O_EXCL opens,
+/// block-device ioctls, fdatasync/fsync, hole punching, statx, vectored and no-wait I/O, the effective uid and a
+/// gathering sendmsg. Variadic C functions (open, fcntl, ioctl) are declared with their fixed argument types, which the
+/// Linux x64 and arm64 calling conventions pass the same way.
 /// </summary>
 internal static partial class LibC
 {
@@ -128,6 +129,60 @@ internal static partial class LibC
         return type is TmpfsMagic or RamfsMagic;
     }
 
+
+    [LibraryImport(Library, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenDescriptor(string path, int flags);
+
+    [LibraryImport(Library, EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport(Library, EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+
+    /// <summary>
+    /// fsync of a directory, which makes a rename or unlink inside it durable. Throws <see cref="IOException"/> with
+    /// the errno when it cannot be opened or synced.
+    /// </summary>
+    public static void SyncDirectory(string path)
+    {
+        int fd = OpenDescriptor(path, ORdOnly | OCloExec);
+        if (fd < 0)
+            throw new IOException($"open({path}) failed: {Describe(Marshal.GetLastPInvokeError())}");
+        try
+        {
+            if (Fsync(fd) != 0)
+                throw new IOException($"fsync({path}) failed: {Describe(Marshal.GetLastPInvokeError())}");
+        }
+        finally
+        {
+            _ = Close(fd);
+        }
+    }
+
+    private const int AtSymlinkNoFollow = 0x100;
+    private const int SocketFileType = 0xC000;
+
+    /// <summary>True when <paramref name="path"/> is a socket (not following a final symbolic link).</summary>
+    public static bool IsSocket(string path)
+        => StatxPath(AtFdCwd, path, AtSymlinkNoFollow, Statx.TypeMask, out var result) == 0 && result.FileType == SocketFileType;
+
+    [LibraryImport(Library, EntryPoint = "geteuid")]
+    public static partial uint GetEffectiveUserId();
+
+    // SOL_SOCKET / SO_PEERCRED on Linux (x86, arm, riscv); struct ucred { pid_t pid; uid_t uid; gid_t gid; }.
+    public const int SolSocket = 1;
+    public const int SoPeerCred = 17;
+
+    public const int MsgNoSignal = 0x4000;
+    public const int MsgMore = 0x8000;
+    public const int MsgDontWait = 0x40;
+
+    /// <summary>The most vectors one sendmsg takes (IOV_MAX).</summary>
+    public const int MaxVectors = 1024;
+
+    [LibraryImport(Library, EntryPoint = "sendmsg", SetLastError = true)]
+    public static unsafe partial nint SendMessage(int socket, MessageHeader* message, int flags);
+
     /// <summary>Text of an errno value, e.g. "Device or resource busy".</summary>
     public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
 }
@@ -171,8 +226,24 @@ internal struct Statx
 }
 
 /// <summary>struct iovec.</summary>
+[StructLayout(LayoutKind.Sequential)]
 internal struct IoVec
 {
     public unsafe byte* Base;
     public nuint Length;
+}
+
+/// <summary>
+/// struct msghdr (glibc; musl on little-endian 64-bit lays out its int msg_iovlen plus padding in the same bytes).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MessageHeader
+{
+    public void* Name;
+    public uint NameLength;
+    public IoVec* Vectors;
+    public nuint VectorCount;
+    public void* Control;
+    public nuint ControlLength;
+    public int Flags;
 }

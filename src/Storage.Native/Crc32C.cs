@@ -1,14 +1,14 @@
 using System.Buffers.Binary;
 using System.Numerics;
 
-namespace Storage.Consensus;
+namespace Storage.Native;
 
-/// <summary>CRC-32C (Castagnoli), the checksum of log records and network frames.</summary>
+/// <summary>CRC-32C (Castagnoli): the checksum of superblocks, journal records, log records and network frames.</summary>
 /// <remarks>
 /// <see cref="BitOperations.Crc32C(uint, ulong)"/> compiles to the SSE4.2 / ARMv8 CRC32 instruction where
 /// there is one and to a table walk otherwise; this walks the buffer eight bytes at a time.
 /// </remarks>
-public static class Crc32C
+internal static class Crc32C
 {
     /// <summary>The CRC-32C of <paramref name="data"/> (initial value and final XOR 0xFFFFFFFF).</summary>
     public static uint Compute(ReadOnlySpan<byte> data) => ~Append(~0u, data);
