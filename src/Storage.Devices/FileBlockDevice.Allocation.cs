@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Storage.Devices.Interop;
+using Storage.Native;
 
 namespace Storage.Devices;
 
