@@ -152,6 +152,23 @@ public class AllocationStatusTests
     }
 
     [Fact]
+    public async Task A_file_of_many_fragments_is_described_in_several_calls()
+    {
+        using var temp = new TempDirectory();
+        const int Blocks = 1500;
+        using var device = FileBlockDevice.Create(temp.File("fragmented.img"), Blocks * 8192L);
+        var block = Bytes.Random(4096, 11);
+        for (int i = 0; i < Blocks; i++)
+            await device.WriteAsync(i * 8192L, block, cancellationToken: Ct);
+        var first = await device.GetAllocationAsync(0, device.Capacity, Ct);
+        Assert.True(first.Sum(e => e.Length) < device.Capacity, "one call should stop early at its extent limit");
+        var all = await AllExtentsAsync(device, 0, device.Capacity);
+        Assert.Equal(2 * Blocks, all.Count);
+        for (int i = 0; i < all.Count; i++)
+            Assert.Equal(new AllocationExtent(4096, i % 2 == 0 ? AllocationState.Data : HoleZero), all[i]);
+    }
+
+    [Fact]
     public async Task Bad_ranges_are_refused()
     {
         using var temp = new TempDirectory();

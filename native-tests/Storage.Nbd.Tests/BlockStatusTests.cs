@@ -167,6 +167,40 @@ public class BlockStatusTests
     }
 
     [Fact]
+    public async Task A_fragmented_file_gets_at_most_512_descriptors_and_the_client_asks_again_for_the_rest()
+    {
+        using var temp = new TempDirectory();
+        const int Blocks = 700, Capacity = Blocks * 8192;
+        using var device = FileBlockDevice.Create(temp.File("fragmented.img"), Capacity);
+        var block = new byte[4096];
+        block.AsSpan().Fill(0x5a);
+        for (int i = 0; i < Blocks; i++)
+            await device.WriteAsync(i * 8192L, block, cancellationToken: TestContext.Current.CancellationToken);
+        await using var server = new TestServer(device);
+        var (client, _) = await OpenAsync(server.Tcp, structured: true, metaContexts: ["base:allocation"]);
+        await using var _c = client;
+
+        var (reply, _, extents) = await client.BlockStatusAsync(0, Capacity);
+        Assert.Equal(0, reply.Error);
+        Assert.Equal(512, extents.Count);
+        for (int i = 0; i < extents.Count; i++)
+            Assert.Equal((4096u, i % 2 == 0 ? Data : HoleZero), extents[i]);
+        long position = extents.Sum(e => e.Length), total = position;
+        int count = extents.Count;
+        while (position < Capacity)
+        {
+            (reply, _, extents) = await client.BlockStatusAsync(position, (uint)(Capacity - position));
+            Assert.Equal(0, reply.Error);
+            Assert.Equal(position % 8192 == 0 ? Data : HoleZero, extents[0].Flags);
+            position += extents.Sum(e => e.Length);
+            count += extents.Count;
+        }
+        Assert.Equal(Capacity, position);
+        Assert.Equal(2 * Blocks, count);
+        Assert.True(total < Capacity);
+    }
+
+    [Fact]
     public async Task Bad_block_status_requests_get_einval()
     {
         using var temp = new TempDirectory();
