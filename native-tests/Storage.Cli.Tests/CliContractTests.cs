@@ -11,8 +11,8 @@ public sealed class CliContractTests : ScratchFolder
 {
     private static readonly string[] StatusShape =
     [
-        "badBlocks", "capacity", "chunkSize", "dataChunks", "disks", "disks[].device", "disks[].memberId", "disks[].readErrors",
-        "disks[].rebuildCheckpoint", "disks[].role", "disks[].state", "events", "id", "journal", "level", "members", "name",
+        "badBlocks", "capacity", "chunkSize", "dataChunks", "dataOffset", "disks", "disks[].device", "disks[].memberId", "disks[].readErrors",
+        "disks[].rebuildCheckpoint", "disks[].role", "disks[].state", "events", "id", "journal", "journalBytes", "journalOffset", "level", "members", "name",
         "parityChunks", "rebuilds", "scrubDone", "scrubTotal", "state",
     ];
 
@@ -82,7 +82,7 @@ public sealed class CliContractTests : ScratchFolder
     public void Bad_blocks_are_offset_and_length_in_json()
     {
         var shape = JsonSerializer.SerializeToElement(new Raid.ArrayStatus("a", Guid.Empty, "RAID-5", 3, 2, 1, 4096, 8192, "clean", 1, true, [], [], 0, 0,
-            [(4096L, 512L)]), CliJson.Default.ArrayStatus);
+            [(4096L, 512L)], 1 << 20, 65536, 16 * 69632), CliJson.Default.ArrayStatus);
         Assert.Equal(4096, shape.GetProperty("badBlocks")[0].GetProperty("offset").GetInt64());
         Assert.Equal(512, shape.GetProperty("badBlocks")[0].GetProperty("length").GetInt64());
     }
@@ -124,6 +124,15 @@ public sealed class CliContractTests : ScratchFolder
         Assert.Equal("active", json.RootElement.GetProperty("roleState").GetString());
         long dataOffset = json.RootElement.GetProperty("dataOffset").GetInt64();
         Assert.True(dataOffset > 0 && dataOffset % (1 << 20) == 0, $"data offset {dataOffset} is 1 MiB-aligned");
+
+        (code, output, _) = Run("array", "assemble", "--disks", Disks("d", 3), "--json");
+        Assert.Equal(0, code);
+        using (var status = JsonDocument.Parse(output))
+        {
+            Assert.Equal(dataOffset, status.RootElement.GetProperty("dataOffset").GetInt64());   // status says it too
+            long journal = status.RootElement.GetProperty("journalOffset").GetInt64();
+            Assert.True(journal >= 64 * 1024 && journal + status.RootElement.GetProperty("journalBytes").GetInt64() <= dataOffset, "the journal lies between the labels and the data");
+        }
 
         (code, output, _) = Run("array", "examine", At("d1.img"));
         Assert.Equal(0, code);

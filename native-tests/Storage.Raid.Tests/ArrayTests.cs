@@ -157,6 +157,23 @@ public class ArrayTests
     }
 
     [Fact]
+    public async Task Removing_by_the_spare_role_names_what_to_do_and_the_status_says_where_data_and_journal_lie()
+    {
+        var test = new TestArray(RaidLevel.Raid5, 4, 1, 4096, 4 << 20, seed: 6, spares: 1);
+        var array = await test.CreateAsync();
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => array.RemoveAsync(-1));
+        Assert.Contains("give the role (0 to 3) of a faulty member", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("RemoveSpareAsync", e.Message, StringComparison.Ordinal);   // named a method that does not exist
+
+        var status = array.Status();
+        Assert.Equal(array.Geometry.DataOffset, status.DataOffset);
+        Assert.NotNull(status.JournalOffset);
+        Assert.InRange(status.JournalOffset!.Value, RaidArray.LabelAreaSize, status.DataOffset - status.JournalBytes);
+        Assert.True(status.JournalBytes > 0);
+        await array.StopAsync();
+    }
+
+    [Fact]
     public async Task A_rebuild_resumes_from_its_checkpoint_after_a_stop()
     {
         var test = new TestArray(RaidLevel.Raid5, 4, 1, 4096, 4 << 20, seed: 4, spares: 1);

@@ -156,7 +156,7 @@ public sealed partial class RaidArray
         try
         {
             if (role == -1)
-                throw new ArgumentException("Give the role of a member; remove spares with RemoveSpareAsync.", nameof(role));
+                throw new ArgumentException($"Array '{Name}': give the role (0 to {_roles.Length - 1}) of a faulty member. A spare holds no role and is not removed; leave its disk out when the array is next assembled.", nameof(role));
             ArgumentOutOfRangeException.ThrowIfNegative(role);
             ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(role, _roles.Length);
             var member = _roles[role] ?? throw new ArgumentException($"Array '{Name}': role {role} is already empty.", nameof(role));

@@ -10,6 +10,8 @@ namespace Storage.Raid;
 public sealed record MemberStatus(int Role, string Device, Guid MemberId, string State, long RebuildCheckpoint, int ReadErrors);
 
 /// <summary>A snapshot of an array's state, for display and serialisation.</summary>
+/// <remarks><c>DataOffset</c> is where data starts on every member (bytes from its start, as mdadm's "Data Offset");
+/// <c>JournalOffset</c> and <c>JournalBytes</c> locate the in-member write journal (null and 0 when it is off).</remarks>
 public sealed record ArrayStatus(
     string Name,
     Guid Id,
@@ -26,7 +28,10 @@ public sealed record ArrayStatus(
     IReadOnlyList<RebuildProgress> Rebuilds,
     long ScrubDone,
     long ScrubTotal,
-    IReadOnlyList<(long Offset, long Length)> BadBlocks);
+    IReadOnlyList<(long Offset, long Length)> BadBlocks,
+    long DataOffset,
+    long? JournalOffset,
+    long JournalBytes);
 
 public sealed partial class RaidArray
 {
@@ -52,7 +57,8 @@ public sealed partial class RaidArray
         string state = _stopped ? "stopped" : down == 0 ? "clean" : down > Geometry.ParityCount ? "failed" : Rebuilds.Count > 0 ? "degraded, rebuilding" : "degraded";
         var (scrubDone, scrubTotal) = ScrubProgress;
         return new ArrayStatus(Name, Id, ArrayGeometry.Describe(Geometry.Level, Geometry.ParityCount), Geometry.MemberCount, Geometry.DataCount, Geometry.ParityCount,
-            Geometry.ChunkSize, Capacity, state, Events, JournalSlots > 0, disks, Rebuilds, scrubDone, scrubTotal, BadBlocks);
+            Geometry.ChunkSize, Capacity, state, Events, JournalSlots > 0, disks, Rebuilds, scrubDone, scrubTotal, BadBlocks,
+            Geometry.DataOffset, JournalSlots > 0 ? JournalOffset : null, (long)JournalSlots * JournalSlotSize);
     }
 
     /// <summary>
