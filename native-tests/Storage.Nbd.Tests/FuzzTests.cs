@@ -195,8 +195,12 @@ public class FuzzTests
             }
         }
 
-        private SentOption RandomOption() => random.Next(10) switch
+        private SentOption RandomOption() => random.Next(13) switch
         {
+            10 => new SentOption(OptSetMetaContext, MetaContextRequest(random.Next(4) == 0 ? "nope" : "disk",
+                [.. Enumerable.Range(0, random.Next(3)).Select(_ => random.Next(3) switch { 0 => "base:allocation", 1 => "base:", _ => "x:y" })])),
+            11 => new SentOption(OptListMetaContext, MetaContextRequest("disk", random.Next(2) == 0 ? [] : ["base:"])),
+            12 => new SentOption((uint)random.Next(9, 11), RandomBytes(random.Next(24))), // malformed meta context options
             0 => new SentOption(OptList, random.Next(4) == 0 ? [1] : []),
             1 => new SentOption(OptStructuredReply, random.Next(6) == 0 ? [0] : []),
             2 => new SentOption(OptStructuredReply, []),
@@ -242,7 +246,8 @@ public class FuzzTests
                 < 73 => CmdTrim,
                 < 81 => CmdWriteZeroes,
                 < 83 => CmdDisc,
-                < 86 => (ushort)random.Next(5, 8),
+                < 84 => (ushort)random.Next(5, 8),
+                < 86 => CmdBlockStatus,
                 < 90 => (ushort)random.Next(65536),
                 _ => random.Next(2) == 0 ? CmdRead : CmdWrite,
             };
@@ -396,7 +401,7 @@ public class FuzzTests
                         final = type;
                         break;
                     }
-                    Assert.True(type is RepInfo or RepServer, $"reply type {type}");
+                    Assert.True(type is RepInfo or RepServer or RepMetaContext, $"reply type {type}");
                 }
                 if (option.Option == OptAbort)
                 {
@@ -489,6 +494,21 @@ public class FuzzTests
                     Assert.Equal(request.Offset + (ulong)covered, BinaryPrimitives.ReadUInt64BigEndian(payload));
                     covered += length - 8;
                 }
+                else if (type == 5)
+                {
+                    // BLOCK_STATUS: context id, then descriptors that never describe past the request.
+                    Assert.Equal(CmdBlockStatus, request.Type);
+                    Assert.True(length >= 12 && (length - 4) % 8 == 0, $"BLOCK_STATUS chunk of {length} bytes");
+                    long described = 0;
+                    for (int i = 4; i < payload.Length; i += 8)
+                    {
+                        uint extent = BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(i));
+                        Assert.True(extent > 0 && BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(i + 4)) <= 3);
+                        described += extent;
+                    }
+                    Assert.True(described <= request.Length, $"{described} bytes described for a request of {request.Length}");
+                    covered = request.Length;
+                }
                 else if (type == 0x8001)
                 {
                     error = (int)BinaryPrimitives.ReadUInt32BigEndian(payload);
@@ -501,7 +521,7 @@ public class FuzzTests
                 }
                 if ((flags & 1) != 0)
                 {
-                    if (error == 0 && request.Type == CmdRead)
+                    if (error == 0 && request.Type is CmdRead or CmdBlockStatus)
                         Assert.Equal(request.Length, (ulong)covered);
                     return (cookie.Value, error);
                 }

@@ -129,7 +129,8 @@ public class HandshakeTests
         }
 
         await Expect(4, [], ErrUnsup); // PEEK_EXPORT, withdrawn
-        await Expect(10, [1, 2, 3], ErrUnsup); // SET_META_CONTEXT: not offered
+        await Expect(10, [1, 2, 3], ErrInvalid); // SET_META_CONTEXT before structured replies
+        await Expect(11, [], ErrUnsup); // EXTENDED_HEADERS: not offered
         await Expect(0xdeadbeef, new byte[300], ErrUnsup);
         await Expect(OptList, [0], ErrInvalid);
         await Expect(OptStructuredReply, [1], ErrInvalid);

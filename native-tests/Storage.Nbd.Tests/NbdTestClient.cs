@@ -16,12 +16,12 @@ internal sealed class NbdTestClient : IAsyncDisposable
 {
     public const ulong NbdMagic = 0x4e42444d41474943, IHaveOpt = 0x49484156454F5054, OptReplyMagic = 0x3e889045565a9;
     public const uint RequestMagic = 0x25609513, SimpleReplyMagic = 0x67446698, StructuredReplyMagic = 0x668e33ef;
-    public const uint OptExportName = 1, OptAbort = 2, OptList = 3, OptStartTls = 5, OptInfo = 6, OptGo = 7, OptStructuredReply = 8;
-    public const uint RepAck = 1, RepServer = 2, RepInfo = 3;
+    public const uint OptExportName = 1, OptAbort = 2, OptList = 3, OptStartTls = 5, OptInfo = 6, OptGo = 7, OptStructuredReply = 8, OptListMetaContext = 9, OptSetMetaContext = 10;
+    public const uint RepAck = 1, RepServer = 2, RepInfo = 3, RepMetaContext = 4;
     public const uint ErrUnsup = 0x80000001, ErrPolicy = 0x80000002, ErrInvalid = 0x80000003, ErrTlsReqd = 0x80000005, ErrUnknown = 0x80000006, ErrTooBig = 0x80000009;
     public const ushort InfoExport = 0, InfoName = 1, InfoDescription = 2, InfoBlockSize = 3;
-    public const ushort CmdRead = 0, CmdWrite = 1, CmdDisc = 2, CmdFlush = 3, CmdTrim = 4, CmdWriteZeroes = 6;
-    public const ushort FlagFua = 1, FlagNoHole = 2, FlagDf = 4;
+    public const ushort CmdRead = 0, CmdWrite = 1, CmdDisc = 2, CmdFlush = 3, CmdTrim = 4, CmdWriteZeroes = 6, CmdBlockStatus = 7;
+    public const ushort FlagFua = 1, FlagNoHole = 2, FlagDf = 4, FlagReqOne = 8;
     public const ushort TxHasFlags = 1, TxReadOnly = 2, TxFlush = 4, TxFua = 8, TxTrim = 32, TxWriteZeroes = 64, TxDf = 128, TxMultiConn = 256;
     public const int EPERM = 1, EIO = 5, EINVAL = 22, ENOSPC = 28, EOVERFLOW = 75;
 
@@ -47,7 +47,8 @@ internal sealed class NbdTestClient : IAsyncDisposable
     }
 
     /// <summary>Connects, handshakes and selects <paramref name="export"/> with NBD_OPT_GO.</summary>
-    public static async Task<(NbdTestClient Client, ExportInfo Info)> OpenAsync(EndPoint endpoint, string export = "disk", bool structured = false)
+    public static async Task<(NbdTestClient Client, ExportInfo Info)> OpenAsync(EndPoint endpoint, string export = "disk", bool structured = false,
+        string[]? metaContexts = null)
     {
         var client = await ConnectAsync(endpoint);
         await client.StartAsync();
@@ -57,6 +58,11 @@ internal sealed class NbdTestClient : IAsyncDisposable
             var reply = await client.ReadOptionReplyAsync();
             Assert.Equal(RepAck, reply.Type);
             client.Structured = true;
+        }
+        if (metaContexts is not null)
+        {
+            var (_, final) = await client.MetaContextAsync(OptSetMetaContext, export, metaContexts);
+            Assert.Equal(RepAck, final);
         }
         var info = await client.GoAsync(export);
         return (client, info);
@@ -249,6 +255,12 @@ internal sealed class NbdTestClient : IAsyncDisposable
                     data.Position = offset - first.Value;
                     data.Write(payload, 8, payload.Length - 8);
                     break;
+                case 5:
+                    // BLOCK_STATUS: the raw payload (context id, descriptors) as the reply's data.
+                    Assert.True(length >= 12 && (length - 4) % 8 == 0, $"BLOCK_STATUS chunk of {length} bytes");
+                    data ??= new MemoryStream();
+                    data.Write(payload);
+                    break;
                 case 0x8001:
                     error = (int)BinaryPrimitives.ReadUInt32BigEndian(payload);
                     int messageLength = BinaryPrimitives.ReadUInt16BigEndian(payload.AsSpan(4));
@@ -275,6 +287,54 @@ internal sealed class NbdTestClient : IAsyncDisposable
         var reply = await ReadReplyAsync();
         Assert.Equal(cookie, reply.Cookie);
         return reply;
+    }
+
+    /// <summary>Option data of NBD_OPT_LIST/SET_META_CONTEXT: export name, then the queries.</summary>
+    public static byte[] MetaContextRequest(string export, params string[] queries)
+    {
+        var stream = new MemoryStream();
+        void WriteString(string text)
+        {
+            var bytes = Encoding.UTF8.GetBytes(text);
+            var length = new byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(length, (uint)bytes.Length);
+            stream.Write(length);
+            stream.Write(bytes);
+        }
+        WriteString(export);
+        var count = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(count, (uint)queries.Length);
+        stream.Write(count);
+        foreach (var query in queries)
+            WriteString(query);
+        return stream.ToArray();
+    }
+
+    /// <summary>Sends a meta context option; returns the contexts replied (id, name) and the final reply type.</summary>
+    public async Task<(List<(uint Id, string Name)> Contexts, uint Final)> MetaContextAsync(uint option, string export, params string[] queries)
+    {
+        await SendOptionAsync(option, MetaContextRequest(export, queries));
+        var contexts = new List<(uint, string)>();
+        while (true)
+        {
+            var reply = await ReadOptionReplyAsync();
+            Assert.Equal(option, reply.Option);
+            if (reply.Type != RepMetaContext)
+                return (contexts, reply.Type);
+            contexts.Add((BinaryPrimitives.ReadUInt32BigEndian(reply.Data), Encoding.UTF8.GetString(reply.Data, 4, reply.Data.Length - 4)));
+        }
+    }
+
+    /// <summary>Sends NBD_CMD_BLOCK_STATUS; returns the reply and its descriptors (length, flags) with the context id.</summary>
+    public async Task<(Reply Reply, uint ContextId, List<(uint Length, uint Flags)> Extents)> BlockStatusAsync(long offset, uint length, ushort flags = 0)
+    {
+        var reply = await RoundTripAsync(CmdBlockStatus, (ulong)offset, length, flags: flags);
+        var extents = new List<(uint, uint)>();
+        if (reply.Error != 0 || reply.Data is null)
+            return (reply, 0, extents);
+        for (int i = 4; i < reply.Data.Length; i += 8)
+            extents.Add((BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(i)), BinaryPrimitives.ReadUInt32BigEndian(reply.Data.AsSpan(i + 4))));
+        return (reply, BinaryPrimitives.ReadUInt32BigEndian(reply.Data), extents);
     }
 
     public async Task<byte[]> ReadAsync(long offset, int length)

@@ -8,7 +8,7 @@ namespace Storage.Devices;
 /// opener in any process (flock: exclusive for read-write, shared for read-only). See <see cref="HandleBlockDevice"/>
 /// for how reads, writes, flush, FUA, trim and O_DIRECT behave.
 /// </summary>
-public sealed class FileBlockDevice : HandleBlockDevice
+public sealed partial class FileBlockDevice : HandleBlockDevice, IAllocationStatus
 {
     private FileBlockDevice(string path, SafeFileHandle handle, long capacity, int sectorSize, bool directIo, bool readOnly)
         : base(path, handle, capacity, sectorSize, directIo, readOnly, memoryFileSystem: LibC.IsOnMemoryFileSystem(handle))

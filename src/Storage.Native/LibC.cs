@@ -30,7 +30,11 @@ internal static partial class LibC
     /// <summary>BLKSSZGET: logical sector size (int).</summary>
     public const nuint BlkSszGet = 0x1268;
 
+    public const int SeekData = 3;
+    public const int SeekHole = 4;
+
     public const int EIntr = 4;
+    public const int ENxio = 6;
     public const int ENoEnt = 2;
     public const int EAcces = 13;
     public const int EPerm = 1;
@@ -59,6 +63,9 @@ internal static partial class LibC
 
     [LibraryImport(Library, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(SafeFileHandle fd, nuint request, out int value);
+
+    [LibraryImport(Library, EntryPoint = "lseek", SetLastError = true)]
+    public static partial long Lseek(SafeFileHandle fd, long offset, int whence);
 
     [LibraryImport(Library, EntryPoint = "fdatasync", SetLastError = true)]
     public static partial int Fdatasync(SafeFileHandle fd);

@@ -131,6 +131,12 @@ internal sealed partial class NbdConnection
                     tlsActive = true;
                     // What was negotiated in the clear could have been injected; start over.
                     _structuredReplies = false;
+                    _metaContextId = 0;
+                    break;
+
+                case NbdProtocol.OptListMetaContext:
+                case NbdProtocol.OptSetMetaContext:
+                    MetaContext(option, data);
                     break;
 
                 case NbdProtocol.OptInfo:
@@ -171,6 +177,8 @@ internal sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), TransmissionFlags(export));
         _transport.Send(reply);
         _export = export;
+        if (_metaContextExport != name)
+            _metaContextId = 0;
         return true;
     }
 
@@ -229,7 +237,12 @@ internal sealed partial class NbdConnection
         }
         Reply(option, NbdProtocol.RepAck, []);
         if (option == NbdProtocol.OptGo)
+        {
             _export = export;
+            // Contexts chosen for another export do not apply to this one.
+            if (_metaContextExport != name)
+                _metaContextId = 0;
+        }
         return true;
     }
 

@@ -121,7 +121,8 @@ internal sealed partial class NbdConnection
                 }
             }
 
-            var request = AcquireRequest(type == NbdProtocol.CmdRead && error == 0 ? length : 0);
+            long budget = error != 0 ? 0 : type == NbdProtocol.CmdRead ? length : type == NbdProtocol.CmdBlockStatus ? BlockStatusPayloadMax : 0;
+            var request = AcquireRequest(budget);
             request.Reset(type, flags, cookie, offset, length);
             if (error != 0)
             {
@@ -142,6 +143,9 @@ internal sealed partial class NbdConnection
                     break;
                 case NbdProtocol.CmdWriteZeroes:
                     StartWriteZeroes(request);
+                    break;
+                case NbdProtocol.CmdBlockStatus:
+                    StartBlockStatus(request);
                     break;
             }
         }
@@ -170,6 +174,15 @@ internal sealed partial class NbdConnection
             case NbdProtocol.CmdFlush:
                 allowedFlags = NbdProtocol.CmdFlagFua;
                 (writes, hasRange) = (false, false);
+                break;
+            case NbdProtocol.CmdBlockStatus:
+                if (_metaContextId == 0)
+                {
+                    message = "NBD_CMD_BLOCK_STATUS needs a metadata context (NBD_OPT_SET_META_CONTEXT base:allocation)";
+                    return NbdErrno.EINVAL;
+                }
+                allowedFlags = NbdProtocol.CmdFlagReqOne;
+                (writes, hasRange) = (false, true);
                 break;
             default:
                 message = $"unknown command {type}";
@@ -216,6 +229,7 @@ internal sealed partial class NbdConnection
         NbdProtocol.CmdFlush => "NBD_CMD_FLUSH",
         NbdProtocol.CmdTrim => "NBD_CMD_TRIM",
         NbdProtocol.CmdWriteZeroes => "NBD_CMD_WRITE_ZEROES",
+        NbdProtocol.CmdBlockStatus => "NBD_CMD_BLOCK_STATUS",
         _ => $"command {type}",
     };
 }

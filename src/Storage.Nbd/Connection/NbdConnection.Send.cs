@@ -245,7 +245,7 @@ internal sealed partial class NbdConnection
         {
             if (vectors + 2 > MaxBatchVectors || used + MaxHeaderBytes > _sendBuffer.Length)
                 break;
-            int dataLength = request.Error == 0 && request.Type == NbdProtocol.CmdRead ? (int)request.Length : 0;
+            int dataLength = request.Error != 0 ? 0 : request.Type == NbdProtocol.CmdRead ? (int)request.Length : request.ReplyLength;
             int headerLength = ReplyHeaderLength(request, dataLength);
             if (dataLength > 0)
             {
@@ -294,7 +294,7 @@ internal sealed partial class NbdConnection
         if (request.Error != 0)
             return NbdProtocol.StructuredReplyHeaderLength + 6 + ErrorMessageLength(request);
         if (dataLength > 0)
-            return NbdProtocol.StructuredReplyHeaderLength + 8;
+            return NbdProtocol.StructuredReplyHeaderLength + (request.Type == NbdProtocol.CmdRead ? 8 : 0);
         return request.Type == NbdProtocol.CmdRead ? NbdProtocol.StructuredReplyHeaderLength : NbdProtocol.SimpleReplyHeaderLength;
     }
 
@@ -331,6 +331,13 @@ internal sealed partial class NbdConnection
             // A successful read of nothing (refused earlier with EINVAL, so not reached today): a NONE chunk.
             BinaryPrimitives.WriteUInt16BigEndian(header[6..], NbdProtocol.ReplyTypeNone);
             BinaryPrimitives.WriteUInt32BigEndian(header[16..], 0);
+            return;
+        }
+        if (request.Type == NbdProtocol.CmdBlockStatus)
+        {
+            // The payload (context id and descriptors) follows in the buffer.
+            BinaryPrimitives.WriteUInt16BigEndian(header[6..], NbdProtocol.ReplyTypeBlockStatus);
+            BinaryPrimitives.WriteUInt32BigEndian(header[16..], (uint)dataLength);
             return;
         }
         // One OFFSET_DATA chunk covers the whole read, so NBD_CMD_FLAG_DF is always honoured.

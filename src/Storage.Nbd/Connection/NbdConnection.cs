@@ -59,6 +59,11 @@ internal sealed partial class NbdConnection
     private NbdExport? _export;
     private bool _structuredReplies;
 
+    // base:allocation's context id for this connection (0: not negotiated), and the export it was chosen for.
+    private uint _metaContextId;
+    private string? _metaContextExport;
+    private uint _lastContextId;
+
     public NbdConnection(NbdServer server, Socket socket, NbdTlsOptions? tls, string peer)
     {
         _server = server;

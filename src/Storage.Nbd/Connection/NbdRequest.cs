@@ -32,6 +32,9 @@ internal sealed class NbdRequest
     /// <summary>Bytes counted against the connection's in-flight budget; set when the request is taken from the free list.</summary>
     public long Budget;
 
+    /// <summary>Bytes of <see cref="Buffer"/> a block status reply carries; 0 for other commands.</summary>
+    public int ReplyLength;
+
     /// <summary>NBD error value of the reply; 0 for success.</summary>
     public int Error;
 
@@ -47,6 +50,7 @@ internal sealed class NbdRequest
         Offset = offset;
         Length = length;
         Buffer = null;
+        ReplyLength = 0;
         Error = 0;
         ErrorMessage = null;
     }

@@ -24,11 +24,14 @@ internal static class NbdProtocol
     public const uint OptInfo = 6;
     public const uint OptGo = 7;
     public const uint OptStructuredReply = 8;
+    public const uint OptListMetaContext = 9;
+    public const uint OptSetMetaContext = 10;
 
     // Option replies.
     public const uint RepAck = 1;
     public const uint RepServer = 2;
     public const uint RepInfo = 3;
+    public const uint RepMetaContext = 4;
     public const uint RepErrUnsupported = 0x80000001;
     public const uint RepErrPolicy = 0x80000002;
     public const uint RepErrInvalid = 0x80000003;
@@ -63,10 +66,12 @@ internal static class NbdProtocol
     public const ushort CmdFlush = 3;
     public const ushort CmdTrim = 4;
     public const ushort CmdWriteZeroes = 6;
+    public const ushort CmdBlockStatus = 7;
 
     public const ushort CmdFlagFua = 1 << 0;
     public const ushort CmdFlagNoHole = 1 << 1;
     public const ushort CmdFlagDf = 1 << 2;
+    public const ushort CmdFlagReqOne = 1 << 3;
 
     // Replies.
     public const uint SimpleReplyMagic = 0x67446698;
@@ -76,7 +81,14 @@ internal static class NbdProtocol
     public const ushort ReplyFlagDone = 1 << 0;
     public const ushort ReplyTypeNone = 0;
     public const ushort ReplyTypeOffsetData = 1;
+    public const ushort ReplyTypeBlockStatus = 5;
     public const ushort ReplyTypeError = 0x8001;
+
+    // Metadata contexts.
+    public const string BaseNamespace = "base:";
+    public const string BaseAllocation = "base:allocation";
+    public const uint StateHole = 1;
+    public const uint StateZero = 2;
 
     /// <summary>Longest string (export name, description, message) the protocol allows.</summary>
     public const int MaxStringLength = 4096;
