@@ -75,6 +75,55 @@ public sealed class TrimTests
         await array.StopAsync();
     }
 
+    [Fact]
+    public async Task Stripes_that_every_file_member_holds_as_a_hole_are_reported_as_holes()
+    {
+        using var directory = new TempDirectory();
+        var disks = Enumerable.Range(0, 4).Select(i => (IBlockDevice)FileBlockDevice.Create(directory.File($"d{i}.img"), 8 << 20)).ToArray();
+        var array = await RaidArray.CreateAsync(disks, new ArrayCreateOptions { Level = RaidLevel.Raid5, ChunkSize = 64 * 1024, AssumeZeroed = true, Name = "holes" });
+        long stripe = array.Geometry.StripeDataSize;
+        Assert.Equal([new AllocationExtent(array.Capacity, AllocationState.Hole | AllocationState.Zero)], await AllExtentsAsync(array));
+
+        await array.WriteAsync(0, Bytes.Random((int)(2 * stripe), 1));          // stripes 0 and 1
+        await array.WriteAsync(10 * stripe + 4096, Bytes.Random(4096, 2));      // part of stripe 10
+        await array.TrimAsync(0, stripe);                                       // stripe 0 again
+        await array.FlushAsync();
+        Assert.Equal(
+            [
+                new AllocationExtent(stripe, AllocationState.Hole | AllocationState.Zero),
+                new AllocationExtent(stripe, AllocationState.Data),
+                new AllocationExtent(8 * stripe, AllocationState.Hole | AllocationState.Zero),
+                new AllocationExtent(stripe, AllocationState.Data),
+                new AllocationExtent(array.Capacity - 11 * stripe, AllocationState.Hole | AllocationState.Zero),
+            ],
+            await AllExtentsAsync(array));
+        var inside = await array.GetAllocationAsync(stripe + 512, 1024);        // a query inside one stripe
+        Assert.Equal([new AllocationExtent(1024, AllocationState.Data)], inside);
+        await array.StopAsync();
+
+        var memory = new TestArray(RaidLevel.Raid5, 4, 1, Chunk, 2 << 20, seed: 13);
+        var other = await memory.CreateAsync();
+        Assert.Equal([new AllocationExtent(other.Capacity, AllocationState.Data)], await AllExtentsAsync(other));   // memory disks cannot say
+        await other.StopAsync();
+    }
+
+    private static async Task<List<AllocationExtent>> AllExtentsAsync(RaidArray array)
+    {
+        var all = new List<AllocationExtent>();
+        for (long position = 0; position < array.Capacity;)
+        {
+            foreach (var extent in await array.GetAllocationAsync(position, array.Capacity - position))
+            {
+                if (all.Count > 0 && all[^1].State == extent.State)
+                    all[^1] = new AllocationExtent(all[^1].Length + extent.Length, extent.State);
+                else
+                    all.Add(extent);
+                position += extent.Length;
+            }
+        }
+        return all;
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
