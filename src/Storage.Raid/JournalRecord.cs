@@ -22,23 +22,26 @@ internal sealed record JournalRecord(Guid ArrayId, long Sequence, long Stripe, i
     private const ulong Magic = 0x4C4E_524A_4752_5453;   // "STRGJRNL"
     private const int MembersAt = 128;
 
-    public void WriteTo(Span<byte> header)
+    public void WriteTo(Span<byte> header) => Write(header, ArrayId, Sequence, Stripe, Offset, Length, Role, Roles, DataCrc, Members);
+
+    /// <summary>Writes a header from its fields without making a record (the write path's, per member part).</summary>
+    public static void Write(Span<byte> header, Guid arrayId, long sequence, long stripe, int offset, int length, int role, ulong roles, uint dataCrc, ReadOnlySpan<Guid> members)
     {
         header = header[..HeaderSize];
         header.Clear();
         BinaryPrimitives.WriteUInt64LittleEndian(header, Magic);
-        ArrayId.TryWriteBytes(header[8..]);
-        BinaryPrimitives.WriteInt64LittleEndian(header[24..], Sequence);
-        BinaryPrimitives.WriteInt64LittleEndian(header[32..], Stripe);
-        BinaryPrimitives.WriteInt32LittleEndian(header[40..], Offset);
-        BinaryPrimitives.WriteInt32LittleEndian(header[44..], Length);
-        BinaryPrimitives.WriteInt32LittleEndian(header[48..], Role);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[56..], Roles);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[64..], DataCrc);
-        for (int role = 0; role < Members.Length; role++)
+        arrayId.TryWriteBytes(header[8..]);
+        BinaryPrimitives.WriteInt64LittleEndian(header[24..], sequence);
+        BinaryPrimitives.WriteInt64LittleEndian(header[32..], stripe);
+        BinaryPrimitives.WriteInt32LittleEndian(header[40..], offset);
+        BinaryPrimitives.WriteInt32LittleEndian(header[44..], length);
+        BinaryPrimitives.WriteInt32LittleEndian(header[48..], role);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[56..], roles);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[64..], dataCrc);
+        for (int r = 0; r < members.Length; r++)
         {
-            if ((Roles & (1UL << role)) != 0)
-                Members[role].TryWriteBytes(header[(MembersAt + 16 * role)..]);
+            if ((roles & (1UL << r)) != 0)
+                members[r].TryWriteBytes(header[(MembersAt + 16 * r)..]);
         }
         BinaryPrimitives.WriteUInt32LittleEndian(header[(HeaderSize - 4)..], Crc32C.Compute(header[..(HeaderSize - 4)]));
     }

@@ -46,7 +46,17 @@ public sealed partial class RaidArray
         {
             if (_badBlocks.Count == 0)
                 return;
-            removed = _badBlocks.RemoveAll(b => b.Offset >= offset && b.Offset + b.Length <= offset + length);
+            // A loop, not RemoveAll: a lambda would capture the arguments, a closure allocated on every write.
+            removed = 0;
+            for (int i = _badBlocks.Count - 1; i >= 0; i--)
+            {
+                var (start, size) = _badBlocks[i];
+                if (start >= offset && start + size <= offset + length)
+                {
+                    _badBlocks.RemoveAt(i);
+                    removed++;
+                }
+            }
         }
         if (removed > 0)
             await PersistAsync().ConfigureAwait(false);

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
 using Storage.Devices;
 
 namespace Storage.Raid;
@@ -87,64 +89,87 @@ public sealed partial class RaidArray
         await DegradedReadAsync(stripe, index, inChunk, destination, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task DegradedReadAsync(long stripe, int index, int inChunk, Memory<byte> destination, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask DegradedReadAsync(long stripe, int index, int inChunk, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var gate = StripeLock(stripe);
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var request = _requests.Get();
         try
         {
-            using var segment = new StripeBuffer(Geometry.MemberCount, destination.Length);
-            var lost = new List<int>(Geometry.ParityCount + 1);
-            var errors = new List<int>();
+            var segment = request.Segment;
+            segment.Open(Geometry.MemberCount, destination.Length);
+            var lost = request.Lost;
+            var errors = request.Errors;
             await ReadRowsAsync(stripe, inChunk, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
             if (lost.Count > Geometry.ParityCount)
                 throw await UnreadableAsync(stripe, index, inChunk, destination.Length, lost, errors).ConfigureAwait(false);
-            _code.Reconstruct(segment.Span, lost.ToArray());
+            _code.Reconstruct(segment.Span, CollectionsMarshal.AsSpan(lost));
             segment.Row(index).CopyTo(destination);
             await RewriteAsync(stripe, inChunk, segment, errors, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
+            _requests.Return(request);
             gate.Release();
         }
     }
 
-    /// <summary>Every row wanted.</summary>
-    private static bool AllRows(int row) => true;
+    /// <summary>Every row wanted (a <see cref="ReadRowsAsync"/> mask).</summary>
+    private const ulong AllRows = ulong.MaxValue;
 
     /// <summary>
-    /// Reads the rows <paramref name="wanted"/> selects of a stripe segment in parallel. Rows whose member
-    /// cannot serve the stripe go to <paramref name="lost"/>; rows whose read failed go to both
-    /// <paramref name="lost"/> and <paramref name="errors"/> (and count against the member).
+    /// Reads the rows of a stripe segment whose bits <paramref name="wanted"/> sets (bit i: row i) in parallel. Rows
+    /// whose member cannot serve the stripe go to <paramref name="lost"/>; rows whose read failed go to both
+    /// <paramref name="lost"/> and <paramref name="errors"/> (and count against the member). Every read started is
+    /// awaited before this returns, so the segment is never written to afterwards.
     /// </summary>
-    private async Task ReadRowsAsync(long stripe, int inChunk, StripeBuffer segment, Func<int, bool> wanted, List<int> lost, List<int> errors, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadRowsAsync(long stripe, int inChunk, StripeBuffer segment, ulong wanted, List<int> lost, List<int> errors, CancellationToken cancellationToken)
     {
-        var reads = new List<(int Row, Member Member, Task Task)>(segment.Rows);
+        var reads = ArrayPool<PendingIo>.Shared.Rent(segment.Rows);
+        int started = 0;
         long memberOffset = _layout.MemberOffset(stripe, inChunk);
-        for (int row = 0; row < segment.Rows; row++)
+        try
         {
-            if (lost.Contains(row) || !wanted(row))
-                continue;
-            var member = _roles[_layout.MemberOf(stripe, row)];
-            if (member is null || !member.ReadableAt(stripe))
+            for (int row = 0; row < segment.Rows; row++)
             {
-                lost.Add(row);
-                continue;
+                if ((wanted & (1UL << row)) == 0 || lost.Contains(row))
+                    continue;
+                var member = _roles[_layout.MemberOf(stripe, row)];
+                if (member is null || !member.ReadableAt(stripe))
+                {
+                    lost.Add(row);
+                    continue;
+                }
+                reads[started++] = new PendingIo(row, member, member.Device.ReadAsync(memberOffset, segment.Row(row), cancellationToken));
             }
-            reads.Add((row, member, member.Device.ReadAsync(memberOffset, segment.Row(row), cancellationToken).AsTask()));
         }
-        foreach (var (row, member, task) in reads)
+        finally
         {
-            try
+            Exception? failure = null;
+            for (int i = 0; i < started; i++)
             {
-                await task.ConfigureAwait(false);
+                var (row, member, io) = reads[i];
+                try
+                {
+                    await io.ConfigureAwait(false);
+                }
+                catch (BlockDeviceException)
+                {
+                    lost.Add(row);
+                    errors.Add(row);
+                    await CountReadErrorAsync(member).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                }
             }
-            catch (BlockDeviceException)
-            {
-                lost.Add(row);
-                errors.Add(row);
-                await CountReadErrorAsync(member).ConfigureAwait(false);
-            }
+            Array.Clear(reads, 0, started);
+            ArrayPool<PendingIo>.Shared.Return(reads);
+            if (failure is not null)
+                ExceptionDispatchInfo.Throw(failure);
         }
     }
 
@@ -175,7 +200,8 @@ public sealed partial class RaidArray
     }
 
     /// <summary>Writes rebuilt bytes back to members that returned read errors (a sector remap on real disks).</summary>
-    private async Task RewriteAsync(long stripe, int inChunk, StripeBuffer segment, List<int> errors, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RewriteAsync(long stripe, int inChunk, StripeBuffer segment, List<int> errors, CancellationToken cancellationToken)
     {
         foreach (int row in errors)
         {

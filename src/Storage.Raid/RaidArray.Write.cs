@@ -1,13 +1,22 @@
-using Storage.Native;
 using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.ObjectPool;
 using Storage.Devices;
+using Storage.Native;
 
 namespace Storage.Raid;
 
+// The write path allocates nothing once warm: per-request state comes from _requests, member I/O is held as
+// ValueTasks in pooled arrays and awaited exactly once each, and the async methods use pooled state machines.
+// Allocation remains where a request has to wait for another (a contended lock, a journal record not yet home)
+// and on failures.
 public sealed partial class RaidArray
 {
     private readonly JournalRing _journal;
     private readonly SemaphoreSlim _flushGate = new(1, 1);
+    private readonly ObjectPool<StripeRequest> _requests;
 
     /// <summary>
     /// Writes <paramref name="buffer"/> at <paramref name="offset"/> (sector-aligned). Full-stripe writes compute
@@ -17,28 +26,21 @@ public sealed partial class RaidArray
     /// nothing more. Without it, the bytes are durable after <see cref="FlushAsync"/> or with FUA.
     /// </summary>
     /// <exception cref="ArrayFailedException">Too many members are unavailable; the write was not done.</exception>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess = false, CancellationToken cancellationToken = default)
     {
-        var data = buffer;
-        CheckRange(offset, data.Length);
+        CheckRange(offset, buffer.Length);
         ThrowIfFailed();
-        long start = offset, end = offset + data.Length;
-        int position = 0;
-        List<Task>? pending = null;
-        while (offset < end)
+        long stripeBytes = Geometry.StripeDataSize;
+        if (!buffer.IsEmpty)
         {
-            long stripe = offset / Geometry.StripeDataSize;
-            int inStripe = (int)(offset - stripe * Geometry.StripeDataSize);
-            int length = (int)Math.Min(end - offset, Geometry.StripeDataSize - inStripe);
-            var write = WriteStripeAsync(stripe, inStripe, data.Slice(position, length), forceUnitAccess, cancellationToken);
-            if (!write.IsCompletedSuccessfully)
-                (pending ??= []).Add(write);
-            offset += length;
-            position += length;
+            long stripe = offset / stripeBytes;
+            if ((offset + buffer.Length - 1) / stripeBytes == stripe)
+                await WriteStripeAsync(stripe, (int)(offset - stripe * stripeBytes), buffer, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            else
+                await WriteStripesAsync(offset, buffer, forceUnitAccess, cancellationToken).ConfigureAwait(false);
         }
-        if (pending is not null)
-            await Task.WhenAll(pending).ConfigureAwait(false);
-        await ClearBadBlocksAsync(start, end - start).ConfigureAwait(false);
+        await ClearBadBlocksAsync(offset, buffer.Length).ConfigureAwait(false);
     }
 
     /// <summary>Makes every completed write durable on every member.</summary>
@@ -48,68 +50,97 @@ public sealed partial class RaidArray
         await FlushMembersAsync(long.MaxValue, cancellationToken).ConfigureAwait(false);
     }
 
-    private Task WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
+    /// <summary>A write over several stripes: every stripe's update in flight at once, each awaited once, in order.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteStripesAsync(long offset, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
+    {
+        long stripeBytes = Geometry.StripeDataSize;
+        long end = offset + data.Length;
+        var writes = ArrayPool<ValueTask>.Shared.Rent((int)((end - 1) / stripeBytes - offset / stripeBytes + 1));
+        int started = 0;
+        try
+        {
+            for (int position = 0; offset < end; started++)
+            {
+                long stripe = offset / stripeBytes;
+                int inStripe = (int)(offset - stripe * stripeBytes);
+                int length = (int)Math.Min(end - offset, stripeBytes - inStripe);
+#pragma warning disable CA2012 // each stored ValueTask is awaited exactly once, in the finally block below
+                writes[started] = WriteStripeAsync(stripe, inStripe, data.Slice(position, length), forceUnitAccess, cancellationToken);
+#pragma warning restore CA2012
+                offset += length;
+                position += length;
+            }
+        }
+        finally
+        {
+            // Every started update is awaited once, even after one failed; the first failure is rethrown.
+            Exception? failure = null;
+            for (int i = 0; i < started; i++)
+            {
+                try
+                {
+                    await writes[i].ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                }
+            }
+            Array.Clear(writes, 0, started);
+            ArrayPool<ValueTask>.Shared.Return(writes);
+            if (failure is not null)
+                ExceptionDispatchInfo.Throw(failure);
+        }
+    }
+
+    private ValueTask WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
         => WriteStripeAsync(stripe, start, data, forceUnitAccess, lockHeld: false, cancellationToken);
 
     /// <summary>One stripe's update; <paramref name="lockHeld"/> when the caller holds the stripe's lock already (trim).</summary>
-    private async Task WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, bool lockHeld, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteStripeAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, bool lockHeld, CancellationToken cancellationToken)
     {
-        int chunk = Geometry.ChunkSize, k = Geometry.DataCount, m = Geometry.ParityCount;
-        int first = start / chunk, last = (start + data.Length - 1) / chunk;
-        int lo = first == last ? start % chunk : 0;
-        int width = first == last ? data.Length : chunk;
+        int k = Geometry.DataCount, m = Geometry.ParityCount;
         if (m == 0)
         {
             await WriteStripedAsync(stripe, start, data, forceUnitAccess, cancellationToken).ConfigureAwait(false);
             return;
         }
+        var range = new StripeRange(start, data.Length, Geometry.ChunkSize);
 
         var gate = StripeLock(stripe);
         if (!lockHeld)
             await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         JournalTicket? journalled = null;
+        var request = _requests.Get();
         try
         {
-            using var segment = new StripeBuffer(Geometry.MemberCount, width);
-            // Bytes of data row i that this write replaces, in segment coordinates.
-            (int From, int To) Covered(int row)
-            {
-                if (row < first || row > last)
-                    return (0, 0);
-                int chunkStart = row * chunk;
-                return (Math.Max(start, chunkStart) - chunkStart - lo, Math.Min(start + data.Length, chunkStart + chunk) - chunkStart - lo);
-            }
-            bool FullyCovered(int row) => row < k && Covered(row) == (0, width);
-            void Overlay(int row)
-            {
-                var (from, to) = Covered(row);
-                int source = row * chunk + lo + from - start;
-                data.Span.Slice(source, to - from).CopyTo(segment.Row(row).Span[from..to]);
-            }
-
-            var lost = new List<int>(m + 1);
-            var errors = new List<int>();
-            int touched = last - first + 1;
+            var segment = request.Segment;
+            segment.Open(Geometry.MemberCount, range.Width);
+            var lost = request.Lost;
+            var errors = request.Errors;
+            int touched = range.Last - range.First + 1;
             int unavailable = UnavailableAt(stripe);
             int fullRows = 0;
-            for (int row = first; row <= last; row++)
-                fullRows += FullyCovered(row) ? 1 : 0;
+            for (int row = range.First; row <= range.Last; row++)
+                fullRows += range.FullyCovers(row, k) ? 1 : 0;
 
             bool updated = false;
             if (unavailable == 0 && touched + m < k - fullRows)
             {
                 // Read-modify-write: old data of the touched rows and old parity; parity ^= f(old ^ new).
-                await ReadRowsAsync(stripe, lo, segment, row => row >= k || (row >= first && row <= last), lost, errors, cancellationToken).ConfigureAwait(false);
+                await ReadRowsAsync(stripe, range.Lo, segment, RowBits(k, segment.Rows) | RowBits(range.First, range.Last + 1), lost, errors, cancellationToken).ConfigureAwait(false);
                 if (lost.Count == 0)
                 {
-                    byte[] old = ArrayPool<byte>.Shared.Rent(width);
+                    byte[] old = ArrayPool<byte>.Shared.Rent(range.Width);
                     try
                     {
-                        for (int row = first; row <= last; row++)
+                        for (int row = range.First; row <= range.Last; row++)
                         {
                             segment.Row(row).Span.CopyTo(old);
-                            Overlay(row);
-                            _code.Update(row, old.AsSpan(0, width), segment.Row(row).Span, segment.RowsFrom(k, m));
+                            range.Overlay(row, data.Span, segment);
+                            _code.Update(row, old.AsSpan(0, range.Width), segment.Row(row).Span, segment.RowsFrom(k, m));
                         }
                     }
                     finally
@@ -124,85 +155,197 @@ public sealed partial class RaidArray
                 // Reconstruct-write: every data row the write does not fully replace, plus — when a row is
                 // unavailable — every readable row, so the missing ones can be rebuilt first.
                 bool rebuild = unavailable > 0 || lost.Count > 0;
-                await ReadRowsAsync(stripe, lo, segment, row => rebuild || (row < k && !FullyCovered(row)), lost, errors, cancellationToken).ConfigureAwait(false);
+                ulong wanted = rebuild ? AllRows : 0;
+                for (int row = 0; row < k && !rebuild; row++)
+                    wanted |= range.FullyCovers(row, k) ? 0 : 1UL << row;
+                await ReadRowsAsync(stripe, range.Lo, segment, wanted, lost, errors, cancellationToken).ConfigureAwait(false);
                 if (!rebuild && lost.Count > 0)
                 {
                     rebuild = true;   // a read failed: read the rest to rebuild the failed rows
-                    await ReadRowsAsync(stripe, lo, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
+                    await ReadRowsAsync(stripe, range.Lo, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
                 }
                 if (rebuild)
                 {
-                    var needed = lost.Where(row => row < k && !FullyCovered(row)).ToArray();
-                    if (needed.Length > 0)
+                    int needed = -1;   // the first lost row the write does not replace entirely
+                    foreach (int row in lost)
+                    {
+                        if (row < k && !range.FullyCovers(row, k))
+                        {
+                            needed = row;
+                            break;
+                        }
+                    }
+                    if (needed >= 0)
                     {
                         if (lost.Count > m)
-                            throw await UnreadableAsync(stripe, needed[0], lo, width, lost, errors).ConfigureAwait(false);
-                        _code.Reconstruct(segment.Span, lost.ToArray());
+                            throw await UnreadableAsync(stripe, needed, range.Lo, range.Width, lost, errors).ConfigureAwait(false);
+                        _code.Reconstruct(segment.Span, CollectionsMarshal.AsSpan(lost));
                     }
                 }
-                for (int row = first; row <= last; row++)
-                    Overlay(row);
+                for (int row = range.First; row <= range.Last; row++)
+                    range.Overlay(row, data.Span, segment);
                 _code.Encode(segment.Span);
             }
 
-            var targets = new List<(int Row, Member Member)>(touched + m);
+            var targets = request.Targets;
             for (int row = 0; row < segment.Rows; row++)
             {
-                if ((row >= first && row <= last) || row >= k || errors.Contains(row))
+                if (range.Touches(row) || row >= k || errors.Contains(row))
                 {
                     if (WritableMember(stripe, row) is { } member)
                         targets.Add((row, member));
                 }
             }
             if (JournalSlots > 0)
-                journalled = await JournalAsync(stripe, lo, segment, targets, cancellationToken).ConfigureAwait(false);
-            await WriteRowsAsync(stripe, lo, segment, targets, forceUnitAccess && JournalSlots == 0, cancellationToken).ConfigureAwait(false);
+                journalled = await JournalAsync(stripe, range.Lo, request, cancellationToken).ConfigureAwait(false);
+            await WriteRowsAsync(stripe, range.Lo, segment, targets, forceUnitAccess && JournalSlots == 0, cancellationToken).ConfigureAwait(false);
             ThrowIfFailed();
         }
         finally
         {
             if (journalled is not null)
                 _journal.Complete(journalled);
+            _requests.Return(request);
             if (!lockHeld)
                 gate.Release();
         }
     }
 
+    /// <summary>Rows [<paramref name="from"/>, <paramref name="to"/>) as a bit mask (rows are fewer than 65).</summary>
+    private static ulong RowBits(int from, int to)
+        => (to >= 64 ? ulong.MaxValue : (1UL << to) - 1) & ~((1UL << from) - 1);
+
+    /// <summary>What a write of <c>length</c> bytes at <c>start</c> in a stripe covers, in segment coordinates.</summary>
+    private readonly struct StripeRange
+    {
+        private readonly int _start, _length, _chunk;
+
+        public StripeRange(int start, int length, int chunk)
+        {
+            _start = start;
+            _length = length;
+            _chunk = chunk;
+            First = start / chunk;
+            Last = (start + length - 1) / chunk;
+            Lo = First == Last ? start % chunk : 0;
+            Width = First == Last ? length : chunk;
+        }
+
+        /// <summary>First and last data rows touched.</summary>
+        public int First { get; }
+
+        public int Last { get; }
+
+        /// <summary>Where the segment starts in each chunk, and its width.</summary>
+        public int Lo { get; }
+
+        public int Width { get; }
+
+        public bool Touches(int row) => row >= First && row <= Last;
+
+        /// <summary>Bytes of data row <paramref name="row"/> that this write replaces, in segment coordinates.</summary>
+        public (int From, int To) Covered(int row)
+        {
+            if (row < First || row > Last)
+                return (0, 0);
+            int chunkStart = row * _chunk;
+            return (Math.Max(_start, chunkStart) - chunkStart - Lo, Math.Min(_start + _length, chunkStart + _chunk) - chunkStart - Lo);
+        }
+
+        /// <summary>True when data row <paramref name="row"/> (of <paramref name="dataCount"/>) is replaced entirely.</summary>
+        public bool FullyCovers(int row, int dataCount) => row < dataCount && Covered(row) == (0, Width);
+
+        /// <summary>Copies the write's bytes for <paramref name="row"/> into the segment.</summary>
+        public void Overlay(int row, ReadOnlySpan<byte> data, StripeBuffer segment)
+        {
+            var (from, to) = Covered(row);
+            int source = row * _chunk + Lo + from - _start;
+            data.Slice(source, to - from).CopyTo(segment.Row(row).Span[from..to]);
+        }
+    }
+
+    /// <summary>A member I/O in flight: the row it serves, the member, and its task (awaited exactly once).</summary>
+    private readonly record struct PendingIo(int Row, Member Member, ValueTask Io);
+
     /// <summary>Writes rows to their home locations in parallel; a member that fails is failed (persisted) before this returns.</summary>
-    private async Task WriteRowsAsync(long stripe, int inChunk, StripeBuffer segment, List<(int Row, Member Member)> targets, bool forceUnitAccess, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteRowsAsync(long stripe, int inChunk, StripeBuffer segment, List<(int Row, Member Member)> targets, bool forceUnitAccess, CancellationToken cancellationToken)
     {
         long memberOffset = _layout.MemberOffset(stripe, inChunk);
-        var writes = new Task[targets.Count];
-        for (int i = 0; i < targets.Count; i++)
-            writes[i] = targets[i].Member.Device.WriteAsync(memberOffset, segment.Row(targets[i].Row), forceUnitAccess, cancellationToken).AsTask();
-        for (int i = 0; i < writes.Length; i++)
+        var writes = ArrayPool<PendingIo>.Shared.Rent(targets.Count);
+        int started = 0;
+        try
         {
-            try
+            for (; started < targets.Count; started++)
             {
-                await writes[i].ConfigureAwait(false);
+                var (row, member) = targets[started];
+                writes[started] = new PendingIo(row, member, member.Device.WriteAsync(memberOffset, segment.Row(row), forceUnitAccess, cancellationToken));
             }
-            catch (BlockDeviceException e)
+        }
+        finally
+        {
+            Exception? failure = null;
+            for (int i = 0; i < started; i++)
             {
-                await FailMemberAsync(targets[i].Member, $"write failed: {e.Message}").ConfigureAwait(false);
+                try
+                {
+                    await writes[i].Io.ConfigureAwait(false);
+                }
+                catch (BlockDeviceException e)
+                {
+                    await FailMemberAsync(writes[i].Member, $"write failed: {e.Message}").ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                }
             }
+            Array.Clear(writes, 0, started);
+            ArrayPool<PendingIo>.Shared.Return(writes);
+            if (failure is not null)
+                ExceptionDispatchInfo.Throw(failure);
         }
     }
 
     /// <summary>RAID-0: each piece goes straight to its member; there is no parity to keep consistent.</summary>
-    private async Task WriteStripedAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteStripedAsync(long stripe, int start, ReadOnlyMemory<byte> data, bool forceUnitAccess, CancellationToken cancellationToken)
     {
         int chunk = Geometry.ChunkSize;
-        int position = 0;
-        var writes = new List<Task>();
-        while (position < data.Length)
+        var writes = ArrayPool<ValueTask>.Shared.Rent((start + data.Length - 1) / chunk - start / chunk + 1);
+        int started = 0;
+        try
         {
-            int row = (start + position) / chunk, inChunk = (start + position) % chunk;
-            int length = Math.Min(chunk - inChunk, data.Length - position);
-            var member = WritableMember(stripe, row) ?? throw new ArrayFailedException($"Array '{Name}': member {_layout.MemberOf(stripe, row)} is gone and RAID-0 has no redundancy.");
-            writes.Add(member.Device.WriteAsync(_layout.MemberOffset(stripe, inChunk), data.Slice(position, length), forceUnitAccess, cancellationToken).AsTask());
-            position += length;
+            for (int position = 0; position < data.Length; started++)
+            {
+                int row = (start + position) / chunk, inChunk = (start + position) % chunk;
+                int length = Math.Min(chunk - inChunk, data.Length - position);
+                var member = WritableMember(stripe, row) ?? throw new ArrayFailedException($"Array '{Name}': member {_layout.MemberOf(stripe, row)} is gone and RAID-0 has no redundancy.");
+#pragma warning disable CA2012 // each stored ValueTask is awaited exactly once, in the finally block below
+                writes[started] = member.Device.WriteAsync(_layout.MemberOffset(stripe, inChunk), data.Slice(position, length), forceUnitAccess, cancellationToken);
+#pragma warning restore CA2012
+                position += length;
+            }
         }
-        await Task.WhenAll(writes).ConfigureAwait(false);
+        finally
+        {
+            Exception? failure = null;
+            for (int i = 0; i < started; i++)
+            {
+                try
+                {
+                    await writes[i].ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                }
+            }
+            Array.Clear(writes, 0, started);
+            ArrayPool<ValueTask>.Shared.Return(writes);
+            if (failure is not null)
+                ExceptionDispatchInfo.Throw(failure);
+        }
     }
 
     /// <summary>
@@ -211,25 +354,25 @@ public sealed partial class RaidArray
     /// commit). Ordering and slot reuse follow <see cref="JournalRing"/>. Returns the record's ticket, completed once
     /// the home writes finish.
     /// </summary>
-    private async Task<JournalTicket> JournalAsync(long stripe, int inChunk, StripeBuffer segment, List<(int Row, Member Member)> targets, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<JournalTicket> JournalAsync(long stripe, int inChunk, StripeRequest request, CancellationToken cancellationToken)
     {
+        var segment = request.Segment;
+        var targets = request.Targets;
         var ticket = _journal.Begin();
         RememberJournalled(ticket.Slot, stripe);
         bool entered = false;
         try
         {
-            if (ticket.MustBeHome is not null)
-            {
-                long completion = await ticket.MustBeHome.ConfigureAwait(false);
-                if (_journal.FlushedCompletions < completion)
-                    await FlushMembersAsync(completion, CancellationToken.None).ConfigureAwait(false);
-            }
-            if (ticket.PreviousIssued is not null)
-                await ticket.PreviousIssued.ConfigureAwait(false);
+            long completion = ticket.MustBeHome is { } mustBeHome ? await mustBeHome.ConfigureAwait(false) : ticket.HomeCompletion;
+            if (_journal.FlushedCompletions < completion)
+                await FlushMembersAsync(completion, CancellationToken.None).ConfigureAwait(false);
+            if (ticket.PreviousIssued is { } previousIssued)
+                await previousIssued.ConfigureAwait(false);
             await _journal.EnterAsync().ConfigureAwait(false);
             entered = true;
             ulong roles = 0;
-            var holders = new Guid[Geometry.MemberCount];
+            var holders = request.Holders;
             foreach (var (row, member) in targets)
             {
                 int role = _layout.MemberOf(stripe, row);
@@ -238,33 +381,43 @@ public sealed partial class RaidArray
             }
             long slotOffset = JournalOffset + (long)ticket.Slot * JournalSlotSize;
             byte[] headers = ArrayPool<byte>.Shared.Rent(targets.Count * JournalRecord.HeaderSize);
+            var writes = ArrayPool<PendingIo>.Shared.Rent(targets.Count * 2);
+            int started = 0;
             try
             {
-                var writes = new Task[targets.Count * 2];
                 for (int i = 0; i < targets.Count; i++)
                 {
                     var (row, member) = targets[i];
                     var header = headers.AsMemory(i * JournalRecord.HeaderSize, JournalRecord.HeaderSize);
-                    new JournalRecord(Id, ticket.Sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span), holders).WriteTo(header.Span);
-                    writes[2 * i] = member.Device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken).AsTask();
-                    writes[2 * i + 1] = member.Device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken).AsTask();
+                    JournalRecord.Write(header.Span, Id, ticket.Sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span), holders);
+                    writes[started++] = new PendingIo(row, member, member.Device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken));
+                    writes[started++] = new PendingIo(row, member, member.Device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken));
                 }
-                JournalRing.Issued(ticket);
-                for (int i = 0; i < writes.Length; i++)
-                {
-                    try
-                    {
-                        await writes[i].ConfigureAwait(false);
-                    }
-                    catch (BlockDeviceException e)
-                    {
-                        await FailMemberAsync(targets[i / 2].Member, $"journal write failed: {e.Message}").ConfigureAwait(false);
-                    }
-                }
+                _journal.Issued(ticket);
             }
             finally
             {
+                Exception? failure = null;
+                for (int i = 0; i < started; i++)
+                {
+                    try
+                    {
+                        await writes[i].Io.ConfigureAwait(false);
+                    }
+                    catch (BlockDeviceException e)
+                    {
+                        await FailMemberAsync(writes[i].Member, $"journal write failed: {e.Message}").ConfigureAwait(false);
+                    }
+                    catch (Exception e)
+                    {
+                        failure ??= e;
+                    }
+                }
+                Array.Clear(writes, 0, started);
+                ArrayPool<PendingIo>.Shared.Return(writes);
                 ArrayPool<byte>.Shared.Return(headers);
+                if (failure is not null)
+                    ExceptionDispatchInfo.Throw(failure);
             }
             await FlushPartsAsync(_journal.PartFlushNeeded, cancellationToken).ConfigureAwait(false);
             ThrowIfFailed();
@@ -283,8 +436,8 @@ public sealed partial class RaidArray
     }
 
     /// <summary>Flushes every live member unless a flush numbered <paramref name="needed"/> or later already ran.</summary>
-    private Task FlushPartsAsync(long needed, CancellationToken cancellationToken)
-        => _journal.PartsDurable(needed) ? Task.CompletedTask : FlushAllAsync(() => _journal.PartsDurable(needed), cancellationToken);
+    private ValueTask FlushPartsAsync(long needed, CancellationToken cancellationToken)
+        => _journal.PartsDurable(needed) ? ValueTask.CompletedTask : FlushAllAsync(FlushCover.Parts, needed, cancellationToken);
 
     /// <summary>Bytes of one journal slot: a header and up to one chunk.</summary>
     internal long JournalSlotSize => JournalRecord.HeaderSize + Geometry.ChunkSize;
@@ -293,22 +446,43 @@ public sealed partial class RaidArray
     /// Flushes every writable member unless a flush that covers <paramref name="completions"/> journal
     /// completions already finished (<see cref="long.MaxValue"/>: always).
     /// </summary>
-    private async Task FlushMembersAsync(long completions, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushMembersAsync(long completions, CancellationToken cancellationToken)
     {
-        await FlushAllAsync(completions == long.MaxValue ? null : () => _journal.FlushedCompletions >= completions, cancellationToken).ConfigureAwait(false);
+        await FlushAllAsync(completions == long.MaxValue ? FlushCover.None : FlushCover.Completions, completions, cancellationToken).ConfigureAwait(false);
         ThrowIfFailed();
+    }
+
+    /// <summary>What a caller of <see cref="FlushAllAsync"/> needs a flush for, so that it can skip one that finished meanwhile.</summary>
+    private enum FlushCover
+    {
+        /// <summary>Always flush.</summary>
+        None,
+
+        /// <summary>Journal parts: covered once a part flush numbered the value or later finished.</summary>
+        Parts,
+
+        /// <summary>Home writes: covered once a flush covering the value's journal completions finished.</summary>
+        Completions,
     }
 
     /// <summary>
     /// One flush of every live member at a time; a caller whose need a flush finished meanwhile covered
-    /// (<paramref name="covered"/> true) returns without another. Records what the flush made durable.
+    /// (<paramref name="cover"/> with <paramref name="needed"/>) returns without another. Records what the flush made durable.
     /// </summary>
-    private async Task FlushAllAsync(Func<bool>? covered, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushAllAsync(FlushCover cover, long needed, CancellationToken cancellationToken)
     {
         await _flushGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (covered?.Invoke() == true)
+            bool covered = cover switch
+            {
+                FlushCover.Parts => _journal.PartsDurable(needed),
+                FlushCover.Completions => _journal.FlushedCompletions >= needed,
+                _ => false,
+            };
+            if (covered)
                 return;
             long number = _journal.StartPartFlush();
             long completions = _journal.CompletionsNow;
@@ -322,20 +496,41 @@ public sealed partial class RaidArray
         }
     }
 
-    private async Task FlushLiveMembersAsync(CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushLiveMembersAsync(CancellationToken cancellationToken)
     {
-        var members = LiveMembers();
-        var flushes = members.Select(member => member.Device.FlushAsync(cancellationToken).AsTask()).ToArray();
-        for (int i = 0; i < flushes.Length; i++)
+        var flushes = ArrayPool<PendingIo>.Shared.Rent(_roles.Length);
+        int started = 0;
+        try
         {
-            try
+            foreach (var member in _roles)
             {
-                await flushes[i].ConfigureAwait(false);
+                if (member is { Writable: true })
+                    flushes[started++] = new PendingIo(-1, member, member.Device.FlushAsync(cancellationToken));
             }
-            catch (BlockDeviceException e)
+        }
+        finally
+        {
+            Exception? failure = null;
+            for (int i = 0; i < started; i++)
             {
-                await FailMemberAsync(members[i], $"flush failed: {e.Message}").ConfigureAwait(false);
+                try
+                {
+                    await flushes[i].Io.ConfigureAwait(false);
+                }
+                catch (BlockDeviceException e)
+                {
+                    await FailMemberAsync(flushes[i].Member, $"flush failed: {e.Message}").ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                }
             }
+            Array.Clear(flushes, 0, started);
+            ArrayPool<PendingIo>.Shared.Return(flushes);
+            if (failure is not null)
+                ExceptionDispatchInfo.Throw(failure);
         }
     }
 

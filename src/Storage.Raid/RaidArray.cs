@@ -40,6 +40,7 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
         for (int i = 0; i < LockStripes; i++)
             _stripeLocks[i] = new SemaphoreSlim(1, 1);
         _journal = new JournalRing(journalSlots);
+        _requests = StripeRequest.Pool(geometry.MemberCount);
     }
 
     /// <summary>Array identity.</summary>

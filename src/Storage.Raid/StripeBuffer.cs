@@ -1,23 +1,37 @@
 using System.Buffers;
+using System.Diagnostics;
 using CommunityToolkit.HighPerformance;
 
 namespace Storage.Raid;
 
-/// <summary>A pooled segment of a stripe: <c>rows</c> rows of <c>width</c> bytes, the same byte range of every chunk.</summary>
+/// <summary>
+/// A pooled segment of a stripe: <c>rows</c> rows of <c>width</c> bytes, the same byte range of every chunk.
+/// <see cref="Dispose"/> gives the bytes back; <see cref="Open"/> takes new ones, so one instance can serve many
+/// requests (see <see cref="StripeRequest"/>).
+/// </summary>
 internal sealed class StripeBuffer : IDisposable
 {
     private byte[]? _array;
 
-    public StripeBuffer(int rows, int width)
+    /// <summary>An empty buffer: <see cref="Open"/> it before use.</summary>
+    public StripeBuffer()
     {
+    }
+
+    public StripeBuffer(int rows, int width) => Open(rows, width);
+
+    /// <summary>Takes <paramref name="rows"/> × <paramref name="width"/> bytes from the shared pool (contents undefined).</summary>
+    public void Open(int rows, int width)
+    {
+        Debug.Assert(_array is null, "open twice");
         Rows = rows;
         Width = width;
         _array = ArrayPool<byte>.Shared.Rent(rows * width);
     }
 
-    public int Rows { get; }
+    public int Rows { get; private set; }
 
-    public int Width { get; }
+    public int Width { get; private set; }
 
     private byte[] Array => _array ?? throw new ObjectDisposedException(nameof(StripeBuffer));
 
