@@ -34,7 +34,7 @@ internal sealed class StripeRequest
 
     /// <summary>A pool of requests for an array of <paramref name="members"/> members.</summary>
     public static ObjectPool<StripeRequest> Pool(int members)
-        => new DefaultObjectPool<StripeRequest>(new Policy(members), Math.Max(16, 4 * Environment.ProcessorCount));
+        => new DefaultObjectPool<StripeRequest>(new Policy(members), Math.Max(64, 8 * Environment.ProcessorCount));
 
     private void Reset()
     {
