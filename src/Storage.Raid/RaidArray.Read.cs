@@ -27,13 +27,18 @@ public sealed partial class RaidArray
             : ReadChunksAsync(offset, buffer, cancellationToken);
     }
 
-    /// <summary>A read over several chunks: one member read per chunk, all in flight, awaited in order.</summary>
+    /// <summary>
+    /// A read over several chunks: one member read per chunk, all in flight, awaited in order. Readable chunks are
+    /// read from their member directly, not through <see cref="ReadChunkAsync"/>: many instances of one async method
+    /// in flight at once outgrow the runtime's pool of state machines (one per thread and per core), so each chunk
+    /// would allocate one. A direct read that fails is rebuilt when its turn to be awaited comes.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadChunksAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         long end = offset + buffer.Length;
         int count = (int)((end - 1) / Geometry.ChunkSize - offset / Geometry.ChunkSize + 1);
-        var reads = ArrayPool<ValueTask>.Shared.Rent(count);
+        var reads = ArrayPool<PendingChunk>.Shared.Rent(count);
         int started = 0;
         try
         {
@@ -41,9 +46,11 @@ public sealed partial class RaidArray
             {
                 var (stripe, index, inChunk) = _layout.Locate(offset);
                 int length = (int)Math.Min(end - offset, Geometry.ChunkSize - inChunk);
-#pragma warning disable CA2012 // each stored ValueTask is awaited exactly once, in the finally block below
-                reads[started] = ReadChunkAsync(stripe, index, inChunk, buffer.Slice(position, length), cancellationToken);
-#pragma warning restore CA2012
+                var destination = buffer.Slice(position, length);
+                var member = _roles[_layout.MemberOf(stripe, index)];
+                reads[started] = member is not null && member.ReadableAt(stripe)
+                    ? new PendingChunk(offset, position, length, Direct: true, member.Device.ReadAsync(_layout.MemberOffset(stripe, inChunk), destination, cancellationToken))
+                    : new PendingChunk(offset, position, length, Direct: false, DegradedReadAsync(stripe, index, inChunk, destination, cancellationToken));
                 offset += length;
                 position += length;
             }
@@ -54,21 +61,34 @@ public sealed partial class RaidArray
             Exception? failure = null;
             for (int i = 0; i < started; i++)
             {
+                var chunk = reads[i];
                 try
                 {
-                    await reads[i].ConfigureAwait(false);
+                    try
+                    {
+                        await chunk.Io.ConfigureAwait(false);
+                    }
+                    catch (BlockDeviceException) when (chunk.Direct)
+                    {
+                        // Rebuilt from the other members; the member gets the bytes written back.
+                        var (stripe, index, inChunk) = _layout.Locate(chunk.Offset);
+                        await DegradedReadAsync(stripe, index, inChunk, buffer.Slice(chunk.Position, chunk.Length), cancellationToken).ConfigureAwait(false);
+                    }
                 }
-                catch (Exception e) when (failure is null)
+                catch (Exception e)
                 {
-                    failure = e;
+                    failure ??= e;
                 }
             }
             Array.Clear(reads, 0, started);
-            ArrayPool<ValueTask>.Shared.Return(reads);
+            ArrayPool<PendingChunk>.Shared.Return(reads);
             if (failure is not null)
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+                ExceptionDispatchInfo.Throw(failure);
         }
     }
+
+    /// <summary>One chunk of a multi-chunk read in flight: where it goes, and whether it is a direct member read.</summary>
+    private readonly record struct PendingChunk(long Offset, int Position, int Length, bool Direct, ValueTask Io);
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadChunkAsync(long stripe, int index, int inChunk, Memory<byte> destination, CancellationToken cancellationToken)
