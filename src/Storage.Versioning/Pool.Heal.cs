@@ -23,7 +23,7 @@ public sealed partial class Pool
         if (_array is { Geometry.ParityCount: > 0 } array)
         {
             ulong roles = array.RolesHolding(offset, block.Length);
-            foreach (ulong suspects in Suspects(roles, array.Geometry.ParityCount))
+            foreach (ulong suspects in Suspects(roles, array.Geometry.MemberCount, array.Geometry.ParityCount))
             {
                 try
                 {
@@ -45,14 +45,21 @@ public sealed partial class Pool
         throw new ChecksumMismatchException($"Pool '{Name}': block {entry.Physical} (at {offset} on '{_device.Name}') does not match its checksum{(ParityProtected ? " and no rebuild from parity matches either" : " and the device has no parity to rebuild it from")}.");
     }
 
-    /// <summary>Every non-empty subset of <paramref name="roles"/> of at most <paramref name="most"/> members, smallest first.</summary>
-    private static IEnumerable<ulong> Suspects(ulong roles, int most)
+    /// <summary>
+    /// The sets of members to rebuild without, smallest first: at most <paramref name="most"/> of the
+    /// <paramref name="members"/>, at least one of them holding the block (<paramref name="roles"/>) — the others may be
+    /// any member whose rotten chunk would spoil the rebuild.
+    /// </summary>
+    private static IEnumerable<ulong> Suspects(ulong roles, int members, int most)
     {
-        var members = Enumerable.Range(0, 64).Where(i => (roles & (1UL << i)) != 0).ToArray();
-        for (int size = 1; size <= Math.Min(most, members.Length); size++)
+        var all = Enumerable.Range(0, members).ToArray();
+        for (int size = 1; size <= Math.Min(most, members); size++)
         {
-            foreach (ulong subset in Subsets(members, size, 0))
-                yield return subset;
+            foreach (ulong subset in Subsets(all, size, 0))
+            {
+                if ((subset & roles) != 0)
+                    yield return subset;
+            }
         }
     }
 

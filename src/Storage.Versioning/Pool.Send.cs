@@ -175,8 +175,8 @@ public sealed partial class Pool
                 byte kind = await reader.ByteAsync(cancellationToken).ConfigureAwait(false);
                 if (kind == EndRecord)
                 {
-                    uint expected = ~reader.Crc;
                     long count = (long)await reader.UnsignedAsync(cancellationToken).ConfigureAwait(false);
+                    uint expected = ~reader.Crc;
                     var tail = await reader.BytesAsync(4, cancellationToken).ConfigureAwait(false);
                     if (count != records || BinaryPrimitives.ReadUInt32LittleEndian(tail) != expected)
                         throw new SendStreamException($"The stream's trailer does not match what came before it ({records} records read, {count} announced): the stream is corrupted.");
