@@ -18,6 +18,10 @@ public sealed partial class Pool
     private long _segmentCursor;
     private long _blockCursor;
     private int _segmentsInFlight;
+    private long _freshSegments;
+
+    /// <summary>Fresh segments kept back for the cleaner and checkpoints: user writes stop taking fresh segments here.</summary>
+    private const int CleanerReserve = 2;
 
     private bool IsUsed(long block) => (_used[block >> 6] & (1UL << (int)(block & 63))) != 0;
 
@@ -26,7 +30,9 @@ public sealed partial class Pool
         if (block < 0 || block >= _super.BlockCount || IsUsed(block))
             throw new PoolConfigurationException($"Pool '{_super.Name}': block {block} is referenced twice or lies outside the pool; the metadata is damaged.");
         _used[block >> 6] |= 1UL << (int)(block & 63);
-        _segmentUsed[block / SegmentBlocks]++;
+        long segment = block / SegmentBlocks;
+        if (_segmentUsed[segment]++ == 0 && !_buffered.ContainsKey(segment))
+            _freshSegments--;
         _usedBlocks++;
     }
 
@@ -43,7 +49,9 @@ public sealed partial class Pool
     private void Release(long block)
     {
         _used[block >> 6] &= ~(1UL << (int)(block & 63));
-        _segmentUsed[block / SegmentBlocks]--;
+        long segment = block / SegmentBlocks;
+        if (--_segmentUsed[segment] == 0 && !_buffered.ContainsKey(segment))
+            _freshSegments++;
         _usedBlocks--;
     }
 
@@ -60,15 +68,18 @@ public sealed partial class Pool
 
     /// <summary>
     /// A slot in the open segment for one block (caller holds the gate), opening a fresh segment when needed; null when
-    /// no fresh segment is left.
+    /// no fresh segment is left (beyond the cleaner's reserve, unless <paramref name="reserve"/>).
     /// </summary>
-    private (Segment Segment, int Slot)? TakeBufferedSlot()
+    private (Segment Segment, int Slot)? TakeBufferedSlot(bool reserve = false)
     {
         if (_open is null)
         {
+            if (_freshSegments <= (reserve ? 0 : CleanerReserve))
+                return null;
             long fresh = FindFreshSegment();
             if (fresh < 0)
                 return null;
+            _freshSegments--;
             var buffer = _spareBuffers.Count > 0 ? _spareBuffers.Pop() : GC.AllocateUninitializedArray<byte>(SegmentBlocks * BlockSize, pinned: true);
             _open = new Segment(fresh, buffer);
             _buffered.Add(fresh, _open);
@@ -160,8 +171,13 @@ public sealed partial class Pool
             segment.Pending--;
             if (task.IsFaulted)
                 _failure ??= task.Exception!.InnerException;
-            if (segment.Sealed && segment.Pending == 0 && _buffered.Remove(segment.Index) && _spareBuffers.Count < MaxSegmentsInFlight)
-                _spareBuffers.Push(segment.Buffer);
+            if (segment.Sealed && segment.Pending == 0 && _buffered.Remove(segment.Index))
+            {
+                if (_segmentUsed[segment.Index] == 0)
+                    _freshSegments++;
+                if (_spareBuffers.Count < MaxSegmentsInFlight)
+                    _spareBuffers.Push(segment.Buffer);
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ public sealed partial class Pool
     private readonly SemaphoreSlim _commitLock = new(1, 1);
     private readonly ReadGuard _guard = new();
     private List<long> _pendingFrees = [];
+    private Action<long>? _queueFree;
     private List<long> _checkpointBlocks;
     private long _openTxg;
     private long _committedTxg;
@@ -43,7 +44,7 @@ public sealed partial class Pool
     /// <summary>Appends an operation to the open group after applying it (caller holds the gate).</summary>
     private void LogLocked(in PoolOp op)
     {
-        _state.Apply(op, _openTxg, _pendingFrees.Add);
+        _state.Apply(op, _openTxg, _queueFree ??= block => _pendingFrees.Add(block));
         op.Encode(_ops);
     }
 
@@ -181,7 +182,7 @@ public sealed partial class Pool
         var places = new List<(Segment? Segment, int Slot, long Block)>(count);
         for (int i = 0; i < count; i++)
         {
-            if (TakeBufferedSlot() is var (segment, slot))
+            if (TakeBufferedSlot(reserve: true) is var (segment, slot))
             {
                 places.Add((segment, slot, segment.Index * SegmentBlocks + slot));
             }

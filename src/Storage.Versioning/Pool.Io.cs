@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using Storage.Devices;
 using Storage.Native;
@@ -12,6 +13,7 @@ namespace Storage.Versioning;
 public sealed partial class Pool
 {
     private const int BlockLocks = 256;
+    private long _looseWrites;
     private readonly SemaphoreSlim[] _blockLocks = [.. Enumerable.Range(0, BlockLocks).Select(_ => new SemaphoreSlim(1, 1))];
 
     private SemaphoreSlim BlockLock(long volume, long block) => _blockLocks[(int)((ulong)HashCode.Combine(volume, block) % BlockLocks)];
@@ -20,6 +22,7 @@ public sealed partial class Pool
         ? volume
         : throw new BlockDeviceException($"Volume {id} of pool '{Name}' was deleted.");
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask ReadAsync(long volume, long limit, long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         ThrowIfUnusable();
@@ -53,6 +56,7 @@ public sealed partial class Pool
     }
 
     /// <summary>Reads one whole block as <paramref name="limit"/> sees it into <paramref name="destination"/>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadBlockAsync(long volume, long limit, long block, Memory<byte> destination, CancellationToken cancellationToken)
     {
         int epoch = _guard.Enter();
@@ -83,6 +87,7 @@ public sealed partial class Pool
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask WriteAsync(long volume, long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
     {
         ThrowIfUnusable();
@@ -128,6 +133,7 @@ public sealed partial class Pool
     }
 
     /// <summary>Writes one whole block to new space and maps it (caller holds the block's lock).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteBlockAsync(long volume, long block, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (!data.Span.ContainsAnyExcept((byte)0))
@@ -146,12 +152,14 @@ public sealed partial class Pool
     /// Puts one block's bytes into new space and returns where; with <paramref name="map"/>, maps it as
     /// <paramref name="block"/> of <paramref name="volume"/> too (else the caller maps it later or releases it).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<long> PlaceAsync(long volume, long block, ReadOnlyMemory<byte> data, uint crc, bool map, CancellationToken cancellationToken)
     {
+        int cleanings = 0;
         for (int attempt = 0; ; attempt++)
         {
             long loose = -1, placed = -1;
-            bool frees;
+            bool frees, clean = false;
             Task? backlog = null;
             lock (_gate)
             {
@@ -173,12 +181,23 @@ public sealed partial class Pool
                                 backlog = _segmentWrites[0];
                         }
                     }
+                    else if (cleanings < 3)
+                    {
+                        clean = true;
+                    }
                     else
                     {
                         loose = TakeLooseBlock();
                     }
                 }
                 frees = _pendingFrees.Count > 0 || _closed.Exists(c => c.Frees.Count > 0);
+            }
+            if (clean)
+            {
+                // No fresh segment: make some, unless every segment is mostly live.
+                cleanings = await CleanAsync(cancellationToken).ConfigureAwait(false) ? cleanings + 1 : int.MaxValue;
+                attempt--;
+                continue;
             }
             if (placed >= 0)
             {
@@ -188,6 +207,7 @@ public sealed partial class Pool
             }
             if (loose >= 0)
             {
+                Interlocked.Increment(ref _looseWrites);
                 await WriteLooseAsync(volume, block, loose, data, crc, map, cancellationToken).ConfigureAwait(false);
                 return loose;
             }

@@ -218,7 +218,7 @@ public sealed partial class Pool
                 _usedBlocks * BlockSize, pending * BlockSize, (_super.BlockCount - _usedBlocks) * BlockSize,
                 _state.Volumes.Count, _state.Volumes.Values.Sum(v => v.Snapshots.Count), _committedTxg,
                 Interlocked.Read(ref _repairs), Interlocked.Read(ref _checksumErrors), Interlocked.Read(ref _unrecoverable),
-                fresh, (double)_logUsed / _super.LogLength, ParityProtected);
+                fresh, (double)_logUsed / _super.LogLength, ParityProtected, Interlocked.Read(ref _cleaned), Interlocked.Read(ref _looseWrites));
         }
     }
 

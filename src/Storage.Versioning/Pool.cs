@@ -38,6 +38,7 @@ public sealed partial class Pool : IAsyncDisposable, IDisposable
         _checkpointBlocks = checkpointBlocks;
         _used = new ulong[(super.BlockCount + 63) / 64];
         _segmentUsed = new int[super.BlockCount / super.SegmentBlocks];
+        _freshSegments = _segmentUsed.Length;
         foreach (long block in checkpointBlocks)
             MarkUsed(block);
         foreach (var volume in state.Volumes.Values)

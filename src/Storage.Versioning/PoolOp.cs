@@ -12,6 +12,7 @@ internal enum PoolOpKind : byte
     DeleteSnapshot = 7,
     Rollback = 8,
     RenameVolume = 9,
+    Relocate = 10,
 }
 
 /// <summary>
@@ -54,6 +55,9 @@ internal readonly record struct PoolOp
 
     public static PoolOp Map(long volume, long block, long physical, uint crc) => new() { Kind = PoolOpKind.Map, Volume = volume, Block = block, Physical = physical, Crc = crc };
 
+    /// <summary>The cleaner moved <paramref name="block"/>'s entry that pointed at <paramref name="from"/> to <paramref name="to"/> (same bytes, version, CRC).</summary>
+    public static PoolOp Relocate(long volume, long block, long from, long to) => new() { Kind = PoolOpKind.Relocate, Volume = volume, Block = block, Count = from, Physical = to };
+
     public static PoolOp Trim(long volume, long block, long count) => new() { Kind = PoolOpKind.Trim, Volume = volume, Block = block, Count = count };
 
     public void Encode(VarintWriter w)
@@ -70,6 +74,11 @@ internal readonly record struct PoolOp
             case PoolOpKind.Trim:
                 w.Unsigned((ulong)Block);
                 w.Unsigned((ulong)Count);
+                break;
+            case PoolOpKind.Relocate:
+                w.Unsigned((ulong)Block);
+                w.Unsigned((ulong)Count);
+                w.Unsigned((ulong)Physical);
                 break;
             case PoolOpKind.CreateVolume:
                 w.String(Name!);
@@ -104,6 +113,7 @@ internal readonly record struct PoolOp
         {
             PoolOpKind.Map => Map(volume, r.Long(), r.Long(), r.UInt32()),
             PoolOpKind.Trim => Trim(volume, r.Long(), r.Long()),
+            PoolOpKind.Relocate => Relocate(volume, r.Long(), r.Long(), r.Long()),
             PoolOpKind.CreateVolume => new() { Kind = kind, Volume = volume, Name = r.String(), Count = r.Long(), Origin = r.Signed(), Snapshot = r.Long() },
             PoolOpKind.ResizeVolume => new() { Kind = kind, Volume = volume, Count = r.Long() },
             PoolOpKind.RenameVolume => new() { Kind = kind, Volume = volume, Name = r.String() },

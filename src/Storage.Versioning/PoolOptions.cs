@@ -33,10 +33,15 @@ public sealed record PoolOpenOptions
 }
 
 /// <summary>A pool's size, use and health.</summary>
+/// <remarks>
+/// <c>CleanedSegments</c>: segments the cleaner emptied; <c>JournalledBlockWrites</c>: blocks written into partly used
+/// stripes through the array's journal because no fresh segment could be made (a pool mostly full of live data).
+/// </remarks>
 public sealed record PoolStatus(
     string Name, ulong Id, string Device, int BlockSize, int SegmentSize, long TotalBytes, long UsedBytes,
     long PendingFreeBytes, long FreeBytes, int Volumes, int Snapshots, long Transaction, long Repairs,
-    long ChecksumErrors, long Unrecoverable, long FreshSegments, double LogFill, bool ParityProtected);
+    long ChecksumErrors, long Unrecoverable, long FreshSegments, double LogFill, bool ParityProtected,
+    long CleanedSegments, long JournalledBlockWrites);
 
 /// <summary>A volume as <see cref="Pool.ListVolumes"/> shows it.</summary>
 /// <param name="Name">The volume's name (its NBD export name).</param>

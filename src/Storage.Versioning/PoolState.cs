@@ -38,6 +38,11 @@ internal sealed class PoolState(int blockSize)
                 for (long block = op.Block; block < op.Block + op.Count; block++)
                     Trim(trimmed, block, version, freed);
                 break;
+            case PoolOpKind.Relocate:
+                if (!Relocate(Volume(op.Volume), op.Block, op.Count, op.Physical))
+                    throw new InvalidOperationException($"Block {op.Block} of volume {op.Volume} has no entry at {op.Count} to relocate.");
+                freed?.Invoke(op.Count);
+                break;
             case PoolOpKind.CreateVolume:
                 CreateVolume(op, version);
                 break;
@@ -103,6 +108,34 @@ internal sealed class PoolState(int blockSize)
             limit = volume.OriginVersion;
             volume = Volume(volume.Origin);
         }
+    }
+
+    /// <summary>True when <paramref name="volume"/> has an entry for <paramref name="block"/> at <paramref name="physical"/>.</summary>
+    public static bool Holds(VolumeState volume, long block, long physical)
+    {
+        if (volume.Head[block].Physical == physical)
+            return true;
+        return volume.History.TryGetValue(block, out var older) && older.Exists(e => e.Physical == physical);
+    }
+
+    private static bool Relocate(VolumeState volume, long block, long from, long to)
+    {
+        var head = volume.Head[block];
+        if (head.IsMapped && head.Physical == from)
+        {
+            volume.Head[block] = BlockEntry.Mapped(to, head.Version, head.Crc);
+            return true;
+        }
+        if (volume.History.TryGetValue(block, out var older))
+        {
+            int i = older.FindIndex(e => e.IsMapped && e.Physical == from);
+            if (i >= 0)
+            {
+                older[i] = BlockEntry.Mapped(to, older[i].Version, older[i].Crc);
+                return true;
+            }
+        }
+        return false;
     }
 
     private void CreateVolume(in PoolOp op, long version)
