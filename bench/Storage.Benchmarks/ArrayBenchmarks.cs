@@ -226,14 +226,16 @@ public sealed class ArrayRateColumn(bool iops) : IColumn
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
     {
         var stats = summary[benchmarkCase]?.ResultStatistics;
-        if (stats is null || stats.Mean <= 0 || benchmarkCase.Descriptor.Type != typeof(ArrayBenchmarks))
+        var type = benchmarkCase.Descriptor.Type;
+        if (stats is null || stats.Mean <= 0 || (type != typeof(ArrayBenchmarks) && type != typeof(PoolBenchmarks)))
             return "-";
-        var (bytes, requests) = ArrayBenchmarks.Work(benchmarkCase.Descriptor.WorkloadMethod.Name, benchmarkCase.Parameters["Shape"] as string ?? "");
+        string method = benchmarkCase.Descriptor.WorkloadMethod.Name;
+        var (bytes, requests) = type == typeof(PoolBenchmarks) ? PoolBenchmarks.Work(method) : ArrayBenchmarks.Work(method, benchmarkCase.Parameters["Shape"] as string ?? "");
         double perSecond = 1e9 / stats.Mean;
         return (iops ? requests * perSecond : bytes * perSecond / 1e6).ToString("0", CultureInfo.InvariantCulture);
     }
 
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
 
-    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(c => c.Descriptor.Type == typeof(ArrayBenchmarks));
+    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(c => c.Descriptor.Type == typeof(ArrayBenchmarks) || c.Descriptor.Type == typeof(PoolBenchmarks));
 }

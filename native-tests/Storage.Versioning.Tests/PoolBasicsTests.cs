@@ -30,7 +30,7 @@ public class PoolBasicsTests
         Array.Clear(back);
         await volume.ReadAsync(512 * 7, back);
         Assert.Equal(data, back);
-        Assert.Equal((512 * 7 + data.Length - 1) / 32768 + 1, pool.ListVolumes()[0].MappedBytes / pool.BlockSize);
+        Assert.Equal((512 * 7 + data.Length - 1) / pool.BlockSize + 1, pool.ListVolumes()[0].MappedBytes / pool.BlockSize);
         await pool.DisposeAsync();
     }
 

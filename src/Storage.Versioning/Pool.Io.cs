@@ -34,17 +34,17 @@ public sealed partial class Pool
             {
                 long block = (offset + done) / blockSize;
                 int inBlock = (int)((offset + done) % blockSize), length = Math.Min(blockSize - inBlock, buffer.Length - done);
-                var destination = buffer.Slice(done, length);
                 if (length == blockSize)
                 {
-                    await ReadBlockAsync(volume, limit, block, destination, cancellationToken).ConfigureAwait(false);
+                    // Whole blocks: as many at once as lie ahead, so that contiguous ones are one device read.
+                    int blocks = Math.Min(MaxRunBlocks, (buffer.Length - done) / blockSize);
+                    await ReadBlocksAsync(volume, limit, block, blocks, buffer.Slice(done, blocks * blockSize), cancellationToken).ConfigureAwait(false);
+                    done += blocks * blockSize;
+                    continue;
                 }
-                else
-                {
-                    scratch ??= ArrayPool<byte>.Shared.Rent(blockSize);
-                    await ReadBlockAsync(volume, limit, block, scratch.AsMemory(0, blockSize), cancellationToken).ConfigureAwait(false);
-                    scratch.AsSpan(inBlock, length).CopyTo(destination.Span);
-                }
+                scratch ??= ArrayPool<byte>.Shared.Rent(blockSize);
+                await ReadBlockAsync(volume, limit, block, scratch.AsMemory(0, blockSize), cancellationToken).ConfigureAwait(false);
+                scratch.AsSpan(inBlock, length).CopyTo(buffer.Span.Slice(done, length));
                 done += length;
             }
         }
@@ -55,35 +55,68 @@ public sealed partial class Pool
         }
     }
 
-    /// <summary>Reads one whole block as <paramref name="limit"/> sees it into <paramref name="destination"/>.</summary>
+    private const int MaxRunBlocks = 256;
+
+    private ValueTask ReadBlockAsync(long volume, long limit, long block, Memory<byte> destination, CancellationToken cancellationToken)
+        => ReadBlocksAsync(volume, limit, block, 1, destination, cancellationToken);
+
+    /// <summary>
+    /// Reads <paramref name="count"/> whole blocks as <paramref name="limit"/> sees them: holes as zeros, blocks still in
+    /// memory from their buffer, and each run of blocks that lie one after another on disk in one device read; then
+    /// every block read from disk is checked against its checksum (and healed).
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadBlockAsync(long volume, long limit, long block, Memory<byte> destination, CancellationToken cancellationToken)
+    private async ValueTask ReadBlocksAsync(long volume, long limit, long first, int count, Memory<byte> destination, CancellationToken cancellationToken)
     {
+        int blockSize = BlockSize;
+        var entries = ArrayPool<BlockEntry>.Shared.Rent(count);
         int epoch = _guard.Enter();
         try
         {
-            BlockEntry entry;
             lock (_gate)
             {
-                entry = _state.Lookup(LiveVolume(volume), block, limit);
-                if (!entry.IsMapped)
+                var state = LiveVolume(volume);
+                for (int i = 0; i < count; i++)
                 {
-                    destination.Span.Clear();
-                    return;
-                }
-                if (_buffered.TryGetValue(entry.Physical / SegmentBlocks, out var segment))
-                {
-                    segment.Buffer.AsSpan((int)(entry.Physical % SegmentBlocks) * BlockSize, BlockSize).CopyTo(destination.Span);
-                    return;
+                    var entry = _state.Lookup(state, first + i, limit);
+                    var target = destination.Span.Slice(i * blockSize, blockSize);
+                    if (!entry.IsMapped)
+                    {
+                        target.Clear();
+                        entry = default;
+                    }
+                    else if (_buffered.TryGetValue(entry.Physical / SegmentBlocks, out var segment))
+                    {
+                        segment.Buffer.AsSpan((int)(entry.Physical % SegmentBlocks) * blockSize, blockSize).CopyTo(target);
+                        entry = default;
+                    }
+                    entries[i] = entry;
                 }
             }
-            await _device.ReadAsync(DataOffset + entry.Physical * BlockSize, destination, cancellationToken).ConfigureAwait(false);
-            if (Crc32C.Compute(destination.Span) != entry.Crc)
-                await HealAsync(entry, destination, cancellationToken).ConfigureAwait(false);
+            for (int i = 0; i < count;)
+            {
+                if (!entries[i].IsMapped)
+                {
+                    i++;
+                    continue;
+                }
+                int run = 1;
+                while (i + run < count && entries[i + run].IsMapped && entries[i + run].Physical == entries[i].Physical + run)
+                    run++;
+                await _device.ReadAsync(DataOffset + entries[i].Physical * blockSize, destination.Slice(i * blockSize, run * blockSize), cancellationToken).ConfigureAwait(false);
+                for (int j = i; j < i + run; j++)
+                {
+                    var bytes = destination.Slice(j * blockSize, blockSize);
+                    if (Crc32C.Compute(bytes.Span) != entries[j].Crc)
+                        await HealAsync(entries[j], bytes, cancellationToken).ConfigureAwait(false);
+                }
+                i += run;
+            }
         }
         finally
         {
             _guard.Exit(epoch);
+            ArrayPool<BlockEntry>.Shared.Return(entries);
         }
     }
 
@@ -159,7 +192,7 @@ public sealed partial class Pool
         for (int attempt = 0; ; attempt++)
         {
             long loose = -1, placed = -1;
-            bool frees, clean = false;
+            bool clean = false;
             Task? backlog = null;
             lock (_gate)
             {
@@ -190,7 +223,6 @@ public sealed partial class Pool
                         loose = TakeLooseBlock();
                     }
                 }
-                frees = _pendingFrees.Count > 0 || _closed.Exists(c => c.Frees.Count > 0);
             }
             if (clean)
             {
@@ -211,9 +243,9 @@ public sealed partial class Pool
                 await WriteLooseAsync(volume, block, loose, data, crc, map, cancellationToken).ConfigureAwait(false);
                 return loose;
             }
-            if (attempt > 0 || !frees)
+            if (attempt > 0)
                 throw new PoolFullException($"Pool '{Name}' is full: {_usedBlocks} of {_super.BlockCount} blocks in use. Delete snapshots or volumes, or trim unused space, to make room.");
-            // Blocks freed by uncommitted changes come back once those are committed.
+            // Blocks freed by uncommitted changes (ours, or those of a commit in progress) come back once committed.
             await CommitCoreAsync(forceCheckpoint: false, cancellationToken).ConfigureAwait(false);
         }
     }

@@ -3,8 +3,12 @@ namespace Storage.Versioning;
 /// <summary>How <see cref="Pool.CreateAsync"/> formats a device.</summary>
 public sealed record PoolCreateOptions
 {
-    /// <summary>The default block: 32 KiB. See docs/pools.md for why.</summary>
-    public const int DefaultBlockSize = 32 * 1024;
+    /// <summary>
+    /// The default block: 16 KiB. Small enough that a 4 KiB write rewrites only 16 KiB and a block read stays on the
+    /// caller's thread in the device layer; large enough that the map costs 0.07 % of the data on disk and about
+    /// 1 GiB of memory per TiB mapped. See docs/pools.md.
+    /// </summary>
+    public const int DefaultBlockSize = 16 * 1024;
 
     /// <summary>The smallest block size.</summary>
     public const int MinBlockSize = 4 * 1024;
