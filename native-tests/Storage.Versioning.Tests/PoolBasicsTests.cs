@@ -153,4 +153,27 @@ public class PoolCleanerTests(ITestOutputHelper output)
         Assert.Equal(reference, back);
         await pool.DisposeAsync();
     }
+
+    /// <summary>
+    /// 32 writers overwriting a half-full pool with no timed commit: space comes back only through commits the
+    /// writers trigger when they find none, and a writer must wait for one in progress rather than fail with ENOSPC.
+    /// </summary>
+    [Fact]
+    public async Task Concurrent_overwrites_of_a_half_full_pool_never_see_enospc()
+    {
+        var disk = new MemoryBlockDevice(40L << 20, 512, "disk");
+        await using var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        long size = pool.GetStatus().TotalBytes / 2 / 4096 * 4096;
+        await pool.CreateVolumeAsync("v", size);
+        using var volume = pool.OpenVolume("v");
+        await volume.WriteAsync(0, Bytes.Random((int)size, 1));
+        await Task.WhenAll(Enumerable.Range(0, 32).Select(writer => Task.Run(async () =>
+        {
+            var random = new Random(writer);
+            var data = Bytes.Random(4096, writer);
+            for (int i = 0; i < 400; i++)
+                await volume.WriteAsync(random.NextInt64(size / 4096) * 4096, data);
+        })));
+        Assert.Null(pool.CheckSpace());
+    }
 }
