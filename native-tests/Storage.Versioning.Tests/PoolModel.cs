@@ -65,7 +65,11 @@ internal sealed class PoolModel
                     await Assert.ThrowsAsync<PoolConfigurationException>(() => Pool.DeleteSnapshotAsync(volume!, doomed));
                     break;
                 }
+                // What the listing says deleting would free is what the volume stops holding.
+                long unique = Pool.ListSnapshots(volume!).Single(s => s.Name == doomed).UniqueBytes;
+                long held = Pool.ListVolumes().Single(v => v.Name == volume).UsedBytes;
                 await Pool.DeleteSnapshotAsync(volume!, doomed);
+                Assert.Equal(held - unique, Pool.ListVolumes().Single(v => v.Name == volume).UsedBytes);
                 _snapshots[volume!].RemoveAll(s => s.Name == doomed);
                 break;
             case 7:

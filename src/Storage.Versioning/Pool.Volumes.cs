@@ -269,12 +269,14 @@ public sealed partial class Pool
             if (OwnEntry(volume, block, snapshot.Version).IsMapped)
                 referenced++;
         }
-        foreach (var older in volume.History.Values)
+        foreach (var (block, older) in volume.History)
         {
+            // An older entry is seen from its version until the entry that replaced it: the next older one, or the head.
+            var head = volume.Head[block];
             for (int i = 0; i < older.Count; i++)
             {
                 long from = older[i].Version;
-                long to = i + 1 < older.Count ? older[i + 1].Version : long.MaxValue;
+                long to = i + 1 < older.Count ? older[i + 1].Version : head.IsAbsent ? long.MaxValue : head.Version;
                 if (older[i].IsMapped && from <= snapshot.Version && snapshot.Version < to && CountSnapshotsWithin(volume, from, to) == 1)
                     unique++;
             }
