@@ -105,11 +105,23 @@ public sealed partial class RaidArray
             var (stripe, index, inChunk) = _layout.Locate(offset + position);
             int length = Math.Min(buffer.Length - position, Geometry.ChunkSize - inChunk);
             var destination = buffer.Slice(position, length);
-            if ((suspectRoles & (1UL << _layout.MemberOf(stripe, index))) == 0)
-                await ReadChunkAsync(stripe, index, inChunk, destination, cancellationToken).ConfigureAwait(false);
-            else
-                await ReadRebuiltAsync(stripe, index, inChunk, destination, suspectRoles, cancellationToken).ConfigureAwait(false);
+            int role = _layout.MemberOf(stripe, index);
             position += length;
+            if ((suspectRoles & (1UL << role)) == 0 && _roles[role] is { } member && member.ReadableAt(stripe))
+            {
+                try
+                {
+                    await member.Device.ReadAsync(_layout.MemberOffset(stripe, inChunk), destination, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+                catch (BlockDeviceException)
+                {
+                    // Rebuilt below, without the suspects.
+                }
+            }
+            // A suspect chunk, or one whose member cannot serve it: a plain degraded read would rebuild the latter
+            // from every other member, the suspects included.
+            await ReadRebuiltAsync(stripe, index, inChunk, destination, suspectRoles, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -130,7 +142,8 @@ public sealed partial class RaidArray
             await ReadRowsAsync(stripe, inChunk, segment, AllRows, lost, errors, cancellationToken).ConfigureAwait(false);
             if (lost.Count > Geometry.ParityCount)
                 throw new ArrayFailedException($"Array '{Name}': stripe {stripe} cannot be rebuilt without {lost.Count} of its chunks; {ArrayGeometry.Describe(Geometry.Level, Geometry.ParityCount)} rebuilds at most {Geometry.ParityCount}.");
-            _code.Reconstruct(segment.Span, lost.ToArray());
+            if (lost.Count > 0)
+                _code.Reconstruct(segment.Span, lost.ToArray());
             segment.Row(index).CopyTo(destination);
         }
         finally
