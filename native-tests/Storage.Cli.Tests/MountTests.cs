@@ -8,12 +8,8 @@ namespace Storage.Cli.Tests;
 /// End to end with the real tools: storage serve → nbdfuse → loop device → ext4. Needs root, /dev/fuse, loop
 /// devices, nbdfuse (libnbd-bin), fusermount3 (fuse3), e2fsprogs; skipped without them, failed with CI=true.
 /// </summary>
-public sealed class MountTests : ScratchFolder
+public sealed class MountTests : RealTools
 {
-    private static readonly string[] ToolDirectories = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"];
-
-    private string RunDir => At("run");
-
     [Fact]
     public void An_ext4_filesystem_on_raid6_survives_two_failures_while_mounted_and_checks_clean()
     {
@@ -65,6 +61,49 @@ public sealed class MountTests : ScratchFolder
     }
 
     [Fact]
+    public void A_snapshot_of_a_mounted_pool_volume_mounts_read_only_with_the_files_of_its_moment()
+    {
+        RequireMountTools();
+        string fs = At("fs"), snap = At("snap");
+        Directory.CreateDirectory(fs);
+        Directory.CreateDirectory(snap);
+        try
+        {
+            Storage("array", "create", "--level", "6", "--disks", Disks("d", 6), "--size", "48M", "--name", "a6");
+            Storage("pool", "create", "--disks", At("d*.img"), "--name", "tank");
+            Storage("volume", "create", "home", "--size", "8G", "--disks", At("d*.img"));   // thin: far more than the pool
+            Assert.Contains("mounted volume 'home' of pool 'tank'", Storage("mount", "--disks", At("d*.img"), "--volume", "home", fs, "--mkfs", "ext4"), StringComparison.Ordinal);
+            var data = new byte[3_000_000];
+            new Random(11).NextBytes(data);
+            File.WriteAllBytes(Path.Combine(fs, "kept.bin"), data);
+
+            // Taken while mounted and being written: the filesystem is frozen for it, so the snapshot is clean.
+            Assert.Contains("froze", Storage("snapshot", "create", "home@monday", "--disks", At("d*.img")), StringComparison.Ordinal);
+            File.WriteAllText(Path.Combine(fs, "later.txt"), "after the snapshot");
+            File.Delete(Path.Combine(fs, "kept.bin"));
+            Run("sync");
+
+            Assert.Contains("read-only", Storage("mount", "--name", "tank/home@monday", snap), StringComparison.Ordinal);
+            Assert.Equal(SHA256.HashData(data), SHA256.HashData(File.ReadAllBytes(Path.Combine(snap, "kept.bin"))));
+            Assert.False(File.Exists(Path.Combine(snap, "later.txt")));
+            Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(snap, "x"), "read-only"));
+            Assert.True(File.Exists(Path.Combine(fs, "later.txt")));
+
+            Assert.Contains("still served", Storage("umount", snap), StringComparison.Ordinal);
+            string loop = JsonDocument.Parse(File.ReadAllText(Directory.GetFiles(Path.Combine(RunDir, "mounts"))[0])).RootElement.GetProperty("loop").GetString()!;
+            Run("umount", fs);
+            string fsck = Run("fsck.ext4", "-fn", loop);
+            Assert.DoesNotContain("Fix?", fsck, StringComparison.Ordinal);
+            Assert.Contains("flushed and stopped", Storage("umount", fs), StringComparison.Ordinal);
+            Assert.Contains("stopped cleanly", Storage("array", "status", "--disks", At("d*.img")), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Cleanup(snap, fs);
+        }
+    }
+
+    [Fact]
     public void Mount_refuses_a_busy_mount_point_and_changes_nothing()
     {
         string fs = At("busy");
@@ -78,76 +117,5 @@ public sealed class MountTests : ScratchFolder
     }
 
     private static void RequireMountTools()
-    {
-        var missing = new List<string>();
-        if (!Environment.IsPrivilegedProcess)
-            missing.Add("root");
-        if (!File.Exists("/dev/fuse"))
-            missing.Add("/dev/fuse");
-        if (!File.Exists("/dev/loop-control"))
-            missing.Add("/dev/loop-control");
-        foreach (var tool in new[] { "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "fsck.ext4" })
-        {
-            if (!ToolDirectories.Any(d => File.Exists(Path.Combine(d, tool))))
-                missing.Add(tool);
-        }
-        if (missing.Count == 0)
-            return;
-        string reason = $"mount test needs {string.Join(", ", missing)}";
-        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
-            Assert.Fail($"CI must provide this: {reason}");
-        Assert.Skip(reason);
-    }
-
-    private string Storage(params string[] args)
-    {
-        var (code, output, error) = StorageRaw(args);
-        Assert.True(code == 0, $"storage {string.Join(' ', args)} exited {code}:\n{output}\n{error}");
-        return output;
-    }
-
-    /// <summary>The real executable: mount starts storage serve as a separate process.</summary>
-    private (int Code, string Output, string Error) StorageRaw(params string[] args)
-    {
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "storage")) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in args)
-            start.ArgumentList.Add(arg);
-        start.Environment["STORAGE_RUN_DIR"] = RunDir;
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), $"storage {string.Join(' ', args)} hung");
-        return (process.ExitCode, output.Result, error.Result);
-    }
-
-    private static string Run(string tool, params string[] args)
-    {
-        var start = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in args)
-            start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{tool} {string.Join(' ', args)} exited {process.ExitCode}: {output}");
-        return output;
-    }
-
-    /// <summary>Best effort: whatever a failed test left mounted, attached or running goes away.</summary>
-    private void Cleanup(string fs)
-    {
-        StorageRaw("umount", fs);
-        foreach (var record in Directory.Exists(RunDir) ? Directory.GetFiles(RunDir, "*.json") : [])
-        {
-            try
-            {
-                int pid = JsonDocument.Parse(File.ReadAllText(record)).RootElement.GetProperty("pid").GetInt32();
-                using var process = Process.GetProcessById(pid);
-                process.Kill();
-                process.WaitForExit(10_000);
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or JsonException or KeyNotFoundException or IOException)
-            {
-            }
-        }
-    }
+        => Require("mount test", root: true, "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "fsck.ext4");
 }

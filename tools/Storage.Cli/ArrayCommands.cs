@@ -20,7 +20,6 @@ internal static class ArrayCommands
         --disks takes comma-separated paths and globs ('disks/*.img'); /dev/… paths are block devices.
         """;
 
-    private static readonly AsyncLocal<LiveArray?> Live = new();
     private static readonly AsyncLocal<bool> JsonOutput = new();
 
     /// <summary>Where progress and notes go: nowhere when --json asked for one JSON document.</summary>
@@ -106,20 +105,6 @@ internal static class ArrayCommands
         return args;
     }
 
-    /// <summary>Runs <paramref name="run"/> with the array a server holds as the one the array verbs act on.</summary>
-    public static int WithLive(LiveArray live, Func<int> run)
-    {
-        Live.Value = live;
-        try
-        {
-            return run();
-        }
-        finally
-        {
-            Live.Value = null;
-        }
-    }
-
     /// <summary>
     /// Inside <c>storage serve</c> a verb acts on the served array directly; otherwise a verb naming disks that a
     /// running server holds is sent to that server over its control socket and its output relayed. Returns the exit
@@ -127,7 +112,7 @@ internal static class ArrayCommands
     /// </summary>
     private static int? Forwarded(ArrayArgs args, string verb, TextWriter output)
     {
-        if (Live.Value is not null || LiveArrays.Find(args.Disks) is not { } server)
+        if (LiveArrays.Current is not null || LiveArrays.Find(args.Disks) is not { } server)
             return null;
         if (verb == "assemble")
             throw new UsageException($"array '{server.Name}' is already assembled and served by storage serve (pid {server.Pid}).");
@@ -151,7 +136,7 @@ internal static class ArrayCommands
     {
         if (Forwarded(args, "stop", output) is { } code)
             return code;
-        if (Live.Value is not { } live)
+        if (LiveArrays.Current is not { } live)
             throw new UsageException("no running 'storage serve' holds these disks; there is nothing to stop.");
         live.RequestStop();
         output.WriteLine($"stopping array '{live.Array.Name}'");
@@ -232,7 +217,7 @@ internal static class ArrayCommands
     {
         if (Forwarded(args, "status", output) is { } forwarded)
             return forwarded;
-        if (Live.Value is { } live)
+        if (LiveArrays.Current is { } live)
         {
             Print(live.Array.Status(), args.Json, output);
             return Cli.Ok;
@@ -288,7 +273,7 @@ internal static class ArrayCommands
     {
         if (Forwarded(args, verb, output) is { } forwarded)
             return forwarded;
-        if (Live.Value is { } live)
+        if (LiveArrays.Current is { } live)
         {
             int result = await action(live.Array, args).ConfigureAwait(false);
             Print(live.Array.Status(), args.Json, output);

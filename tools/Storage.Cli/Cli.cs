@@ -38,6 +38,9 @@ internal static class Cli
         var root = new RootCommand("storage: software RAID, parity and volume engine (arrays, NBD serving, mounts, replicated metadata)");
         root.Subcommands.Add(QuickstartCommand.Build());
         root.Subcommands.Add(ArrayCommands.Build());
+        root.Subcommands.Add(PoolCommands.Build());
+        root.Subcommands.Add(VolumeCommands.Build());
+        root.Subcommands.Add(SnapshotCommands.Build());
         root.Subcommands.Add(ServeCommand.Build());
         root.Subcommands.Add(MountCommand.BuildMount());
         root.Subcommands.Add(MountCommand.BuildUnmount());
@@ -71,12 +74,14 @@ internal static class Cli
 
     public static int Run(string[] args, TextWriter output, TextWriter error) => Invoke(args, output, error);
 
-    /// <summary>Runs an array command against the array a server holds (from its control socket).</summary>
+    /// <summary>Runs an array or pool command against the array and pool a server holds (from its control socket).</summary>
     public static int RunLive(IReadOnlyList<string> args, TextWriter output, TextWriter error, LiveArray live)
     {
-        if (args.Count == 0 || args[0] != "array")
-            return Write(error, "storage: the control socket takes 'array …' commands only.", Usage);
-        return ArrayCommands.WithLive(live, () => Invoke([.. args], output, error));
+        if (args.Count > 0 && args[0] == "array")
+            return LiveArrays.With(live, () => Invoke([.. args], output, error));
+        if (args.Count > 0 && args[0] is "pool" or "volume" or "snapshot")
+            return LiveArrays.With(live, () => Invoke([.. args], output, error));
+        return Write(error, "storage: the control socket takes 'array …', 'pool …', 'volume …' and 'snapshot …' commands only.", Usage);
     }
 
     /// <summary>The writer for a command's normal output.</summary>
@@ -94,9 +99,17 @@ internal static class Cli
         {
             return command();
         }
-        catch (Exception e) when (e is ParityConfigurationException or Storage.Raid.ArrayConfigurationException or Storage.Nbd.NbdConfigurationException)
+        catch (Exception e) when (e is ParityConfigurationException or Storage.Raid.ArrayConfigurationException or Storage.Nbd.NbdConfigurationException or Storage.Versioning.PoolConfigurationException)
         {
             return Write(error, $"storage: {e.Message}", Usage);
+        }
+        catch (Exception e) when (e is Storage.Versioning.SendStreamException)
+        {
+            return Write(error, $"storage: {e.Message} Nothing was changed.", Failed);
+        }
+        catch (IOException e) when (e is Storage.Versioning.PoolFullException or Storage.Versioning.ChecksumMismatchException)
+        {
+            return Write(error, $"storage: {e.Message}", Failed);
         }
         catch (IOException e) when (e is Storage.Raid.ArrayFailedException or Storage.Raid.BadBlockException or Storage.Devices.BlockDeviceException)
         {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Storage.Raid;
+using Storage.Versioning;
 
 namespace Storage.Cli;
 
@@ -15,6 +16,9 @@ internal sealed record DiskRow(string Path, string Content, Guid MemberId, int R
 
 /// <summary><c>storage array scrub --json</c>.</summary>
 internal sealed record ScrubDocument(ScrubResult Scrub, ArrayStatus Array);
+
+/// <summary><c>storage pool scrub --json</c>.</summary>
+internal sealed record PoolScrubDocument(PoolScrubResult Scrub, PoolStatus Pool);
 
 /// <summary><c>storage bench parity --json</c>.</summary>
 internal sealed record BenchDocument(int ChunkBytes, string DefaultKernels, IReadOnlyList<BenchResult> Results);
@@ -31,6 +35,13 @@ internal sealed record BenchResult(string Operation, string Kernels, double GBps
 [JsonSerializable(typeof(ScrubDocument))]
 [JsonSerializable(typeof(BenchDocument))]
 [JsonSerializable(typeof(ExamineDocument))]
+[JsonSerializable(typeof(PoolStatus))]
+[JsonSerializable(typeof(PoolScrubDocument))]
+[JsonSerializable(typeof(VolumeInfo))]
+[JsonSerializable(typeof(IReadOnlyList<VolumeInfo>))]
+[JsonSerializable(typeof(SnapshotInfo))]
+[JsonSerializable(typeof(IReadOnlyList<SnapshotInfo>))]
+[JsonSerializable(typeof(TransferResult))]
 [JsonSerializable(typeof(ServerRecord))]
 [JsonSerializable(typeof(MountRecord))]
 [JsonSerializable(typeof(ControlRequest))]

@@ -5,8 +5,11 @@ using System.Text.Json;
 
 namespace Storage.Cli;
 
-/// <summary>What a running <c>storage serve</c> publishes about itself in the run directory.</summary>
-internal sealed record ServerRecord(string Name, int Pid, IReadOnlyList<string> Disks, string NbdSocket, string Control, string? Tcp);
+/// <summary>
+/// What a running <c>storage serve</c> publishes about itself in the run directory. <c>Pool</c>: the pool it serves
+/// (its volumes and snapshots are the exports), null when it serves the array itself as one export.
+/// </summary>
+internal sealed record ServerRecord(string Name, int Pid, IReadOnlyList<string> Disks, string NbdSocket, string Control, string? Tcp, string? Pool = null);
 
 /// <summary>A request on the control socket: the <c>storage</c> arguments to run against the live array.</summary>
 internal sealed record ControlRequest(IReadOnlyList<string> Args);
@@ -21,6 +24,25 @@ internal sealed record ControlResponse(int Code, string Output, string Error);
 /// </summary>
 internal static class LiveArrays
 {
+    private static readonly AsyncLocal<LiveArray?> Live = new();
+
+    /// <summary>The array (and pool) of the server this command runs inside, null in a plain process.</summary>
+    public static LiveArray? Current => Live.Value;
+
+    /// <summary>Runs <paramref name="run"/> inside the server that holds <paramref name="live"/>: the verbs act on it.</summary>
+    public static int With(LiveArray live, Func<int> run)
+    {
+        Live.Value = live;
+        try
+        {
+            return run();
+        }
+        finally
+        {
+            Live.Value = null;
+        }
+    }
+
     public static string Directory
     {
         get

@@ -16,7 +16,8 @@ public static class CommandLineRunner
     public static int Invoke(RootCommand root, string[] args, TextWriter output, TextWriter error, string program)
     {
         ArgumentNullException.ThrowIfNull(root);
-        var parse = root.Parse(args);
+        // No response files: a token starting with '@' is a snapshot (--from @monday), not a file of arguments.
+        var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parse.Errors.Count > 0 && parse.Action is not { ClearsParseErrors: true })   // --help and --version run anyway
         {
             ReportErrors(parse, error, program);

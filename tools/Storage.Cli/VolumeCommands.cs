@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using Storage.CommandLine;
+using Storage.Versioning;
+using static Storage.Cli.PoolCommands;
+
+namespace Storage.Cli;
+
+/// <summary>
+/// <c>storage volume create|list|resize|delete</c>: thin volumes in a pool. A volume's size is virtual: space is
+/// taken on first write, so the volumes of a pool may add up to more than it holds.
+/// </summary>
+internal static class VolumeCommands
+{
+    public static Command Build()
+    {
+        var t = new Target();
+        var name = new Argument<string?>("NAME") { Description = "the volume's name (its NBD export name)", Arity = ArgumentArity.ZeroOrOne };
+        var size = CliOptions.Size("--size", "the volume's virtual size, e.g. 10G (a multiple of the device's sector)", 1, 1L << 56);
+
+        var create = t.Verb("create", "create an empty thin volume (space is taken on first write)", name, size, t.Json);
+        create.SetAction(p =>
+        {
+            string volume = Require(p.GetValue(name), "create");
+            long bytes = RequireSize(p.GetValue(size), "create");
+            return RunAsync(t.Read(p), async (pool, a) =>
+            {
+                var info = await pool.CreateVolumeAsync(volume, bytes).ConfigureAwait(false);
+                return PrintOne(info, a, $"created volume '{info.Name}' of {Bytes(info.Size)} in pool '{pool.Name}'");
+            }).GetAwaiter().GetResult();
+        });
+
+        var list = t.Verb("list", "every volume: size, space used, snapshots, origin", t.Json);
+        list.SetAction(p => RunAsync(t.Read(p), (pool, a) =>
+        {
+            var volumes = pool.ListVolumes();
+            if (a.Json)
+                a.Output.WriteLine(JsonSerializer.Serialize(volumes, CliJson.Default.IReadOnlyListVolumeInfo));
+            else if (volumes.Count == 0)
+                a.Output.WriteLine($"pool '{pool.Name}' has no volumes; create one with 'storage volume create NAME --size 10G'.");
+            else
+                Print(volumes, a.Output);
+            return Task.FromResult(Cli.Ok);
+        }).GetAwaiter().GetResult());
+
+        var resize = t.Verb("resize", "change a volume's size (shrinking frees what lies beyond; snapshots keep theirs)", name, size, t.Json);
+        resize.SetAction(p =>
+        {
+            string volume = Require(p.GetValue(name), "resize");
+            long bytes = RequireSize(p.GetValue(size), "resize");
+            return RunAsync(t.Read(p), async (pool, a) =>
+            {
+                await pool.ResizeVolumeAsync(volume, bytes).ConfigureAwait(false);
+                var info = Find(pool, volume);
+                return PrintOne(info, a, $"volume '{volume}' is now {Bytes(info.Size)}");
+            }).GetAwaiter().GetResult();
+        });
+
+        var delete = t.Verb("delete", "delete a volume and its snapshots, freeing the space only they hold", name, t.Json);
+        delete.SetAction(p =>
+        {
+            string volume = Require(p.GetValue(name), "delete");
+            return RunAsync(t.Read(p), async (pool, a) =>
+            {
+                var info = Find(pool, volume);
+                await pool.DeleteVolumeAsync(volume).ConfigureAwait(false);
+                return PrintOne(info, a, $"deleted volume '{volume}' and its {info.Snapshots} snapshot(s); {Bytes(info.UsedBytes)} freed");
+            }).GetAwaiter().GetResult();
+        });
+
+        return Cli.Group("volume", "thin volumes in a pool: each is an NBD export", create, list, resize, delete).WithNotes(Notes);
+    }
+
+    private static string Require(string? name, string verb)
+        => name ?? throw new UsageException($"give the volume's name: storage volume {verb} NAME{(verb is "create" or "resize" ? " --size 10G" : "")} --disks …");
+
+    private static long RequireSize(long? size, string verb)
+        => size ?? throw new UsageException($"--size is required: the volume's virtual size, e.g. storage volume {verb} NAME --size 10G.");
+
+    /// <summary>The volume's row, or the library's "no such volume" error.</summary>
+    public static VolumeInfo Find(Pool pool, string name)
+        => pool.ListVolumes().FirstOrDefault(v => v.Name == name) ?? throw new PoolConfigurationException($"Pool '{pool.Name}' has no volume '{name}'; 'storage volume list' shows them.");
+
+    public static int PrintOne(VolumeInfo info, PoolArgs args, string text)
+    {
+        args.Output.WriteLine(args.Json ? JsonSerializer.Serialize(info, CliJson.Default.VolumeInfo) : text);
+        return Cli.Ok;
+    }
+
+    public static void Print(IReadOnlyList<VolumeInfo> volumes, TextWriter output)
+    {
+        var table = Tables.Create("volume", "size", "used", "mapped", "snapshots", "origin");
+        foreach (var v in volumes)
+            table.AddRow(Tables.Cell(v.Name), Tables.Cell(Bytes(v.Size)), Tables.Cell(Bytes(v.UsedBytes)), Tables.Cell(Bytes(v.MappedBytes)), Tables.Cell(v.Snapshots.ToString(CultureInfo.InvariantCulture)), Tables.Cell(v.Origin ?? "-"));
+        Tables.Write(output, table);
+    }
+}
