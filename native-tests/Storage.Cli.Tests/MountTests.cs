@@ -83,7 +83,7 @@ public sealed class MountTests : RealTools
             File.Delete(Path.Combine(fs, "kept.bin"));
             Run("sync");
 
-            Assert.Contains("read-only", Storage("mount", "--name", "tank/home@monday", snap), StringComparison.Ordinal);
+            Assert.Contains("read-only", Storage("mount", "tank/home@monday", snap), StringComparison.Ordinal);
             Assert.Equal(SHA256.HashData(data), SHA256.HashData(File.ReadAllBytes(Path.Combine(snap, "kept.bin"))));
             Assert.False(File.Exists(Path.Combine(snap, "later.txt")));
             Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(snap, "x"), "read-only"));

@@ -16,7 +16,7 @@ public sealed class PoolServeTests : RealTools
     [Fact]
     public void Volumes_and_snapshots_are_exports_that_follow_the_cli_live()
     {
-        Require("pool serve test", root: false, "qemu-io", "nbdinfo");
+        Require("pool serve test", root: false, "qemu-io", "qemu-img", "nbdinfo", "nbdcopy");
         Storage("array", "create", "--level", "6", "--disks", Disks("d", 6), "--size", "24M", "--name", "a6");
         Storage("pool", "create", "--disks", At("d*.img"), "--name", "tank");
         Storage("volume", "create", "vm1", "--size", "4G", "--disks", At("d*.img"));
@@ -32,6 +32,16 @@ public sealed class PoolServeTests : RealTools
             Assert.Contains((1L << 20, 2L << 20, false), map);
             Assert.Contains((3L << 20, (4L << 30) - (3L << 20), true), map);
             Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0 3M 64M", Uri("vm1"));
+            using (var qemuMap = JsonDocument.Parse(Run("qemu-img", "map", "--output=json", "-f", "raw", Uri("vm1"))))
+            {
+                var data = qemuMap.RootElement.EnumerateArray().Where(e => e.GetProperty("data").GetBoolean()).Select(e => (e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64()));
+                Assert.Equal([(1L << 20, 2L << 20)], data);
+            }
+            // nbdcopy skips the holes: the 4 GiB copy is a sparse file holding about the 2 MiB written.
+            Run("nbdcopy", Uri("vm1"), At("copy.img"));
+            Assert.Equal(4L << 30, new FileInfo(At("copy.img")).Length);
+            Assert.True(AllocatedBytes(At("copy.img")) < 8L << 20, $"nbdcopy wrote {AllocatedBytes(At("copy.img"))} bytes");
+            File.Delete(At("copy.img"));
 
             // A snapshot made while serving is an export at once, read-only, and keeps its contents.
             Storage("snapshot", "create", "vm1@before", "--disks", At("d*.img"));
@@ -69,6 +79,9 @@ public sealed class PoolServeTests : RealTools
         using var snapshots = JsonDocument.Parse(Storage("snapshot", "list", "--disks", At("d*.img"), "--json"));
         Assert.Equal(["vm1@before"], snapshots.RootElement.EnumerateArray().Select(s => s.GetProperty("fullName").GetString()));
     }
+
+    /// <summary>Bytes the file occupies on disk (stat's blocks).</summary>
+    private static long AllocatedBytes(string path) => long.Parse(Run("stat", "-c", "%b", path).Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512;
 
     private Process Serve()
     {

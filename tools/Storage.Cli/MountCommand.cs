@@ -21,7 +21,7 @@ internal static class MountCommand
 {
     public static Command BuildMount()
     {
-        var dir = new Argument<string?>("DIR") { Description = "an empty directory to mount on", Arity = ArgumentArity.ZeroOrOne };
+        var dir = new Argument<string[]>("[POOL/VOL] DIR") { Description = "an empty directory to mount on; before it, POOL/VOL[@SNAP] served by storage serve (as --name)", Arity = new ArgumentArity(0, 2) };
         var disks = CliOptions.Paths("--disks", "the array's disks (storage serve is started for them when none runs)");
         var device = PoolCommands.PathOption("--device", "a pool on one file or block device (storage serve is started for it when none runs)", "PATH");
         var name = CliOptions.Text("--name", "an array or pool that storage serve already serves; POOL/VOL names a volume", "ARRAY");
@@ -34,7 +34,18 @@ internal static class MountCommand
         command.Options.Add(name);
         command.Options.Add(volume);
         command.Options.Add(mkfs);
-        command.SetAction(p => Mount(p.GetValue(dir), p.GetValue(disks)!, p.GetValue(device), p.GetValue(name), p.GetValue(volume), p.GetValue(mkfs), p.Out()));
+        command.SetAction(p =>
+        {
+            var positional = p.GetValue(dir) ?? [];
+            string? served = p.GetValue(name);
+            if (positional.Length == 2)
+            {
+                if (served is not null)
+                    throw new UsageException($"{positional[0]} names what to mount already; drop --name.");
+                served = positional[0];
+            }
+            return Mount(positional.LastOrDefault(), p.GetValue(disks)!, p.GetValue(device), served, p.GetValue(volume), p.GetValue(mkfs), p.Out());
+        });
         return command;
     }
 
