@@ -78,3 +78,56 @@ public class PoolHealTests
         await array.StopAsync();
     }
 }
+
+/// <summary>A scrub that runs while blocks are freed and reused checks only entries that still hold their block.</summary>
+public class PoolScrubRaceTests
+{
+    private sealed class Inline(Action<PoolProgress> report) : IProgress<PoolProgress>
+    {
+        public void Report(PoolProgress value) => report(value);
+    }
+
+    [Fact]
+    public async Task Blocks_freed_and_reused_during_a_scrub_are_not_reported_as_unrecoverable()
+    {
+        // A plain device: any checksum mismatch the scrub finds is unrecoverable, so a false one shows.
+        var disk = new Storage.Devices.MemoryBlockDevice(24L << 20, 512, "disk");
+        var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p", BlockSize = 4096 }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        await pool.CreateVolumeAsync("a", 12L << 20);
+        await pool.OpenVolume("a").WriteAsync(0, Bytes.Random(12 << 20, 1));
+        await pool.CommitAsync();
+
+        bool replaced = false;
+        var progress = new Inline(_ =>
+        {
+            if (replaced)
+                return;
+            replaced = true;
+            // Free every block of 'a' and fill the same space with other bytes, under the scrub's feet.
+            pool.DeleteVolumeAsync("a").GetAwaiter().GetResult();
+            pool.CreateVolumeAsync("b", 12L << 20).GetAwaiter().GetResult();
+            pool.OpenVolume("b").WriteAsync(0, Bytes.Random(12 << 20, 2)).AsTask().GetAwaiter().GetResult();
+            pool.CommitAsync().GetAwaiter().GetResult();
+        });
+        var result = await pool.ScrubAsync(progress);
+
+        Assert.True(replaced);
+        Assert.Equal(0, result.Unrecoverable);
+        Assert.Empty(result.Errors);
+        Assert.Equal(0, (await pool.ScrubAsync()).Unrecoverable);
+        await pool.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_pool_name_of_the_longest_allowed_length_is_kept()
+    {
+        var disk = new Storage.Devices.MemoryBlockDevice(24L << 20, 512, "disk");
+        string name = new('n', 64);
+        var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = name }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        await pool.DisposeAsync();
+        pool = await Pool.OpenAsync(disk);
+        Assert.Equal(name, pool.Name);
+        await pool.DisposeAsync();
+        await Assert.ThrowsAsync<PoolConfigurationException>(() => Pool.CreateAsync(new Storage.Devices.MemoryBlockDevice(24L << 20, 512, "d2"), new PoolCreateOptions { Name = new('n', 65) }));
+    }
+}

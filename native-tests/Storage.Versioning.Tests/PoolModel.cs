@@ -53,7 +53,8 @@ internal sealed class PoolModel
             case 5:
                 string snapshot = $"s{_names++}";
                 Log.Add($"snapshot {volume}@{snapshot}");
-                await Pool.CreateSnapshotAsync(volume!, snapshot);
+                var taken = await Pool.CreateSnapshotAsync(volume!, snapshot);
+                Assert.Equal(Pool.ListSnapshots(volume!).Single(s => s.Name == snapshot), taken);   // the O(1) answer is the listing's
                 _snapshots[volume!].Add((snapshot, (byte[])_volumes[volume!].Clone()));
                 break;
             case 6:

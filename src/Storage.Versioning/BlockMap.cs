@@ -13,6 +13,9 @@ internal sealed class BlockMap
     /// <summary>Entries that are not absent.</summary>
     public long Count { get; private set; }
 
+    /// <summary>Entries that point to a block (not absent, not tombstones).</summary>
+    public long Mapped { get; private set; }
+
     public BlockEntry this[long block]
     {
         get => _pages.TryGetValue(block >> PageShift, out var page) ? page.Entries[block & (PageSize - 1)] : default;
@@ -28,6 +31,7 @@ internal sealed class BlockMap
             }
             ref var slot = ref page.Entries[block & (PageSize - 1)];
             int change = (value.IsAbsent ? 0 : 1) - (slot.IsAbsent ? 0 : 1);
+            Mapped += (value.IsMapped ? 1 : 0) - (slot.IsMapped ? 1 : 0);
             slot = value;
             page.Used += change;
             Count += change;

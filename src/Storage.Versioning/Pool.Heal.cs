@@ -86,16 +86,18 @@ public sealed partial class Pool
     public async Task<PoolScrubResult> ScrubAsync(IProgress<PoolProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ThrowIfUnusable();
-        List<BlockEntry> entries;
+        List<(long Volume, long Block, BlockEntry Entry)> entries;
         lock (_gate)
         {
-            entries = [.. _state.Volumes.Values.SelectMany(v => v.Head.Entries().Select(e => e.Entry).Concat(v.History.Values.SelectMany(h => h))).Where(e => e.IsMapped)];
+            entries = [.. _state.Volumes.Values.SelectMany(v => v.Head.Entries()
+                .Concat(v.History.SelectMany(h => h.Value.Select(e => (h.Key, e))))
+                .Where(e => e.Item2.IsMapped).Select(e => (v.Id, e.Item1, e.Item2)))];
         }
-        entries.Sort((a, b) => a.Physical.CompareTo(b.Physical));
+        entries.Sort((a, b) => a.Entry.Physical.CompareTo(b.Entry.Physical));
         long repairsBefore = Interlocked.Read(ref _repairs), checked_ = 0, unrecoverable = 0;
         var errors = new List<string>();
         var block = new byte[BlockSize];
-        foreach (var entry in entries)
+        foreach (var (volume, logical, entry) in entries)
         {
             cancellationToken.ThrowIfCancellationRequested();
             int epoch = _guard.Enter();
@@ -103,7 +105,9 @@ public sealed partial class Pool
             {
                 bool current;
                 lock (_gate)
-                    current = IsUsed(entry.Physical) && !_buffered.ContainsKey(entry.Physical / SegmentBlocks);
+                    // Only an entry that still holds its block: one freed (and perhaps reused) since the listing is not checked.
+                    current = _state.Volumes.TryGetValue(volume, out var owner) && PoolState.Holds(owner, logical, entry)
+                        && !_buffered.ContainsKey(entry.Physical / SegmentBlocks);
                 if (current)
                 {
                     await _device.ReadAsync(DataOffset + entry.Physical * BlockSize, block, cancellationToken).ConfigureAwait(false);

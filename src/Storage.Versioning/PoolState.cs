@@ -110,6 +110,14 @@ internal sealed class PoolState(int blockSize)
         }
     }
 
+    /// <summary>True when <paramref name="volume"/> still has <paramref name="entry"/> (same block and checksum) for <paramref name="block"/>.</summary>
+    public static bool Holds(VolumeState volume, long block, BlockEntry entry)
+    {
+        if (volume.Head[block].Equals(entry))
+            return true;
+        return volume.History.TryGetValue(block, out var older) && older.Contains(entry);
+    }
+
     /// <summary>True when <paramref name="volume"/> has an entry for <paramref name="block"/> at <paramref name="physical"/>.</summary>
     public static bool Holds(VolumeState volume, long block, long physical)
     {

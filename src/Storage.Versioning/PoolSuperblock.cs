@@ -15,7 +15,7 @@ internal sealed record PoolSuperblock
     public const int Copies = 2;
     public const uint Format = 1;
     private const ulong Magic = 0x4c4f4f50524f5453; // "STORPOOL"
-    private const int NameBytes = 64;
+    private const int NameBytes = 1 + Names.MaxLength;   // length byte, then the name (ASCII, Names.Check)
 
     public required ulong PoolId { get; init; }
     public required string Name { get; init; }

@@ -39,7 +39,7 @@ internal sealed class PoolExports(Pool pool, NbdServer server, bool readOnly, Ac
             var wanted = new Dictionary<string, (string Key, Func<PoolVolume> Open, bool ReadOnly, string Description)>(StringComparer.Ordinal);
             foreach (var v in pool.ListVolumes())
                 wanted[v.Name] = ($"volume {v.Size} {v.Origin}", () => pool.OpenVolume(v.Name), readOnly, $"volume of pool '{pool.Name}', {PoolCommands.Bytes(v.Size)} thin{(v.Origin is null ? "" : $", clone of {v.Origin}")}");
-            foreach (var s in pool.ListSnapshots())
+            foreach (var s in pool.ListSnapshots(countSpace: false))
                 wanted[s.FullName] = ($"snapshot {s.Version} {s.Size}", () => pool.OpenSnapshot(s.Volume, s.Name), true, $"snapshot of volume '{s.Volume}' taken {s.Created:yyyy-MM-dd HH:mm:ss}Z, read-only");
 
             foreach (var (name, (key, device)) in _exported.ToList())

@@ -74,7 +74,7 @@ internal static class SnapshotCommands
             return RunAsync(t.Read(p), async (pool, a) =>
             {
                 var at = Find(pool, vol, snap);
-                var newer = pool.ListSnapshots(vol).Where(s => s.Version > at.Version).Select(s => s.FullName).ToList();
+                var newer = pool.ListSnapshots(vol, countSpace: false).Where(s => s.Version > at.Version).Select(s => s.FullName).ToList();
                 await pool.RollbackAsync(vol, snap, p.GetValue(destroyNewer)).ConfigureAwait(false);
                 string destroyed = newer.Count > 0 ? $"; deleted the newer {string.Join(", ", newer)}" : "";
                 return VolumeCommands.PrintOne(VolumeCommands.Find(pool, vol), a, $"rolled volume '{vol}' back to {at.FullName}{destroyed}");
