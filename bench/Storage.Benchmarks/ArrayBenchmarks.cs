@@ -41,8 +41,9 @@ public class ArrayBenchmarks
     [Params("raid5-4+1", "raid6-8+2")]
     public string Shape { get; set; } = "raid6-8+2";
 
-    [Params(true, false)]
-    public bool Journal { get; set; } = true;
+    /// <summary>Where the write journal lives: "member" (a ring in every member, the default), "device" (a file of its own on the same tmpfs), "off".</summary>
+    [Params("member", "device", "off")]
+    public string Journal { get; set; } = "member";
 
     private RaidLevel Level => Shape.StartsWith("raid5", StringComparison.Ordinal) ? RaidLevel.Raid5 : RaidLevel.Raid6;
 
@@ -56,7 +57,8 @@ public class ArrayBenchmarks
         _directory = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), $"storage-bench-{Guid.NewGuid():N}");
         Directory.CreateDirectory(_directory);
         _files = [.. Enumerable.Range(0, Members).Select(i => FileBlockDevice.Create(Path.Combine(_directory, $"disk{i}.img"), MemberSize))];
-        _array = RaidArray.CreateAsync(_files, new ArrayCreateOptions { Level = Level, ChunkSize = Chunk, AssumeZeroed = true, Journal = Journal, Name = "bench" })
+        var journalDevice = Journal == "device" ? FileBlockDevice.Create(Path.Combine(_directory, "journal.img"), RaidArray.JournalDeviceSize(Members, Chunk)) : null;
+        _array = RaidArray.CreateAsync(_files, new ArrayCreateOptions { Level = Level, ChunkSize = Chunk, AssumeZeroed = true, Journal = Journal != "off", JournalDevice = journalDevice, Name = "bench" })
             .GetAwaiter().GetResult();
         _data = new byte[SequentialBytes];
         new Random(2).NextBytes(_data);
@@ -227,15 +229,19 @@ public sealed class ArrayRateColumn(bool iops) : IColumn
     {
         var stats = summary[benchmarkCase]?.ResultStatistics;
         var type = benchmarkCase.Descriptor.Type;
-        if (stats is null || stats.Mean <= 0 || (type != typeof(ArrayBenchmarks) && type != typeof(PoolBenchmarks)))
+        if (stats is null || stats.Mean <= 0 || !Rated(type))
             return "-";
         string method = benchmarkCase.Descriptor.WorkloadMethod.Name;
-        var (bytes, requests) = type == typeof(PoolBenchmarks) ? PoolBenchmarks.Work(method) : ArrayBenchmarks.Work(method, benchmarkCase.Parameters["Shape"] as string ?? "");
+        var (bytes, requests) = type == typeof(PoolBenchmarks) ? PoolBenchmarks.Work(method)
+            : type == typeof(JournalPlacementBenchmarks) ? JournalPlacementBenchmarks.Work(method)
+            : ArrayBenchmarks.Work(method, benchmarkCase.Parameters["Shape"] as string ?? "");
         double perSecond = 1e9 / stats.Mean;
         return (iops ? requests * perSecond : bytes * perSecond / 1e6).ToString("0", CultureInfo.InvariantCulture);
     }
 
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
 
-    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(c => c.Descriptor.Type == typeof(ArrayBenchmarks) || c.Descriptor.Type == typeof(PoolBenchmarks));
+    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(c => Rated(c.Descriptor.Type));
+
+    private static bool Rated(Type type) => type == typeof(ArrayBenchmarks) || type == typeof(PoolBenchmarks) || type == typeof(JournalPlacementBenchmarks);
 }

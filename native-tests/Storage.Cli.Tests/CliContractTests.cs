@@ -11,8 +11,8 @@ public sealed class CliContractTests : ScratchFolder
 {
     private static readonly string[] StatusShape =
     [
-        "badBlocks", "capacity", "chunkSize", "dataChunks", "dataOffset", "disks", "disks[].device", "disks[].memberId", "disks[].readErrors",
-        "disks[].rebuildCheckpoint", "disks[].role", "disks[].state", "events", "id", "journal", "journalBytes", "journalOffset", "level", "members", "name",
+        "badBlocks", "bitmapDirtyRegions", "bitmapOffset", "bitmapRegionBytes", "bitmapRegions", "capacity", "chunkSize", "dataChunks", "dataOffset", "disks", "disks[].device", "disks[].memberId", "disks[].readErrors",
+        "disks[].rebuildCheckpoint", "disks[].role", "disks[].state", "events", "id", "journal", "journalBytes", "journalDevice", "journalOffset", "level", "members", "name",
         "parityChunks", "rebuilds", "scrubDone", "scrubTotal", "state",
     ];
 
@@ -116,7 +116,7 @@ public sealed class CliContractTests : ScratchFolder
         using var json = JsonDocument.Parse(output);
         Assert.Equal(
             [
-                "arrayId", "arrayName", "clean", "content", "dataOffset", "description", "events", "geometry", "journalOffset", "journalSlots",
+                "arrayId", "arrayName", "bitmapBytes", "bitmapOffset", "bitmapRegionBytes", "clean", "content", "dataOffset", "description", "events", "geometry", "journalDevice", "journalOffset", "journalSlots",
                 "labelAreaSize", "memberDataSize", "memberId", "path", "role", "roleState",
             ],
             Shape(json.RootElement));
@@ -142,6 +142,67 @@ public sealed class CliContractTests : ScratchFolder
         (code, output, _) = Run("array", "examine", At("blank.img"));
         Assert.Equal(1, code);
         Assert.Contains("no array superblock", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_journal_device_is_created_examined_and_required_at_assembly()
+    {
+        var (code, output, error) = Run("array", "create", "--level", "6", "--disks", Disks("j", 5), "--size", "16M", "--journal-device", At("journal.img"), "--name", "jd", "--json");
+        Assert.True(code == 0, error);
+        using (var status = JsonDocument.Parse(output))
+            Assert.Equal(At("journal.img"), status.RootElement.GetProperty("journalDevice").GetString());
+        Assert.True(new FileInfo(At("journal.img")).Length >= 5 * 16 * (64 << 10), "created to fit 16 slots of 5 chunk parts");
+
+        (code, output, _) = Run("array", "examine", At("journal.img"));
+        Assert.Equal(0, code);
+        Assert.Contains("journal device", output, StringComparison.Ordinal);
+        (code, output, _) = Run("array", "examine", At("j0.img"));
+        Assert.Contains("separate journal device", output, StringComparison.Ordinal);
+
+        (code, output, error) = Run("array", "assemble", "--disks", Disks("j", 5));
+        Assert.Equal(2, code);
+        Assert.Contains("journal on a separate device", output + error, StringComparison.Ordinal);
+        (code, output, error) = Run("array", "assemble", "--disks", Disks("j", 5) + "," + At("journal.img"));
+        Assert.True(code == 0, error);
+        Assert.DoesNotContain("replayed", output + error, StringComparison.Ordinal);   // stopped cleanly: nothing to report
+        (code, output, _) = Run("array", "status", "--disks", Disks("j", 5));
+        Assert.Equal(0, code);
+        Assert.Contains("(not given)", output, StringComparison.Ordinal);
+
+        (code, _, error) = Run("array", "create", "--level", "5", "--disks", Disks("k", 3), "--size", "8M", "--journal-device", At("k-journal.img"), "--no-journal");
+        Assert.Equal(2, code);
+        Assert.Contains("contradict", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(At("k0.img")));
+    }
+
+    [Fact]
+    public void A_disk_left_out_at_one_assembly_is_re_added_from_the_bitmap_at_the_next()
+    {
+        var (code, output, error) = Run("array", "create", "--level", "5", "--disks", Disks("b", 4), "--size", "16M", "--bitmap-region", "1M", "--json");
+        Assert.True(code == 0, error);
+        using (var created = JsonDocument.Parse(output))
+        {
+            Assert.Equal(64 * 1024, created.RootElement.GetProperty("bitmapOffset").GetInt64());
+            Assert.True(created.RootElement.GetProperty("bitmapRegions").GetInt32() >= 40);
+        }
+        (code, _, error) = Run("array", "assemble", "--disks", $"{At("b0.img")},{At("b1.img")},{At("b2.img")}");
+        Assert.True(code == 0, error);   // degraded: b3 was not there
+        (code, output, error) = Run("array", "assemble", "--disks", Disks("b", 4));
+        Assert.True(code == 0, error);
+        Assert.Contains("re-added, resyncing the 0 of", output + error, StringComparison.Ordinal);
+        (code, _, error) = Run("array", "rebuild", "--disks", Disks("b", 4));   // assemble stops at once; rebuild finishes the resync
+        Assert.True(code == 0, error);
+        (code, output, error) = Run("array", "status", "--disks", Disks("b", 4), "--json");
+        Assert.True(code == 0, error);
+        using (var status = JsonDocument.Parse(output))
+            Assert.All(status.RootElement.GetProperty("array").GetProperty("roles").EnumerateArray(), r => Assert.Equal("active", r.GetProperty("state").GetString()));
+        (code, output, _) = Run("array", "examine", At("b3.img"));
+        Assert.Equal(0, code);
+        Assert.Contains("one bit per 0 MiB", output.Replace("per 1 MiB", "per 0 MiB", StringComparison.Ordinal), StringComparison.Ordinal);
+
+        (code, _, error) = Run("array", "create", "--level", "5", "--disks", Disks("c", 3), "--size", "8M", "--no-bitmap", "--bitmap-region", "4M");
+        Assert.Equal(2, code);
+        Assert.Contains("contradict", error, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -27,6 +27,7 @@ public sealed class CopyOnWriteTests
         var array = await test.CreateAsync();
         long stripe = array.Geometry.StripeDataSize;
         long stripes = array.Capacity / stripe;
+        await array.WriteFullStripesAsync(0, new byte[stripes * stripe]);   // marks every bitmap region once: what follows counts data writes only
         await array.FlushAsync();
         var journalBefore = JournalRegions(test, array);
         var reference = new byte[array.Capacity];

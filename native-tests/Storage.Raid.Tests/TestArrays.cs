@@ -7,14 +7,16 @@ internal sealed class TestArray
 {
     public const int Sector = 512;
 
-    public TestArray(RaidLevel level, int members, int parity, int chunk, long diskBytes, int seed, int spares = 0, int extra = 0)
+    /// <param name="separateJournal">Keep the journal on one more disk, the last of <see cref="Disks"/> (<see cref="JournalDisk"/>).</param>
+    public TestArray(RaidLevel level, int members, int parity, int chunk, long diskBytes, int seed, int spares = 0, int extra = 0, bool separateJournal = false)
     {
+        JournalDisk = separateJournal ? members + spares + extra : -1;
         Level = level;
         Parity = parity;
         Chunk = chunk;
         Seed = seed;
         SpareCount = spares;
-        Disks = [.. Enumerable.Range(0, members + spares + extra).Select(i => new MemoryBlockDevice(diskBytes, Sector, $"mem{i}"))];
+        Disks = [.. Enumerable.Range(0, members + spares + extra + (separateJournal ? 1 : 0)).Select(i => new MemoryBlockDevice(diskBytes, Sector, i == JournalDisk ? "journal" : $"mem{i}"))];
         MemberCount = members;
     }
 
@@ -37,7 +39,20 @@ internal sealed class TestArray
 
     public int JournalSlots { get; init; } = 16;
 
-    public ArrayCreateOptions Options(bool journal = true) => new() { Level = Level, ParityCount = Parity, ChunkSize = Chunk, Name = "test", AssumeZeroed = true, Journal = journal, JournalSlots = JournalSlots };
+    /// <summary>Index in <see cref="Disks"/> of the separate journal device, or -1.</summary>
+    public int JournalDisk { get; }
+
+    /// <summary>Keep a write-intent bitmap (the default of real arrays).</summary>
+    public bool Bitmap { get; init; } = true;
+
+    /// <summary>Array bytes per bitmap bit.</summary>
+    public long BitmapRegionBytes { get; init; } = 64L << 20;
+
+    public ArrayCreateOptions Options(bool journal = true) => new()
+    {
+        Level = Level, ParityCount = Parity, ChunkSize = Chunk, Name = "test", AssumeZeroed = true, Journal = journal, JournalSlots = JournalSlots,
+        Bitmap = Bitmap, BitmapRegionBytes = BitmapRegionBytes,
+    };
 
     /// <summary>Called before every read, write, flush and trim of any member (crash triggers).</summary>
     public Action? BeforeCall { get; set; }
@@ -129,7 +144,8 @@ internal sealed class TestArray
     public async Task<RaidArray> CreateAsync(int generation = 0, bool journal = true, ArrayRunOptions? run = null)
     {
         var wrapped = Wrap(generation);
-        return await RaidArray.CreateAsync(wrapped[..MemberCount], Options(journal), wrapped[MemberCount..(MemberCount + SpareCount)], run ?? Quiet);
+        var options = JournalDisk >= 0 ? Options(journal) with { JournalDevice = wrapped[JournalDisk] } : Options(journal);
+        return await RaidArray.CreateAsync(wrapped[..MemberCount], options, wrapped[MemberCount..(MemberCount + SpareCount)], run ?? Quiet);
     }
 
     public async Task<RaidArray> AssembleAsync(int generation, IEnumerable<int>? leaveOut = null, ArrayRunOptions? run = null)
@@ -139,15 +155,30 @@ internal sealed class TestArray
         return await RaidArray.AssembleAsync([.. wrapped.Where((_, i) => !skip.Contains(i))], run ?? Quiet);
     }
 
-    public static ArrayRunOptions Quiet { get; } = new() { RebuildCheckpointStripes = 4 };
+    /// <summary>Small rebuild checkpoints; bitmap regions cleared only when a test asks (no timer).</summary>
+    public static ArrayRunOptions Quiet { get; } = new() { RebuildCheckpointStripes = 4, BitmapClearInterval = TimeSpan.Zero };
 }
 
 internal static class Bytes
 {
+    /// <summary>Reproducible pseudo-random bytes (SplitMix64: several GB/s, where a seeded <see cref="System.Random"/> makes ~0.2).</summary>
     public static byte[] Random(int length, int seed)
     {
         var bytes = new byte[length];
-        new Random(seed).NextBytes(bytes);
+        ulong state = (ulong)seed * 0x9E3779B97F4A7C15UL + 0x632BE59BD9B4E019UL;
+        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bytes.AsSpan(0, length / 8 * 8));
+        for (int i = 0; i < words.Length; i++)
+            words[i] = Next(ref state);
+        for (int i = words.Length * 8; i < length; i++)
+            bytes[i] = (byte)Next(ref state);
         return bytes;
+    }
+
+    private static ulong Next(ref ulong state)
+    {
+        ulong z = state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
     }
 }

@@ -16,6 +16,7 @@ public sealed partial class FaultInjectingDevice
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _reads);
+        Interlocked.Add(ref _bytesRead, buffer.Length);
         long crashes = Enter(offset, buffer.Length);
         await DelayAsync(cancellationToken).ConfigureAwait(false);
         bool[]? cached;
@@ -51,6 +52,7 @@ public sealed partial class FaultInjectingDevice
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _writes);
+        Interlocked.Add(ref _bytesWritten, buffer.Length);
         long crashes = Enter(offset, buffer.Length);
         await DelayAsync(cancellationToken).ConfigureAwait(false);
         int sectors = buffer.Length / SectorSize;

@@ -56,6 +56,8 @@ public sealed partial class FaultInjectingDevice : BlockDevice
 
     private long _reads;
     private long _writes;
+    private long _bytesRead;
+    private long _bytesWritten;
     private long _flushes;
     private long _trims;
     private long _injectedErrors;
@@ -82,6 +84,12 @@ public sealed partial class FaultInjectingDevice : BlockDevice
     /// <summary>Write calls so far (each call counts once, failed ones too).</summary>
     public long Writes => Interlocked.Read(ref _writes);
 
+    /// <summary>Bytes asked for by read calls so far.</summary>
+    public long BytesRead => Interlocked.Read(ref _bytesRead);
+
+    /// <summary>Bytes passed to write calls so far.</summary>
+    public long BytesWritten => Interlocked.Read(ref _bytesWritten);
+
     /// <summary>Flush calls so far (failed ones too).</summary>
     public long Flushes => Interlocked.Read(ref _flushes);
 
@@ -106,6 +114,8 @@ public sealed partial class FaultInjectingDevice : BlockDevice
     {
         Interlocked.Exchange(ref _reads, 0);
         Interlocked.Exchange(ref _writes, 0);
+        Interlocked.Exchange(ref _bytesRead, 0);
+        Interlocked.Exchange(ref _bytesWritten, 0);
         Interlocked.Exchange(ref _flushes, 0);
         Interlocked.Exchange(ref _trims, 0);
         Interlocked.Exchange(ref _injectedErrors, 0);

@@ -1,3 +1,4 @@
+using Storage.Devices;
 using Storage.Parity;
 
 namespace Storage.Raid;
@@ -33,8 +34,40 @@ public sealed record ArrayCreateOptions
     /// </summary>
     public bool Journal { get; init; } = true;
 
-    /// <summary>Journal slots per member (2 to 1024): half of them may be in flight at once (see JournalRing).</summary>
-    public int JournalSlots { get; init; } = 16;
+    /// <summary>
+    /// Journal slots (2 to 1024): half of them may be in flight at once, and a slot is reused only after its record's
+    /// stripe is flushed home (see JournalRing). Default <see cref="DefaultJournalSlots"/> in the members (each costs
+    /// every member a chunk), <see cref="DefaultJournalDeviceSlots"/> on a journal device, where a longer ring means
+    /// fewer waits for the members' flushes.
+    /// </summary>
+    public int? JournalSlots { get; init; }
+
+    /// <summary>Journal slots in every member unless <see cref="JournalSlots"/> says otherwise.</summary>
+    public const int DefaultJournalSlots = 16;
+
+    /// <summary>Journal slots on a separate journal device unless <see cref="JournalSlots"/> says otherwise.</summary>
+    public const int DefaultJournalDeviceSlots = 256;
+
+    /// <summary>
+    /// Keep a write-intent bitmap on every member (md's <c>--bitmap=internal</c>): a region is marked durably before
+    /// it is written and cleared once idle, so an unclean stop without the journal resyncs only marked regions, and
+    /// a member that was briefly missing comes back with only those regions rebuilt. Costs one small write to every
+    /// member the first time an idle region is written. Only for levels with redundancy.
+    /// </summary>
+    public bool Bitmap { get; init; } = true;
+
+    /// <summary>Array bytes one bitmap bit covers, rounded to whole stripes (default 64 MiB; raised so the bitmap stays within 32 KiB).</summary>
+    public long BitmapRegionBytes { get; init; } = 64L << 20;
+
+    internal int SlotsToUse => JournalSlots ?? (JournalDevice is null ? DefaultJournalSlots : DefaultJournalDeviceSlots);
+
+    /// <summary>
+    /// Keep the journal on this device (a fast one: NVMe, a file on tmpfs for tests) instead of in every member
+    /// (md's <c>--write-journal</c>). It needs <see cref="RaidArray.JournalDeviceSize"/> bytes, gets a superblock of its
+    /// own and must be given with the members at every assembly. Journalled writes then cost the members no
+    /// second write, and a journal write waits for a flush of this device only. The array takes ownership of it.
+    /// </summary>
+    public IBlockDevice? JournalDevice { get; init; }
 }
 
 /// <summary>How a running array behaves.</summary>
@@ -54,4 +87,10 @@ public sealed record ArrayRunOptions
 
     /// <summary>Read errors a member may return (each repaired from parity) before it is failed.</summary>
     public int MaxReadErrors { get; init; } = 32;
+
+    /// <summary>
+    /// How often idle bitmap regions are cleared (after a flush of every member); <see cref="TimeSpan.Zero"/> leaves
+    /// them to <see cref="RaidArray.ClearIdleBitmapRegionsAsync"/> and the clean stop.
+    /// </summary>
+    public TimeSpan BitmapClearInterval { get; init; } = TimeSpan.FromSeconds(5);
 }

@@ -14,6 +14,9 @@ internal sealed class Member(IBlockDevice device, Guid id)
     /// <summary>Stripes below this are in sync while <see cref="State"/> is <see cref="MemberState.Rebuilding"/>.</summary>
     public long RebuildCheckpoint { get; set; }
 
+    /// <summary>A re-added member: its rebuild rewrites only the regions the write-intent bitmap marks.</summary>
+    public bool ResyncFromBitmap { get; set; }
+
     public int ReadErrors;
 
     public bool Writable => State is MemberState.Active or MemberState.Rebuilding;

@@ -72,7 +72,7 @@ public static class MemberLabel
         if (newer)
             return new DiskLabel(DiskContent.NewerMember, null, "a storage superblock of a newer format (written by a newer version)");
         if (best is not null)
-            return new DiskLabel(DiskContent.Member, best, $"member {best.Role} of array '{best.Name}' ({best.ArrayId})");
+            return new DiskLabel(DiskContent.Member, best, best.Role == Superblock.JournalRole ? $"the journal device of array '{best.Name}' ({best.ArrayId})" : $"member {best.Role} of array '{best.Name}' ({best.ArrayId})");
         if (ForeignSignature(start) is { } foreign)
             return new DiskLabel(DiskContent.Foreign, null, foreign);
         if (damaged)

@@ -17,7 +17,17 @@ public enum MemberState
 }
 
 /// <summary>One role of the array as the superblock records it.</summary>
-/// <param name="MemberId">The member (disk) in the role; empty when missing.</param>
+/// <param name="MemberId">
+/// The member (disk) in the role. For <see cref="MemberState.Missing"/>: the member that left it (absent at assembly or
+/// removed), so that it can be re-added from the write-intent bitmap when it comes back; empty when none is known.
+/// </param>
 /// <param name="State">Its state.</param>
 /// <param name="RebuildCheckpoint">For <see cref="MemberState.Rebuilding"/>: stripes below this are in sync.</param>
-public readonly record struct RoleRecord(Guid MemberId, MemberState State, long RebuildCheckpoint);
+public readonly record struct RoleRecord(Guid MemberId, MemberState State, long RebuildCheckpoint)
+{
+    /// <summary>
+    /// For <see cref="MemberState.Rebuilding"/>: a re-added member that missed only the writes the write-intent bitmap
+    /// marks; the rebuild rewrites the marked regions only.
+    /// </summary>
+    public bool ResyncFromBitmap { get; init; }
+}

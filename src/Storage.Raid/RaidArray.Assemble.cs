@@ -8,7 +8,14 @@ namespace Storage.Raid;
 /// <param name="Warnings">Disks left out and why (stale, replaced, another array).</param>
 /// <param name="JournalRecordsReplayed">Stripe updates found complete in the journal and applied again.</param>
 /// <param name="JournalRecordsDiscarded">Incomplete journal records dropped (never acknowledged).</param>
-public sealed record AssemblyReport(IReadOnlyList<string> Warnings, int JournalRecordsReplayed, int JournalRecordsDiscarded);
+/// <param name="WasClean">
+/// The array had been stopped cleanly: every journal record was home already, and the replay (done anyway) changed nothing.
+/// </param>
+public sealed record AssemblyReport(IReadOnlyList<string> Warnings, int JournalRecordsReplayed, int JournalRecordsDiscarded, bool WasClean)
+{
+    /// <summary>The devices given that the array does not use (stale, replaced, copies); they stay the caller's.</summary>
+    public IReadOnlyList<IBlockDevice> LeftOut { get; init; } = [];
+}
 
 public sealed partial class RaidArray
 {
@@ -50,8 +57,26 @@ public sealed partial class RaidArray
         if (arrays.Count > 1)
             throw new ArrayConfigurationException("The disks belong to different arrays: " + string.Join("; ", arrays.Select(a => $"'{a.First().Superblock.Name}' ({a.Key}): {string.Join(", ", a.Select(f => f.Device.Name))}")) + ". Assemble each array separately.");
 
+        var journals = found.Where(f => f.Superblock.Role == Superblock.JournalRole).ToList();
+        found.RemoveAll(f => f.Superblock.Role == Superblock.JournalRole);
+        if (found.Count == 0)
+            throw new ArrayConfigurationException($"{string.Join(", ", journals.Select(j => j.Device.Name))}: only the journal device of array '{journals[0].Superblock.Name}' was given; give its member disks too.");
         var newest = found.MaxBy(f => f.Superblock.Events).Superblock;
         var geometry = newest.Geometry;
+        var readded = new List<int>();
+        var leftOut = new List<IBlockDevice>();
+        Member? journal = null;
+        foreach (var (device, superblock) in journals)
+        {
+            if (newest.JournalDevice != Guid.Empty && superblock.MemberId == newest.JournalDevice && journal is null)
+                journal = new Member(device, superblock.MemberId);
+            else
+                throw new ArrayConfigurationException($"{device.Name} is a journal device ({superblock.MemberId}) that array '{newest.Name}' does not use" +
+                    (newest.JournalDevice == Guid.Empty ? " (its journal, if any, is in its members)" : $" (its journal device is {newest.JournalDevice})") + "; leave it out.");
+        }
+        if (newest.JournalDevice != Guid.Empty && journal is null)
+            throw new ArrayConfigurationException($"Array '{newest.Name}' keeps its write journal on a separate device ({newest.JournalDevice}), which was not given; " +
+                "list it with the member disks (it replays stripe updates a crash may have left half written).");
         var roles = new Member?[geometry.MemberCount];
         var spares = new List<Member>();
         var warnings = new List<string>();
@@ -61,6 +86,7 @@ public sealed partial class RaidArray
             if (!ids.Add(superblock.MemberId))
             {
                 warnings.Add($"{device.Name}: same member id as another disk given (a copy?); left out");
+                leftOut.Add(device);
                 continue;
             }
             int role = Array.FindIndex(newest.Roles.ToArray(), r => r.MemberId == superblock.MemberId);
@@ -68,9 +94,25 @@ public sealed partial class RaidArray
             {
                 var record = newest.Roles[role];
                 if (record.State is MemberState.Active or MemberState.Rebuilding)
-                    roles[role] = new Member(device, superblock.MemberId) { State = record.State, RebuildCheckpoint = record.RebuildCheckpoint };
+                {
+                    roles[role] = new Member(device, superblock.MemberId) { State = record.State, RebuildCheckpoint = record.RebuildCheckpoint, ResyncFromBitmap = record.ResyncFromBitmap };
+                }
+                else if (record.State == MemberState.Missing && newest.BitmapBytes > 0)
+                {
+                    // It left this role (absent, or removed) and nothing took it since: every write it missed is marked.
+                    roles[role] = new Member(device, superblock.MemberId) { State = MemberState.Rebuilding, RebuildCheckpoint = 0, ResyncFromBitmap = true };
+                    readded.Add(role);
+                }
+                else if (record.State == MemberState.Missing)
+                {
+                    spares.Add(new Member(device, superblock.MemberId));
+                    warnings.Add($"{device.Name}: was missing from role {role} (events {superblock.Events} < {newest.Events}); rebuilding it (no bitmap to resync from)");
+                }
                 else
+                {
                     warnings.Add($"{device.Name}: role {role} was marked {record.State.ToString().ToLowerInvariant()} (events {superblock.Events} < {newest.Events}); left out — add it again to rebuild it");
+                    leftOut.Add(device);
+                }
             }
             else if (superblock.Role == -1 && superblock.Events == newest.Events)
             {
@@ -85,6 +127,7 @@ public sealed partial class RaidArray
             else
             {
                 warnings.Add($"{device.Name}: stale (events {superblock.Events} < {newest.Events}) and no longer holds a role; left out — add it again to reuse it");
+                leftOut.Add(device);
             }
         }
         int present = roles.Count(r => r is { State: MemberState.Active });
@@ -92,16 +135,32 @@ public sealed partial class RaidArray
             throw new ArrayConfigurationException($"Array '{newest.Name}' needs at least {geometry.DataCount} of its {geometry.MemberCount} members in sync; found {present}. Give the missing disks: " +
                 string.Join(", ", Enumerable.Range(0, roles.Length).Where(i => roles[i] is null).Select(i => $"role {i}")) + (warnings.Count > 0 ? ". " + string.Join("; ", warnings) : "") + ".");
 
-        var array = new RaidArray(newest.ArrayId, newest.Name, geometry, newest.JournalOffset, newest.JournalSlots, roles, newest.Events, run)
+        var array = new RaidArray(newest.ArrayId, newest.Name, geometry, newest.JournalOffset, newest.JournalSlots, roles, newest.Events, run, journal)
         {
             SectorSize = roles.OfType<Member>().Concat(spares).Max(m => m.Device.SectorSize),
         };
         array._sequence = found.Max(f => f.Superblock.Sequence);
+        array.UseBitmap(newest.BitmapOffset, newest.BitmapBytes, newest.BitmapRegionStripes);
+        for (int role = 0; role < roles.Length; role++)
+        {
+            if (roles[role] is null && newest.Roles[role].State is MemberState.Missing or MemberState.Active or MemberState.Rebuilding)
+                array._absentIds[role] = newest.Roles[role].MemberId;   // left out now: it may come back and be re-added
+        }
+        await array.LoadBitmapAsync(spares, cancellationToken).ConfigureAwait(false);
+        foreach (int role in readded)
+            warnings.Add($"{roles[role]!.Device.Name}: was missing from role {role}; re-added, resyncing the {array.BitmapDirtyRegions} of {array.BitmapRegions} bitmap regions written meanwhile");
         array._spares.AddRange(spares);
         array._badBlocks.AddRange(newest.BadBlocks);
         var (replayed, discarded) = await array.ReplayJournalAsync(cancellationToken).ConfigureAwait(false);
         await array.PersistAsync().ConfigureAwait(false);
-        array.Assembly = new AssemblyReport(warnings, replayed, discarded);
+        if (!newest.Clean && array.JournalSlots == 0 && array._bitmap is not null && array.LiveMembers().Count == geometry.MemberCount)
+        {
+            // No journal to replay: stripes written when it stopped may have data and parity out of step; the bitmap says which.
+            var dirty = array.StripesToResync();
+            var resync = await array.ScrubAsync(ScrubMode.Resync, cancellationToken, dirty).ConfigureAwait(false);
+            warnings.Add($"not stopped cleanly: resynced the {array.BitmapDirtyRegions} bitmap region(s) written last ({resync.StripesChecked} stripes, {resync.Repaired} fixed)");
+        }
+        array.Assembly = new AssemblyReport(warnings, replayed, discarded, newest.Clean) { LeftOut = leftOut };
         array.Notify($"assembled: {geometry}; {present} of {geometry.MemberCount} members in sync, {spares.Count} spare(s), {replayed} journal record(s) replayed, {discarded} discarded");
         for (int role = 0; role < roles.Length; role++)
         {
@@ -110,6 +169,7 @@ public sealed partial class RaidArray
         }
         if (run.AutoRebuild)
             await array.StartRebuildOnSpareAsync().ConfigureAwait(false);
+        array.StartBitmapCleaner();
         return array;
     }
 
@@ -117,7 +177,8 @@ public sealed partial class RaidArray
     /// Reads every journal slot of every member that holds a role and applies, in sequence order, each record
     /// whose parts are all present on the members that must hold them. A record missing a part on such a member
     /// never finished journalling, so no byte of it reached a home location: it is dropped. A part missing
-    /// because its member is gone is implied by the others (the stripe is consistent without it).
+    /// because its member is gone is implied by the others (the stripe is consistent without it). Records stay in the
+    /// ring after they are home, so a clean stop leaves records that are applied again (idempotently).
     /// </summary>
     private async Task<(int Replayed, int Discarded)> ReplayJournalAsync(CancellationToken cancellationToken)
     {
@@ -132,10 +193,10 @@ public sealed partial class RaidArray
                 continue;
             for (int slot = 0; slot < JournalSlots; slot++)
             {
-                long slotOffset = JournalOffset + slot * JournalSlotSize;
+                var (device, slotOffset) = JournalPart(slot, role, member);
                 try
                 {
-                    await member.Device.ReadAsync(slotOffset, header, cancellationToken).ConfigureAwait(false);
+                    await device.ReadAsync(slotOffset, header, cancellationToken).ConfigureAwait(false);
                 }
                 catch (BlockDeviceException)
                 {
@@ -148,7 +209,7 @@ public sealed partial class RaidArray
                 highest = Math.Max(highest, record.Sequence);
                 if (!parts.TryGetValue(record.Sequence, out var list))
                     parts[record.Sequence] = list = [];
-                list.Add((role, record, slotOffset));
+                list.Add((role, record, slotOffset));   // on `device`: the member or the journal device
             }
         }
         _journal.StartAfter(highest);
@@ -171,7 +232,7 @@ public sealed partial class RaidArray
                     var bytes = data.AsMemory(i * first.Length, first.Length);
                     try
                     {
-                        await member.Device.ReadAsync(list[i].SlotOffset + JournalRecord.HeaderSize, bytes, cancellationToken).ConfigureAwait(false);
+                        await (_journalDevice?.Device ?? member.Device).ReadAsync(list[i].SlotOffset + JournalRecord.HeaderSize, bytes, cancellationToken).ConfigureAwait(false);
                         complete = Crc32C.Compute(bytes.Span) == list[i].Record.DataCrc;
                     }
                     catch (BlockDeviceException)

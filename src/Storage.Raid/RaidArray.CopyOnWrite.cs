@@ -63,7 +63,15 @@ public sealed partial class RaidArray
                 if (WritableMember(stripe, row) is { } member)
                     targets.Add((row, member));
             }
-            await WriteRowsAsync(stripe, 0, segment, targets, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            await MarkAsync(stripe, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await WriteRowsAsync(stripe, 0, segment, targets, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                Unmark(stripe);
+            }
             ThrowIfFailed();
         }
         finally

@@ -40,7 +40,6 @@ public sealed partial class RaidArray
                 roles |= 1UL << role;
                 holders[role] = member.Id;
             }
-            long slotOffset = JournalOffset + (long)ticket.Slot * JournalSlotSize;
             byte[] headers = ArrayPool<byte>.Shared.Rent(targets.Count * JournalRecord.HeaderSize);
             var writes = ArrayPool<PendingIo>.Shared.Rent(targets.Count * 2);
             int started = 0;
@@ -50,9 +49,11 @@ public sealed partial class RaidArray
                 {
                     var (row, member) = targets[i];
                     var header = headers.AsMemory(i * JournalRecord.HeaderSize, JournalRecord.HeaderSize);
-                    JournalRecord.Write(header.Span, Id, ticket.Sequence, stripe, inChunk, segment.Width, _layout.MemberOf(stripe, row), roles, Crc32C.Compute(segment.Row(row).Span), holders);
-                    writes[started++] = new PendingIo(row, member, member.Device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken));
-                    writes[started++] = new PendingIo(row, member, member.Device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken));
+                    int role = _layout.MemberOf(stripe, row);
+                    JournalRecord.Write(header.Span, Id, ticket.Sequence, stripe, inChunk, segment.Width, role, roles, Crc32C.Compute(segment.Row(row).Span), holders);
+                    var (device, slotOffset) = JournalPart(ticket.Slot, role, member);
+                    writes[started++] = new PendingIo(row, member, device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken));
+                    writes[started++] = new PendingIo(row, member, device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken));
                 }
                 _journal.Issued(ticket);
             }
@@ -64,6 +65,10 @@ public sealed partial class RaidArray
                     try
                     {
                         await writes[i].Io.ConfigureAwait(false);
+                    }
+                    catch (BlockDeviceException e) when (_journalDevice is not null)
+                    {
+                        failure ??= JournalDeviceFailed(e);
                     }
                     catch (BlockDeviceException e)
                     {
@@ -96,9 +101,29 @@ public sealed partial class RaidArray
         }
     }
 
-    /// <summary>Flushes every live member unless a flush numbered <paramref name="needed"/> or later already ran.</summary>
-    private ValueTask FlushPartsAsync(long needed, CancellationToken cancellationToken)
-        => _journal.PartsDurable(needed) ? ValueTask.CompletedTask : FlushAllAsync(FlushCover.Parts, needed, cancellationToken);
+    /// <summary>
+    /// Makes journal parts durable unless a part flush numbered <paramref name="needed"/> or later already ran: a flush of
+    /// every live member, or of the journal device alone.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushPartsAsync(long needed, CancellationToken cancellationToken)
+    {
+        if (_journal.PartsDurable(needed))
+            return;
+        if (_journalDevice is not { } journal)
+        {
+            await FlushAllAsync(FlushCover.Parts, needed, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await FlushJournalDeviceAsync(journal.Device, needed, cancellationToken).ConfigureAwait(false);
+        }
+        catch (BlockDeviceException e)
+        {
+            throw JournalDeviceFailed(e);
+        }
+    }
 
     /// <summary>Bytes of one journal slot: a header and up to one chunk.</summary>
     internal long JournalSlotSize => JournalRecord.HeaderSize + Geometry.ChunkSize;
@@ -145,10 +170,12 @@ public sealed partial class RaidArray
             };
             if (covered)
                 return;
-            long number = _journal.StartPartFlush();
+            // A flush of the members covers journal parts only when they live in the members.
+            long number = _journalDevice is null ? _journal.StartPartFlush() : 0;
             long completions = _journal.CompletionsNow;
             await FlushLiveMembersAsync(cancellationToken).ConfigureAwait(false);
-            _journal.PartFlushDone(number);
+            if (number > 0)
+                _journal.PartFlushDone(number);
             _journal.Flushed(completions);
         }
         finally

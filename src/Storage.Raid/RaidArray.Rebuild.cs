@@ -88,13 +88,29 @@ public sealed partial class RaidArray
             for (int i = 0; i < RebuildWindow; i++)
                 segments[i] = new StripeBuffer(Geometry.MemberCount, Geometry.ChunkSize);
             var window = new Task[RebuildWindow];
-            for (long stripe = start; stripe < total; stripe += RebuildWindow)
+            for (long stripe = start; stripe < total;)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (member.State != MemberState.Rebuilding)
                     return;
+                long regionEnd = total;
+                if (member.ResyncFromBitmap && _bitmap is { } bitmap)
+                {
+                    // A re-added member holds every write outside the marked regions: skip to the next marked one.
+                    long next = stripe;
+                    while (next < total && !bitmap.IsDirty(next))
+                        next = (bitmap.RegionOf(next) + 1L) * bitmap.RegionStripes;
+                    if (next >= total)
+                        break;
+                    if (next != stripe)
+                    {
+                        stripe = next;
+                        member.RebuildCheckpoint = next;
+                    }
+                    regionEnd = Math.Min(total, (bitmap.RegionOf(stripe) + 1L) * bitmap.RegionStripes);
+                }
                 // A few stripes at once, each under its own lock: member I/O overlaps with the parity work.
-                int count = (int)Math.Min(RebuildWindow, total - stripe);
+                int count = (int)Math.Min(RebuildWindow, regionEnd - stripe);
                 for (int i = 0; i < count; i++)
                     window[i] = RebuildStripeAsync(stripe + i, role, member, segments[i], cancellationToken);
                 await Task.WhenAll(window.AsSpan(0, count)).ConfigureAwait(false);
@@ -107,6 +123,7 @@ public sealed partial class RaidArray
                 if (done / _options.RebuildCheckpointStripes != stripe / _options.RebuildCheckpointStripes)
                     await CheckpointAsync(member, cancellationToken).ConfigureAwait(false);
                 await ThrottleAsync(written, clock, cancellationToken).ConfigureAwait(false);
+                stripe = done;
             }
             await member.Device.FlushAsync(cancellationToken).ConfigureAwait(false);
             await _stateLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
@@ -115,13 +132,14 @@ public sealed partial class RaidArray
                 if (member.State != MemberState.Rebuilding)
                     return;
                 member.State = MemberState.Active;
+                member.ResyncFromBitmap = false;
                 await PersistLockedAsync().ConfigureAwait(false);
             }
             finally
             {
                 _stateLock.Release();
             }
-            Notify($"rebuild of role {role} onto {member.Device.Name} finished: {written / 1e6 / Math.Max(clock.Elapsed.TotalSeconds, 1e-6):F0} MB/s");
+            Notify($"rebuild of role {role} onto {member.Device.Name} finished: {written / 1e6:F0} MB in {clock.Elapsed.TotalSeconds:F2} s, {written / 1e6 / Math.Max(clock.Elapsed.TotalSeconds, 1e-6):F0} MB/s");
         }
         catch (OperationCanceledException)
         {

@@ -33,11 +33,15 @@ public sealed partial class RaidArray
         Resync,   // initial parity: recompute parity from data wherever it differs, blame nothing
     }
 
-    private async Task<ScrubResult> ScrubAsync(ScrubMode mode, CancellationToken cancellationToken)
+    /// <param name="mode">Check, repair, or resync (parity from data, nothing blamed).</param>
+    /// <param name="cancellationToken">Stops between stripes.</param>
+    /// <param name="ranges">Stripe ranges [first, end) to go over, in order; every stripe when null.</param>
+    private async Task<ScrubResult> ScrubAsync(ScrubMode mode, CancellationToken cancellationToken, IReadOnlyList<(long First, long End)>? ranges = null)
     {
         bool repair = mode != ScrubMode.Check;
         ObjectDisposedException.ThrowIf(_stopped, this);
-        long total = Geometry.StripeCount;
+        ranges ??= [(0, Geometry.StripeCount)];
+        long total = ranges.Sum(r => r.End - r.First);
         Interlocked.Exchange(ref _scrubTotal, total);
         Interlocked.Exchange(ref _scrubDone, 0);
         long checkedCount = 0, skipped = 0, mismatches = 0, repaired = 0;
@@ -48,8 +52,10 @@ public sealed partial class RaidArray
         var errors = new List<int>();
         try
         {
-            for (long stripe = 0; stripe < total && Geometry.ParityCount > 0; stripe++)
+            foreach (long stripe in ranges.SelectMany(r => Stripes(r.First, r.End)))
             {
+                if (Geometry.ParityCount == 0)
+                    break;
                 cancellationToken.ThrowIfCancellationRequested();
                 var gate = StripeLock(stripe);
                 await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -93,7 +99,15 @@ public sealed partial class RaidArray
                     if (repair)
                     {
                         var targets = rows.Select(row => (row, WritableMember(stripe, row))).Where(t => t.Item2 is not null).Select(t => (t.row, t.Item2!)).ToList();
-                        await WriteRowsAsync(stripe, 0, segment, targets, forceUnitAccess: false, cancellationToken).ConfigureAwait(false);
+                        await MarkAsync(stripe, cancellationToken).ConfigureAwait(false);
+                        try
+                        {
+                            await WriteRowsAsync(stripe, 0, segment, targets, forceUnitAccess: false, cancellationToken).ConfigureAwait(false);
+                        }
+                        finally
+                        {
+                            Unmark(stripe);
+                        }
                         repaired++;
                     }
                 }
@@ -118,5 +132,11 @@ public sealed partial class RaidArray
         var result = new ScrubResult(checkedCount, skipped, mismatches, perRole, repaired);
         Notify($"scrub {mode.ToString().ToLowerInvariant()}: {checkedCount} stripes checked, {mismatches} mismatched, {repaired} repaired, {skipped} skipped");
         return result;
+    }
+
+    private static IEnumerable<long> Stripes(long first, long end)
+    {
+        for (long stripe = first; stripe < end; stripe++)
+            yield return stripe;
     }
 }

@@ -70,8 +70,8 @@ public sealed partial class RaidArray
             {
                 var holder = _roles[i];
                 roles[i] = holder is null
-                    ? new RoleRecord(Guid.Empty, MemberState.Missing, 0)
-                    : new RoleRecord(holder.Id, holder.State, holder.RebuildCheckpoint);
+                    ? new RoleRecord(_absentIds[i], MemberState.Missing, 0)
+                    : new RoleRecord(holder.Id, holder.State, holder.RebuildCheckpoint) { ResyncFromBitmap = holder.ResyncFromBitmap };
             }
             (long, long)[] bad;
             lock (_badBlocks)
@@ -83,6 +83,8 @@ public sealed partial class RaidArray
                     targets.Add((member, i));
             }
             targets.AddRange(_spares.Select(spare => (spare, -1)));
+            if (_journalDevice is { State: MemberState.Active } journal)
+                targets.Add((journal, Superblock.JournalRole));
             var writes = targets.Select(target => MemberLabel.WriteAsync(target.Member.Device, new Superblock
             {
                 ArrayId = Id,
@@ -92,6 +94,10 @@ public sealed partial class RaidArray
                 Geometry = Geometry,
                 JournalOffset = JournalOffset,
                 JournalSlots = JournalSlots,
+                JournalDevice = _journalDevice?.Id ?? Guid.Empty,
+                BitmapOffset = BitmapOffset,
+                BitmapBytes = BitmapBytes,
+                BitmapRegionStripes = BitmapRegionStripes,
                 Role = target.Role,
                 Clean = clean,
                 Name = Name,
@@ -104,6 +110,12 @@ public sealed partial class RaidArray
                 try
                 {
                     await writes[i].ConfigureAwait(false);
+                }
+                catch (BlockDeviceException e) when (targets[i].Role == Superblock.JournalRole)
+                {
+                    // Its journal writes fail too, so writes stop with JournalDeviceException; the members' labels still name it.
+                    targets[i].Member.State = MemberState.Faulty;
+                    Notify($"journal device {targets[i].Member.Device.Name}: label write failed ({e.Message}); journalled writes will fail until it is replaced");
                 }
                 catch (BlockDeviceException)
                 {
@@ -163,6 +175,7 @@ public sealed partial class RaidArray
             if (member.State != MemberState.Faulty)
                 throw new InvalidOperationException($"Array '{Name}': member {member.Device.Name} in role {role} is {member.State.ToString().ToLowerInvariant()}; fail it first.");
             _roles[role] = null;
+            _absentIds[role] = member.Id;   // with a bitmap it can be re-added (only the regions written meanwhile are rebuilt)
             await PersistLockedAsync().ConfigureAwait(false);
             Notify($"member {member.Device.Name} removed from role {role}");
             return member.Device;
@@ -178,9 +191,16 @@ public sealed partial class RaidArray
     /// held. Refuses a disk that carries a superblock, a foreign signature or data unless <paramref name="force"/>.
     /// </summary>
     /// <exception cref="ArrayConfigurationException">The disk is in use, too small, or has the wrong sector size.</exception>
+    /// <remarks>
+    /// A disk that left a role of this array (removed, or absent at assembly) and whose role is still empty is re-added
+    /// instead (md's <c>--re-add</c>) when the array keeps a write-intent bitmap: it takes its role back and only the
+    /// regions written since are rebuilt.
+    /// </remarks>
     public async Task AddAsync(IBlockDevice device, bool force = false)
     {
         ArgumentNullException.ThrowIfNull(device);
+        if (await TryReAddAsync(device).ConfigureAwait(false))
+            return;
         await CheckNewMemberAsync(device, force).ConfigureAwait(false);
         var member = new Member(device, Guid.NewGuid()) { State = MemberState.Active };
         await _stateLock.WaitAsync().ConfigureAwait(false);
@@ -198,6 +218,34 @@ public sealed partial class RaidArray
             await StartRebuildOnSpareAsync().ConfigureAwait(false);
     }
 
+    private async Task<bool> TryReAddAsync(IBlockDevice device)
+    {
+        if (_bitmap is null || device.Capacity < Geometry.DataOffset + Geometry.MemberDataSize || AllMembers().Any(m => m.Device.Name == device.Name))
+            return false;
+        var label = await MemberLabel.ReadAsync(device).ConfigureAwait(false);
+        if (label.Superblock is not { } superblock || superblock.ArrayId != Id || superblock.MemberId == Guid.Empty)
+            return false;
+        int role;
+        Member member;
+        await _stateLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            role = Array.IndexOf(_absentIds, superblock.MemberId);
+            if (role < 0 || _roles[role] is not null)
+                return false;
+            member = new Member(device, superblock.MemberId) { State = MemberState.Rebuilding, RebuildCheckpoint = 0, ResyncFromBitmap = true };
+            _roles[role] = member;
+            await PersistLockedAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _stateLock.Release();
+        }
+        Notify($"{device.Name} re-added to role {role}: resyncing the {BitmapDirtyRegions} of {BitmapRegions} bitmap regions written since it left");
+        StartRebuild(role, member);
+        return true;
+    }
+
     private async Task CheckNewMemberAsync(IBlockDevice device, bool force)
     {
         if (device.Capacity < Geometry.DataOffset + Geometry.MemberDataSize)
@@ -209,6 +257,8 @@ public sealed partial class RaidArray
             if (existing.Device.Name == device.Name)
                 throw new ArrayConfigurationException($"{device.Name} is already in array '{Name}'.");
         }
+        if (_journalDevice?.Device.Name == device.Name)
+            throw new ArrayConfigurationException($"{device.Name} is the journal device of array '{Name}'; it cannot also be a member.");
         var label = await MemberLabel.ReadAsync(device).ConfigureAwait(false);
         if (label.Content != DiskContent.Blank && !force)
             throw new ArrayConfigurationException($"{device.Name} holds {label.Description}; refusing to overwrite it. Use force to add it anyway (its contents will be lost).");

@@ -11,7 +11,9 @@ public sealed record MemberStatus(int Role, string Device, Guid MemberId, string
 
 /// <summary>A snapshot of an array's state, for display and serialisation.</summary>
 /// <remarks><c>DataOffset</c> is where data starts on every member (bytes from its start, as mdadm's "Data Offset");
-/// <c>JournalOffset</c> and <c>JournalBytes</c> locate the in-member write journal (null and 0 when it is off).</remarks>
+/// <c>JournalOffset</c> and <c>JournalBytes</c> locate the write journal (null and 0 when it is off): in every member, or on
+/// <c>JournalDevice</c> when it has a device of its own. <c>BitmapOffset</c> (null without a write-intent bitmap),
+/// <c>BitmapRegions</c>, <c>BitmapDirtyRegions</c> (marked now) and <c>BitmapRegionBytes</c> (array bytes per bit) describe the bitmap.</remarks>
 public sealed record ArrayStatus(
     string Name,
     Guid Id,
@@ -31,7 +33,12 @@ public sealed record ArrayStatus(
     IReadOnlyList<(long Offset, long Length)> BadBlocks,
     long DataOffset,
     long? JournalOffset,
-    long JournalBytes);
+    long JournalBytes,
+    string? JournalDevice = null,
+    long? BitmapOffset = null,
+    int BitmapRegions = 0,
+    int BitmapDirtyRegions = 0,
+    long BitmapRegionBytes = 0);
 
 public sealed partial class RaidArray
 {
@@ -58,7 +65,8 @@ public sealed partial class RaidArray
         var (scrubDone, scrubTotal) = ScrubProgress;
         return new ArrayStatus(Name, Id, ArrayGeometry.Describe(Geometry.Level, Geometry.ParityCount), Geometry.MemberCount, Geometry.DataCount, Geometry.ParityCount,
             Geometry.ChunkSize, Capacity, state, Events, JournalSlots > 0, disks, Rebuilds, scrubDone, scrubTotal, BadBlocks,
-            Geometry.DataOffset, JournalSlots > 0 ? JournalOffset : null, (long)JournalSlots * JournalSlotSize);
+            Geometry.DataOffset, JournalSlots > 0 ? JournalOffset : null, (long)JournalSlots * JournalSlotSize * (_journalDevice is null ? 1 : Geometry.MemberCount),
+            _journalDevice?.Device.Name, _bitmap is null ? null : BitmapOffset, BitmapRegions, BitmapDirtyRegions, BitmapRegionStripes * Geometry.StripeDataSize);
     }
 
     /// <summary>
@@ -77,11 +85,13 @@ public sealed partial class RaidArray
             rebuilds = [.. _rebuilds.Values.Select(r => r.Task)];
         }
         await Task.WhenAll(rebuilds).ConfigureAwait(false);
+        await StopBitmapCleanerAsync().ConfigureAwait(false);
         try
         {
             if (LiveMembers().Count > 0)
             {
                 await FlushMembersAsync(long.MaxValue, CancellationToken.None).ConfigureAwait(false);
+                await ClearIdleBitmapRegionsAsync(CancellationToken.None).ConfigureAwait(false);   // every write is home: clear what is idle (not while degraded)
                 await PersistAsync(clean: true).ConfigureAwait(false);
             }
         }
@@ -95,6 +105,7 @@ public sealed partial class RaidArray
             _journal.Dispose();
             foreach (var member in AllMembers().Concat(_retired).Distinct())
                 member.Device.Dispose();
+            _journalDevice?.Device.Dispose();
             Notify("stopped");
         }
     }

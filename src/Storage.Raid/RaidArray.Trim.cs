@@ -48,6 +48,7 @@ public sealed partial class RaidArray
         // Each lock at most once (stripes map to locks modulo LockStripes), taken in index order so two trims never deadlock.
         var locks = Enumerable.Range(0, (int)(end - first)).Select(i => (int)((first + i) % LockStripes)).Order().ToArray();
         int taken = 0;
+        bool marked = false;
         try
         {
             foreach (int index in locks)
@@ -55,6 +56,8 @@ public sealed partial class RaidArray
                 await _stripeLocks[index].WaitAsync(cancellationToken).ConfigureAwait(false);
                 taken++;
             }
+            await MarkRangeAsync(first, end, cancellationToken).ConfigureAwait(false);
+            marked = true;
             for (long stripe = first; stripe < end; stripe++)
             {
                 if (JournalledRecently(stripe))
@@ -83,6 +86,8 @@ public sealed partial class RaidArray
         }
         finally
         {
+            if (marked)
+                UnmarkRange(first, end);
             for (int i = 0; i < taken; i++)
                 _stripeLocks[locks[i]].Release();
         }

@@ -113,8 +113,11 @@ public sealed partial class RaidArray
             await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         JournalTicket? journalled = null;
         var request = _requests.Get();
+        bool marked = false;
         try
         {
+            await MarkAsync(stripe, cancellationToken).ConfigureAwait(false);   // before the journal too: a replay writes home
+            marked = true;
             var segment = request.Segment;
             segment.Open(Geometry.MemberCount, range.Width);
             var lost = request.Lost;
@@ -202,6 +205,8 @@ public sealed partial class RaidArray
         }
         finally
         {
+            if (marked)
+                Unmark(stripe);
             if (journalled is not null)
                 _journal.Complete(journalled);
             _requests.Return(request);

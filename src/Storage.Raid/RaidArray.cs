@@ -14,6 +14,7 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
     private const int LockStripes = 1024;
 
     private readonly Member?[] _roles;
+    private readonly Guid[] _absentIds;   // for each empty role, the member that left it (Guid.Empty: none known)
     private readonly List<Member> _spares = [];
     private readonly StripeCode _code;
     private readonly StripeLayout _layout;
@@ -25,14 +26,16 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
     private ulong _sequence;
     private bool _stopped;
 
-    private RaidArray(Guid id, string name, ArrayGeometry geometry, long journalOffset, int journalSlots, Member?[] roles, ulong events, ArrayRunOptions options)
+    private RaidArray(Guid id, string name, ArrayGeometry geometry, long journalOffset, int journalSlots, Member?[] roles, ulong events, ArrayRunOptions options, Member? journalDevice = null)
     {
+        _journalDevice = journalDevice;
         Id = id;
         Name = name;
         Geometry = geometry;
         JournalOffset = journalOffset;
         JournalSlots = journalSlots;
         _roles = roles;
+        _absentIds = new Guid[roles.Length];
         _events = events;
         _options = options;
         _code = StripeCode.For(geometry, options.Kernels);
@@ -61,7 +64,7 @@ public sealed partial class RaidArray : IBlockDevice, IAsyncDisposable
     /// <summary>Sector size of the array: the largest member sector size; offsets and lengths are multiples of it.</summary>
     public int SectorSize { get; private set; } = 512;
 
-    /// <summary>Where the journal starts on every member; 0 slots when journalling is off.</summary>
+    /// <summary>Where the journal starts on every member (or on the journal device); 0 slots when journalling is off.</summary>
     internal long JournalOffset { get; }
 
     internal int JournalSlots { get; }

@@ -60,3 +60,6 @@ public sealed class ArrayConfigurationException : Exception
     /// <summary>Creates the exception.</summary>
     public ArrayConfigurationException(string message, Exception innerException) : base(message, innerException) { }
 }
+
+/// <summary>The separate journal device failed a write or flush: the array write that needed it did not happen.</summary>
+public sealed class JournalDeviceException(string message, Exception inner) : IOException(message, inner);

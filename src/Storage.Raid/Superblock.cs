@@ -14,7 +14,9 @@ namespace Storage.Raid;
 ///   76 chunk u32         80 data offset u64                88 member data size u64
 ///   96 journal offset u64  104 journal slots u32  108 role i32 (-1 spare)  112 flags u32
 ///  116 name length u16  118 name (UTF-8, 64)   184 bad-block count u32
-///  256 roles: 64 × { member id (16), state u32, reserved u32, rebuild checkpoint u64 }
+///  192 journal device id (16; zero: the journal, if any, is in every member; format 2 when set)
+///  208 bitmap offset u64   216 bitmap bytes u32 (0: no write-intent bitmap; format 2 when set)   224 stripes per bitmap region u64
+///  256 roles: 64 × { member id (16), state u32, flags u32 (1: resync from the bitmap), rebuild checkpoint u64 }
 /// 2304 bad blocks: 96 × { array offset u64, length u64 }                 4092 CRC-32C u32
 /// </code>
 /// </summary>
@@ -23,8 +25,15 @@ public sealed record Superblock
     /// <summary>Bytes of one copy.</summary>
     public const int Size = 4096;
 
-    /// <summary>Format this code writes; a higher one is refused (written by a newer version).</summary>
-    public const uint CurrentFormat = 1;
+    /// <summary>
+    /// Newest format this code reads; a higher one is refused (written by a newer version). Format 1 is written unless
+    /// the journal is on its own device (format 2), so that a build that knows only in-member journals never takes a
+    /// journal device's array for one without a journal.
+    /// </summary>
+    public const uint CurrentFormat = 2;
+
+    /// <summary>The <see cref="Role"/> of a separate journal device.</summary>
+    public const int JournalRole = -2;
 
     /// <summary>Longest array name in UTF-8 bytes.</summary>
     public const int MaxNameBytes = 64;
@@ -57,7 +66,22 @@ public sealed record Superblock
     /// <summary>Journal ring slots on each member.</summary>
     public required int JournalSlots { get; init; }
 
-    /// <summary>This member's role, or -1 for a spare.</summary>
+    /// <summary>
+    /// The separate journal device's id (its <see cref="MemberId"/>), or empty when the journal is in the members. With
+    /// one, <see cref="JournalOffset"/> and <see cref="JournalSlots"/> describe the ring on that device.
+    /// </summary>
+    public Guid JournalDevice { get; init; }
+
+    /// <summary>Where the write-intent bitmap starts on every member (0 with no bitmap).</summary>
+    public long BitmapOffset { get; init; }
+
+    /// <summary>Bytes of the write-intent bitmap on every member; 0 = the array keeps none.</summary>
+    public int BitmapBytes { get; init; }
+
+    /// <summary>Stripes covered by one bit of the bitmap.</summary>
+    public long BitmapRegionStripes { get; init; }
+
+    /// <summary>This member's role, -1 for a spare, or <see cref="JournalRole"/> for the journal device.</summary>
     public required int Role { get; init; }
 
     /// <summary>True when the array was stopped cleanly.</summary>
@@ -78,7 +102,7 @@ public sealed record Superblock
         block = block[..Size];
         block.Clear();
         BinaryPrimitives.WriteUInt64LittleEndian(block, Magic);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[8..], CurrentFormat);
+        BinaryPrimitives.WriteUInt32LittleEndian(block[8..], JournalDevice == Guid.Empty && BitmapBytes == 0 ? 1u : 2u);
         ArrayId.TryWriteBytes(block[16..]);
         MemberId.TryWriteBytes(block[32..]);
         BinaryPrimitives.WriteUInt64LittleEndian(block[48..], Sequence);
@@ -96,11 +120,16 @@ public sealed record Superblock
         int nameBytes = Encoding.UTF8.GetBytes(Name, block.Slice(118, MaxNameBytes));
         BinaryPrimitives.WriteUInt16LittleEndian(block[116..], (ushort)nameBytes);
         BinaryPrimitives.WriteInt32LittleEndian(block[184..], BadBlocks.Count);
+        JournalDevice.TryWriteBytes(block[192..]);
+        BinaryPrimitives.WriteInt64LittleEndian(block[208..], BitmapOffset);
+        BinaryPrimitives.WriteInt32LittleEndian(block[216..], BitmapBytes);
+        BinaryPrimitives.WriteInt64LittleEndian(block[224..], BitmapRegionStripes);
         for (int i = 0; i < Roles.Count; i++)
         {
             var entry = block.Slice(RolesAt + i * 32, 32);
             Roles[i].MemberId.TryWriteBytes(entry);
             BinaryPrimitives.WriteUInt32LittleEndian(entry[16..], (uint)Roles[i].State);
+            BinaryPrimitives.WriteUInt32LittleEndian(entry[20..], Roles[i].ResyncFromBitmap ? 1u : 0u);
             BinaryPrimitives.WriteInt64LittleEndian(entry[24..], Roles[i].RebuildCheckpoint);
         }
         for (int i = 0; i < BadBlocks.Count; i++)
@@ -157,7 +186,10 @@ public sealed record Superblock
         for (int i = 0; i < roles.Length; i++)
         {
             var entry = block.Slice(RolesAt + i * 32, 32);
-            roles[i] = new RoleRecord(new Guid(entry[..16]), (MemberState)BinaryPrimitives.ReadUInt32LittleEndian(entry[16..]), BinaryPrimitives.ReadInt64LittleEndian(entry[24..]));
+            roles[i] = new RoleRecord(new Guid(entry[..16]), (MemberState)BinaryPrimitives.ReadUInt32LittleEndian(entry[16..]), BinaryPrimitives.ReadInt64LittleEndian(entry[24..]))
+            {
+                ResyncFromBitmap = (BinaryPrimitives.ReadUInt32LittleEndian(entry[20..]) & 1) != 0,
+            };
         }
         int badCount = Math.Clamp(BinaryPrimitives.ReadInt32LittleEndian(block[184..]), 0, MaxBadBlocks);
         var bad = new (long, long)[badCount];
@@ -173,6 +205,10 @@ public sealed record Superblock
             Geometry = geometry,
             JournalOffset = BinaryPrimitives.ReadInt64LittleEndian(block[96..]),
             JournalSlots = BinaryPrimitives.ReadInt32LittleEndian(block[104..]),
+            JournalDevice = new Guid(block.Slice(192, 16)),
+            BitmapOffset = BinaryPrimitives.ReadInt64LittleEndian(block[208..]),
+            BitmapBytes = BinaryPrimitives.ReadInt32LittleEndian(block[216..]),
+            BitmapRegionStripes = BinaryPrimitives.ReadInt64LittleEndian(block[224..]),
             Role = BinaryPrimitives.ReadInt32LittleEndian(block[108..]),
             Clean = BinaryPrimitives.ReadUInt32LittleEndian(block[112..]) != 0,
             Name = Encoding.UTF8.GetString(block.Slice(118, nameLength)),

@@ -48,6 +48,9 @@ internal static class ArrayCommands
         var spares = CliOptions.Paths("--spares", "spare disks: comma-separated paths and globs");
         var name = CliOptions.Text("--name", "the array's name (default 'array')", "NAME");
         var noJournal = CliOptions.Flag("--no-journal", "no write journal: faster, unsafe after a crash plus a member failure");
+        var noBitmap = CliOptions.Flag("--no-bitmap", "no write-intent bitmap: a member that comes back is rebuilt in full");
+        var bitmapRegion = CliOptions.Size("--bitmap-region", "array bytes per bitmap bit (default 64M)", 1 << 20, 1L << 40);
+        var journalDevice = CliOptions.Text("--journal-device", "keep the write journal on this fast device or file (created to fit if absent); list it with the disks at every later command", "PATH");
         var repair = CliOptions.Flag("--repair", "rewrite stripes whose parity does not match");
 
         var create = Verb("create", "create an array on the disks (refuses disks in use unless --force)", o, o.Disks, o.Size, o.Force, o.Json);
@@ -57,7 +60,11 @@ internal static class ArrayCommands
         create.Options.Add(spares);
         create.Options.Add(name);
         create.Options.Add(noJournal);
-        create.SetAction(p => CreateAsync(Read(p, o), p.GetValue(level), p.GetValue(parity), p.GetValue(chunk), p.GetValue(spares)!, p.GetValue(name), p.GetValue(noJournal), p.Out()).GetAwaiter().GetResult());
+        create.Options.Add(journalDevice);
+        create.Options.Add(noBitmap);
+        create.Options.Add(bitmapRegion);
+        create.SetAction(p => CreateAsync(Read(p, o), new CreateArgs(p.GetValue(level), p.GetValue(parity), p.GetValue(chunk), p.GetValue(spares)!, p.GetValue(name),
+            p.GetValue(noJournal), p.GetValue(journalDevice), p.GetValue(noBitmap), p.GetValue(bitmapRegion)), p.Out()).GetAwaiter().GetResult());
 
         var status = Verb("status", "read the superblocks and print the state; change nothing", o, o.Disks, o.Json);
         status.SetAction(p => StatusAsync(Read(p, o), p.Out()).GetAwaiter().GetResult());
@@ -161,8 +168,17 @@ internal static class ArrayCommands
         _ => throw new UsageException($"unknown level '{text}'; use 0, 1, 5, 6 or rs."),
     };
 
-    private static async Task<int> CreateAsync(ArrayArgs args, string? levelText, int? parityCount, long? chunkSize, IReadOnlyList<string> spares, string? name, bool noJournal, TextWriter output)
+    /// <summary>The flags only <c>array create</c> takes.</summary>
+    private sealed record CreateArgs(string? Level, int? Parity, long? Chunk, IReadOnlyList<string> Spares, string? Name, bool NoJournal, string? JournalDevice, bool NoBitmap, long? BitmapRegion);
+
+    private static async Task<int> CreateAsync(ArrayArgs args, CreateArgs c, TextWriter output)
     {
+        var (levelText, parityCount, chunkSize, spares, name, noJournal, journalPath) = (c.Level, c.Parity, c.Chunk, c.Spares, c.Name, c.NoJournal, c.JournalDevice);
+        if (c.NoBitmap && c.BitmapRegion is not null)
+            throw new UsageException("--bitmap-region and --no-bitmap contradict each other; drop one.");
+        if (journalPath is not null && noJournal)
+            throw new UsageException("--journal-device and --no-journal contradict each other; drop one.");
+        journalPath = journalPath is null ? null : Path.GetFullPath(journalPath);
         var (level, parity) = ParseLevel(levelText, parityCount);
         var members = RequireDisks(args);
         long chunk = chunkSize ?? 64 * 1024;
@@ -170,18 +186,25 @@ internal static class ArrayCommands
             throw new UsageException($"--chunk must be a power of two (4K to 16M), got {chunk}.");
         long size = args.Size ?? 0;
         var all = members.Concat(spares).ToList();
-        var duplicate = all.GroupBy(p => p, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        var named = journalPath is null ? all : [.. all, journalPath];
+        var duplicate = named.GroupBy(p => p, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
             throw new UsageException($"{duplicate.Key} is named twice.");
-        if (LiveArrays.Find(all) is { } server)
-            throw new UsageException($"{all.First(server.Disks.Contains)} belongs to array '{server.Name}', which storage serve (pid {server.Pid}) is running; nothing was changed.");
+        if (LiveArrays.Find(named) is { } server)
+            throw new UsageException($"{named.First(server.Disks.Contains)} belongs to array '{server.Name}', which storage serve (pid {server.Pid}) is running; nothing was changed.");
         var created = all.Where(p => !File.Exists(p) && !Disks.IsBlockDevicePath(p)).ToList();
         if (created.Count > 0 && size == 0)
             throw new UsageException($"{created[0]} does not exist. Pass --size to create file-backed disks, or name existing files or block devices.");
+        bool createJournal = journalPath is not null && !File.Exists(journalPath) && !Disks.IsBlockDevicePath(journalPath);
         var devices = new List<IBlockDevice>();
         try
         {
             devices = Disks.OpenAll(all, size);
+            if (journalPath is not null)
+            {
+                long journalSize = (RaidArray.JournalDeviceSize(members.Count, (int)chunk) + (1 << 20) - 1) >> 20 << 20;
+                devices.Add(Disks.Open(journalPath, createJournal ? journalSize : 0));
+            }
             var options = new ArrayCreateOptions
             {
                 Level = level,
@@ -190,9 +213,12 @@ internal static class ArrayCommands
                 Name = name ?? "array",
                 Force = args.Force,
                 Journal = !noJournal,
+                JournalDevice = journalPath is null ? null : devices[^1],
+                Bitmap = !c.NoBitmap,
+                BitmapRegionBytes = c.BitmapRegion ?? 64L << 20,
                 AssumeZeroed = created.Count == all.Count,   // fresh sparse files read as zeros: parity already matches
             };
-            var array = await RaidArray.CreateAsync(devices[..members.Count], options, devices[members.Count..]).ConfigureAwait(false);
+            var array = await RaidArray.CreateAsync(devices[..members.Count], options, devices[members.Count..all.Count]).ConfigureAwait(false);
             devices.Clear();   // the array owns them now
             if (!options.AssumeZeroed)
                 Human(output).WriteLine("computed the initial parity over the disks' existing contents");
@@ -202,7 +228,7 @@ internal static class ArrayCommands
         }
         catch (ArrayConfigurationException e)
         {
-            foreach (var path in created)
+            foreach (var path in createJournal ? [.. created, journalPath!] : created)
                 File.Delete(path);   // nothing half-made is left behind
             throw new UsageException(e.Message);
         }
@@ -229,7 +255,7 @@ internal static class ArrayCommands
             using var device = Disks.Open(path, readOnly: true);
             var label = await MemberLabel.ReadAsync(device).ConfigureAwait(false);
             rows.Add(new DiskRow(path, label.Content.ToString().ToLowerInvariant(), label.Superblock?.MemberId ?? Guid.Empty, label.Superblock?.Role ?? -1, label.Superblock?.Events ?? 0, label.Description));
-            if (label.Superblock is { } superblock && (newest is null || superblock.Events > newest.Events))
+            if (label.Superblock is { Role: not Superblock.JournalRole } superblock && (newest is null || superblock.Events > newest.Events))
                 newest = superblock;
         }
         if (args.Json)
@@ -256,9 +282,13 @@ internal static class ArrayCommands
         }
         foreach (var row in rows.Where(r => !newest.Roles.Any(role => role.MemberId == r.MemberId && r.Content == "member")))
         {
-            string state = row.Content != "member" ? row.Content : row.Role < 0 && row.Events == newest.Events ? "spare" : "stale";
+            string state = row.Content != "member" ? row.Content
+                : row.Role == Superblock.JournalRole ? (row.MemberId == newest.JournalDevice ? "journal" : "journal of another array")
+                : row.Role < 0 && row.Events == newest.Events ? "spare" : "stale";
             table.AddRow(Tables.Cell("-"), Tables.Cell(state), Tables.Cell(row.Path), Tables.Cell(row.Events));
         }
+        if (newest.JournalDevice != Guid.Empty && !rows.Any(r => r.Role == Superblock.JournalRole && r.MemberId == newest.JournalDevice))
+            table.AddRow(Tables.Cell("-"), Tables.Cell("journal"), Tables.Cell("(not given)"), Tables.Cell(""));
         Tables.Write(output, table);
         if (newest.BadBlocks.Count > 0)
             output.WriteLine($"  bad blocks: {string.Join(", ", newest.BadBlocks.Select(b => $"{b.Offset}+{b.Length}"))}");
@@ -314,9 +344,9 @@ internal static class ArrayCommands
         var report = array.Assembly!;
         foreach (var warning in report.Warnings)
             Human(output).WriteLine($"note: {warning}");
-        if (report.JournalRecordsReplayed + report.JournalRecordsDiscarded > 0)
+        if (!report.WasClean && report.JournalRecordsReplayed + report.JournalRecordsDiscarded > 0)
             Human(output).WriteLine($"journal: {report.JournalRecordsReplayed} stripe update(s) replayed, {report.JournalRecordsDiscarded} unfinished one(s) dropped");
-        foreach (var device in devices.Where(d => report.Warnings.Any(w => w.StartsWith(d.Name, StringComparison.Ordinal))))
+        foreach (var device in report.LeftOut)
             device.Dispose();
         return array;
     }
@@ -452,7 +482,8 @@ internal static class ArrayCommands
             output.WriteLine(JsonSerializer.Serialize(status, CliJson.Default.ArrayStatus));
             return;
         }
-        output.WriteLine($"array '{status.Name}' {status.Id}: {status.Level}, {status.DataChunks}+{status.ParityChunks}, {status.ChunkSize / 1024} KiB chunks, {status.Capacity >> 20} MiB, {status.State}, events {status.Events}, journal {(status.Journal ? "on" : "off")}");
+        output.WriteLine($"array '{status.Name}' {status.Id}: {status.Level}, {status.DataChunks}+{status.ParityChunks}, {status.ChunkSize / 1024} KiB chunks, {status.Capacity >> 20} MiB, {status.State}, events {status.Events}, journal {(status.Journal ? status.JournalDevice is { } jd ? $"on {jd}" : "on" : "off")}, " +
+            (status.BitmapOffset is null ? "no bitmap" : $"bitmap {status.BitmapDirtyRegions} of {status.BitmapRegions} regions of {status.BitmapRegionBytes >> 20} MiB marked"));
         var table = Tables.Create("role", "state", "disk", "read errors");
         foreach (var disk in status.Disks)
             table.AddRow(Tables.Cell(disk.Role < 0 ? "-" : disk.Role), Tables.Cell(disk.State), Tables.Cell(disk.Device.Length == 0 ? "(missing)" : disk.Device), Tables.Cell(disk.ReadErrors));

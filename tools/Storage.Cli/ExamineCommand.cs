@@ -23,7 +23,11 @@ internal sealed record ExamineDocument(
     long? MemberDataSize,
     long? LabelAreaSize,
     long? JournalOffset,
-    int? JournalSlots);
+    int? JournalSlots,
+    Guid? JournalDevice,
+    long? BitmapOffset,
+    int? BitmapBytes,
+    long? BitmapRegionBytes);
 
 /// <summary>
 /// <c>storage array examine DISK</c>, as <c>mdadm --examine</c>: reads one disk's label and superblock and prints the
@@ -48,10 +52,12 @@ internal static class ExamineCommand
         var label = await MemberLabel.ReadAsync(device).ConfigureAwait(false);
         var s = label.Superblock;
         RoleRecord? role = s is not null && s.Role >= 0 && s.Role < s.Roles.Count ? s.Roles[s.Role] : null;
+        string? roleState = s is null ? null : s.Role == Superblock.JournalRole ? "journal" : role?.State.ToString().ToLowerInvariant() ?? "spare";
         var document = new ExamineDocument(path, label.Content.ToString().ToLowerInvariant(), label.Description, s?.ArrayId, s?.Name, s?.MemberId,
-            s?.Role, s is null ? null : role?.State.ToString().ToLowerInvariant() ?? "spare", s?.Events, s?.Clean, s?.Geometry.ToString(),
+            s?.Role, roleState, s?.Events, s?.Clean, s?.Geometry.ToString(),
             s?.Geometry.DataOffset, s?.Geometry.MemberDataSize, s is null ? null : RaidArray.LabelAreaSize,
-            s is null || s.JournalSlots == 0 ? null : s.JournalOffset, s?.JournalSlots);
+            s is null || s.JournalSlots == 0 ? null : s.JournalOffset, s?.JournalSlots, s is null || s.JournalDevice == Guid.Empty ? null : s.JournalDevice,
+            s is null || s.BitmapBytes == 0 ? null : s.BitmapOffset, s?.BitmapBytes, s is null || s.BitmapBytes == 0 ? null : s.BitmapRegionStripes * s.Geometry.StripeDataSize);
         if (json)
         {
             output.WriteLine(JsonSerializer.Serialize(document, CliJson.Default.ExamineDocument));
@@ -67,13 +73,17 @@ internal static class ExamineCommand
         table.AddRow(Tables.Cell("array"), Tables.Cell($"'{s.Name}' {s.ArrayId}"));
         table.AddRow(Tables.Cell("geometry"), Tables.Cell(s.Geometry));
         table.AddRow(Tables.Cell("member"), Tables.Cell(s.MemberId));
-        table.AddRow(Tables.Cell("role"), Tables.Cell(s.Role < 0 ? "spare" : $"{s.Role} ({document.RoleState})"));
+        table.AddRow(Tables.Cell("role"), Tables.Cell(s.Role == Superblock.JournalRole ? "journal device" : s.Role < 0 ? "spare" : $"{s.Role} ({document.RoleState})"));
         table.AddRow(Tables.Cell("events"), Tables.Cell(s.Events));
         table.AddRow(Tables.Cell("state"), Tables.Cell(s.Clean ? "stopped cleanly" : "not stopped cleanly (the journal is replayed at assembly)"));
         table.AddRow(Tables.Cell("data offset"), Tables.Cell($"{s.Geometry.DataOffset} bytes ({s.Geometry.DataOffset / 512} sectors)"));
         table.AddRow(Tables.Cell("data size"), Tables.Cell($"{s.Geometry.MemberDataSize} bytes per member"));
         table.AddRow(Tables.Cell("superblocks"), Tables.Cell($"two copies in the first {RaidArray.LabelAreaSize / 1024} KiB"));
-        table.AddRow(Tables.Cell("journal"), Tables.Cell(s.JournalSlots > 0 ? $"{s.JournalSlots} stripe slots from byte {s.JournalOffset} up to the data offset" : "off"));
+        table.AddRow(Tables.Cell("bitmap"), Tables.Cell(s.BitmapBytes == 0 ? "none" : $"{s.BitmapBytes} bytes from byte {s.BitmapOffset}, one bit per {s.BitmapRegionStripes * s.Geometry.StripeDataSize >> 20} MiB of the array"));
+        table.AddRow(Tables.Cell("journal"), Tables.Cell(s.JournalSlots == 0 ? "off"
+            : s.JournalDevice == Guid.Empty ? $"{s.JournalSlots} stripe slots from byte {s.JournalOffset} up to the data offset"
+            : s.Role == Superblock.JournalRole ? $"{s.JournalSlots} stripe slots of {s.Geometry.MemberCount} parts from byte {s.JournalOffset} (this device)"
+            : $"on the separate journal device {s.JournalDevice} ({s.JournalSlots} stripe slots); give it with the disks at assembly"));
         Tables.Write(output, table);
         return Cli.Ok;
     }
