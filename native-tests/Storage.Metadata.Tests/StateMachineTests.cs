@@ -117,6 +117,84 @@ public class StateMachineTests
         Assert.Null(m.GetTransaction("t1"));
     }
 
+    [Fact]
+    public void Two_volumes_cannot_claim_the_same_physical_bytes_and_a_snapshot_keeps_its_own()
+    {
+        var m = new MetadataStateMachine();
+        Assert.True(Run(m, new CreatePoolCommand("p", [new ArrayRecord(1, "raid6", ["d0", "d1", "d2", "d3"])])).Result.IsOk);
+        Assert.True(Run(m, new CreateVolumeCommand("a", "p", 1 << 20)).Result.IsOk);
+        Assert.True(Run(m, new CreateVolumeCommand("b", "p", 1 << 20)).Result.IsOk);
+        Assert.True(Run(m, new MapExtentCommand("a", new ExtentRecord(0, 8192, 1, 65536))).Result.IsOk);
+
+        var clash = Run(m, new MapExtentCommand("b", new ExtentRecord(0, 4096, 1, 69632))).Result;   // inside a's bytes
+        Assert.Equal(ResultCode.Conflict, clash.Code);
+        Assert.Contains("volume a", clash.Message, StringComparison.Ordinal);
+        Assert.Equal(ResultCode.Conflict, Run(m, new MapExtentCommand("a", new ExtentRecord(65536, 8192, 1, 61440))).Result.Code);   // a again, overlapping its own
+        Assert.True(Run(m, new MapExtentCommand("b", new ExtentRecord(0, 4096, 1, 73728))).Result.IsOk);   // just after
+
+        Assert.True(Run(m, new CreateSnapshotCommand("a", "s")).Result.IsOk);
+        Assert.True(Run(m, new UnmapExtentCommand("a", 0)).Result.IsOk);
+        var held = Run(m, new MapExtentCommand("b", new ExtentRecord(8192, 4096, 1, 65536))).Result;   // the snapshot still holds them
+        Assert.Equal(ResultCode.Conflict, held.Code);
+        Assert.Contains("snapshot a@s", held.Message, StringComparison.Ordinal);
+        Assert.True(Run(m, new DeleteSnapshotCommand("a", "s")).Result.IsOk);
+        Assert.True(Run(m, new MapExtentCommand("b", new ExtentRecord(8192, 4096, 1, 65536))).Result.IsOk);
+    }
+
+    [Fact]
+    public void A_commit_applies_the_transactions_changes_in_the_same_log_entry_all_or_none()
+    {
+        var m = new MetadataStateMachine();
+        Assert.True(Run(m, new CreatePoolCommand("p", [new ArrayRecord(1, "raid6", ["d0", "d1", "d2", "d3"])])).Result.IsOk);
+        MetadataCommand[] changes = [new CreateVolumeCommand("v", "p", 1 << 20), new MapExtentCommand("v", new ExtentRecord(0, 4096, 1, 0)), new PutCommand("note", B("x"))];
+        Assert.True(Run(m, new BeginTransactionCommand("t1", ["p"]) { Changes = changes }).Result.IsOk);
+        Assert.Null(m.GetVolume("v"));   // nothing happens before the decision
+        Assert.Equal(3, m.GetTransaction("t1")!.Changes.Count);   // but a recovering participant can read what is intended
+
+        var (committed, events) = Run(m, new DecideTransactionCommand("t1", Commit: true));
+        Assert.True(committed.IsOk);
+        Assert.Single(m.GetVolume("v")!.Extents);
+        Assert.Equal(TransactionState.Committed, m.GetTransaction("t1")!.State);
+        Assert.Equal(["volumes/v", "volumes/v", "note", "tx/t1"], events.Select(e => e.Key));
+        Assert.Equal(committed.Revision, m.Revision);
+
+        // A change that fails (the extent is taken now) undoes the ones before it; the transaction stays pending.
+        long revision = m.Revision;
+        MetadataCommand[] clashing = [new CreateVolumeCommand("w", "p", 1 << 20), new PutCommand("note", B("y")), new MapExtentCommand("w", new ExtentRecord(0, 4096, 1, 0))];
+        Assert.True(Run(m, new BeginTransactionCommand("t2", ["p"]) { Changes = clashing }).Result.IsOk);
+        var (refused, none) = Run(m, new DecideTransactionCommand("t2", Commit: true));
+        Assert.Equal(ResultCode.Conflict, refused.Code);
+        Assert.Contains("change 2 (MapExtentCommand)", refused.Message, StringComparison.Ordinal);
+        Assert.Empty(none);
+        Assert.Null(m.GetVolume("w"));
+        Assert.Equal("x", Encoding.UTF8.GetString(m.Read("note").Value.Span));
+        Assert.Equal(revision + 1, m.Revision);   // only the begin
+        Assert.Equal(TransactionState.Pending, m.GetTransaction("t2")!.State);
+        Assert.True(Run(m, new DecideTransactionCommand("t2", Commit: false)).Result.IsOk);   // abort applies nothing
+        Assert.Null(m.GetVolume("w"));
+        Assert.True(Run(m, new ForgetTransactionCommand("t2")).Result.IsOk);
+
+        var nested = Run(m, new BeginTransactionCommand("t3", ["p"]) { Changes = [new DecideTransactionCommand("t1", true)] }).Result;
+        Assert.Equal(ResultCode.Invalid, nested.Code);
+    }
+
+    [Fact]
+    public void Transaction_changes_survive_the_codec_and_records_written_before_them_still_decode()
+    {
+        var begin = new BeginTransactionCommand("t", ["p", "q"]) { Changes = [new CreateVolumeCommand("v", "p", 5), new DeleteCommand("k", 3)] };
+        var back = (BeginTransactionCommand)MetadataCodec.DecodeCommand(MetadataCodec.EncodeCommand(begin));
+        Assert.Equal(begin.Changes, back.Changes);
+        var record = new TransactionRecord("t", ["p"], TransactionState.Pending) { Changes = begin.Changes };
+        Assert.Equal(record.Changes, MetadataCodec.DecodeTransaction(MetadataCodec.EncodeTransaction(record)).Changes);
+
+        // The format before changes: id, participants, state, and nothing after.
+        byte[] old = MetadataCodec.EncodeTransaction(new TransactionRecord("t", ["p"], TransactionState.Committed));
+        old = old[..^4];   // drop the change count this build writes
+        var decoded = MetadataCodec.DecodeTransaction(old);
+        Assert.Equal(TransactionState.Committed, decoded.State);
+        Assert.Empty(decoded.Changes);
+    }
+
     [Property(MaxTest = 100)]
     public Property Replicas_applying_the_same_commands_hold_the_same_bytes_and_snapshots_restore_them(int seed) =>
         Prop.ToProperty(SameBytes(seed));

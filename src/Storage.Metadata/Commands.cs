@@ -47,10 +47,18 @@ public sealed record CreateSnapshotCommand(string Volume, string Name) : Metadat
 public sealed record DeleteSnapshotCommand(string Volume, string Name) : MetadataCommand;
 
 /// <summary>Records a new two-phase-commit transaction as pending.</summary>
-public sealed record BeginTransactionCommand(string Id, IReadOnlyList<string> Participants) : MetadataCommand;
+public sealed record BeginTransactionCommand(string Id, IReadOnlyList<string> Participants) : MetadataCommand
+{
+    /// <summary>
+    /// Catalogue commands (no reads, no transaction commands) that the commit decision applies atomically, in order, in
+    /// the same log entry; checked when the commit is decided.
+    /// </summary>
+    public IReadOnlyList<MetadataCommand> Changes { get; init; } = [];
+}
 
 /// <summary>Decides a pending transaction. A decision is final: deciding the same way again succeeds,
-/// deciding the other way fails.</summary>
+/// deciding the other way fails. Committing applies the transaction's changes with it, all or none: when one of them
+/// fails, nothing changes, the transaction stays pending and the result says which change failed.</summary>
 public sealed record DecideTransactionCommand(string Id, bool Commit) : MetadataCommand;
 
 /// <summary>Forgets a decided transaction once every participant has acted on the decision.</summary>

@@ -35,8 +35,11 @@ internal sealed class SessionTracker
     }
 }
 
-/// <summary>Binary encodings of commands, results and records (stable: they live in logs and snapshots).</summary>
-internal static class MetadataCodec
+/// <summary>
+/// Binary encodings of commands, results and records (stable: they live in logs and snapshots). Public so that a
+/// client that reads a key (over TCP too) can decode the record stored there.
+/// </summary>
+public static class MetadataCodec
 {
     private enum Op : byte
     {
@@ -59,13 +62,36 @@ internal static class MetadataCodec
         ForgetTransaction = 42,
     }
 
-    public static byte[] Encode(Envelope e)
+    internal static byte[] Encode(Envelope e)
     {
         var w = new ByteWriter(128);
         w.I64(e.Session);
         w.I64(e.Seq);
         w.I64(e.AckedThrough);
-        switch (e.Command)
+        WriteCommand(w, e.Command);
+        return w.Written.ToArray();
+    }
+
+    /// <summary>One command on its own (as a transaction carries the changes it commits).</summary>
+    public static byte[] EncodeCommand(MetadataCommand command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var w = new ByteWriter(64);
+        WriteCommand(w, command);
+        return w.Written.ToArray();
+    }
+
+    /// <summary>Reads what <see cref="EncodeCommand"/> wrote.</summary>
+    /// <exception cref="FormatException">Not an encoded command.</exception>
+    public static MetadataCommand DecodeCommand(ReadOnlySpan<byte> data)
+    {
+        var r = new ByteReader(data);
+        return ReadCommand(ref r);
+    }
+
+    private static void WriteCommand(ByteWriter w, MetadataCommand command)
+    {
+        switch (command)
         {
             case PutCommand c: w.U8((byte)Op.Put); w.String(c.Key); w.Bytes(c.Value.Span); w.I64(c.ExpectedVersion); break;
             case DeleteCommand c: w.U8((byte)Op.Delete); w.String(c.Key); w.I64(c.ExpectedVersion); break;
@@ -81,19 +107,22 @@ internal static class MetadataCodec
             case UnmapExtentCommand c: w.U8((byte)Op.UnmapExtent); w.String(c.Volume); w.I64(c.Offset); break;
             case CreateSnapshotCommand c: w.U8((byte)Op.CreateSnapshot); w.String(c.Volume); w.String(c.Name); break;
             case DeleteSnapshotCommand c: w.U8((byte)Op.DeleteSnapshot); w.String(c.Volume); w.String(c.Name); break;
-            case BeginTransactionCommand c: w.U8((byte)Op.BeginTransaction); w.String(c.Id); WriteStrings(w, c.Participants); break;
+            case BeginTransactionCommand c: w.U8((byte)Op.BeginTransaction); w.String(c.Id); WriteStrings(w, c.Participants); WriteChanges(w, c.Changes); break;
             case DecideTransactionCommand c: w.U8((byte)Op.DecideTransaction); w.String(c.Id); w.U8(c.Commit ? (byte)1 : (byte)0); break;
             case ForgetTransactionCommand c: w.U8((byte)Op.ForgetTransaction); w.String(c.Id); break;
-            default: throw new ArgumentException($"Unknown command {e.Command.GetType().Name}.", nameof(e));
+            default: throw new ArgumentException($"Unknown command {command.GetType().Name}.", nameof(command));
         }
-        return w.Written.ToArray();
     }
 
-    public static Envelope Decode(ReadOnlySpan<byte> data)
+    internal static Envelope Decode(ReadOnlySpan<byte> data)
     {
         var r = new ByteReader(data);
         long session = r.I64(), seq = r.I64(), acked = r.I64();
-        MetadataCommand command = (Op)r.U8() switch
+        return new Envelope(session, seq, ReadCommand(ref r), acked);
+    }
+
+    private static MetadataCommand ReadCommand(ref ByteReader r)
+        => (Op)r.U8() switch
         {
             Op.Put => new PutCommand(r.String(), r.Bytes(), r.I64()),
             Op.Delete => new DeleteCommand(r.String(), r.I64()),
@@ -109,15 +138,31 @@ internal static class MetadataCodec
             Op.UnmapExtent => new UnmapExtentCommand(r.String(), r.I64()),
             Op.CreateSnapshot => new CreateSnapshotCommand(r.String(), r.String()),
             Op.DeleteSnapshot => new DeleteSnapshotCommand(r.String(), r.String()),
-            Op.BeginTransaction => new BeginTransactionCommand(r.String(), ReadStrings(ref r)),
+            Op.BeginTransaction => new BeginTransactionCommand(r.String(), ReadStrings(ref r)) { Changes = ReadChanges(ref r) },
             Op.DecideTransaction => new DecideTransactionCommand(r.String(), r.U8() == 1),
             Op.ForgetTransaction => new ForgetTransactionCommand(r.String()),
             var op => throw new FormatException($"Unknown metadata op {op}."),
         };
-        return new Envelope(session, seq, command, acked);
+
+    /// <summary>A transaction's changes: a count and the commands (records written before changes existed end earlier: none).</summary>
+    private static void WriteChanges(ByteWriter w, IReadOnlyList<MetadataCommand> changes)
+    {
+        w.I32(changes.Count);
+        foreach (var change in changes)
+            WriteCommand(w, change);
     }
 
-    public static void Write(ByteWriter w, CommandResult result)
+    private static MetadataCommand[] ReadChanges(ref ByteReader r)
+    {
+        if (r.End)
+            return [];
+        var changes = new MetadataCommand[r.Count(2)];
+        for (int i = 0; i < changes.Length; i++)
+            changes[i] = ReadCommand(ref r);
+        return changes;
+    }
+
+    internal static void Write(ByteWriter w, CommandResult result)
     {
         w.U8((byte)result.Code);
         w.String(result.Message ?? "");
@@ -126,7 +171,7 @@ internal static class MetadataCodec
         w.Bytes(result.Value.Span);
     }
 
-    public static CommandResult ReadResult(ref ByteReader r)
+    internal static CommandResult ReadResult(ref ByteReader r)
     {
         var code = (ResultCode)r.U8();
         string message = r.String();
@@ -194,36 +239,48 @@ internal static class MetadataCodec
 
     // Typed records are stored as values under their keys, so versions, compare-and-set and watches work for them too.
 
+    /// <summary>The stored form of a pool record.</summary>
     public static byte[] EncodePool(PoolRecord p) => Build(w => { w.String(p.Name); WriteArrays(w, p.Arrays); });
 
+    /// <summary>Reads what <see cref="EncodePool"/> wrote.</summary>
+    /// <exception cref="FormatException">Not an encoded record.</exception>
     public static PoolRecord DecodePool(ReadOnlySpan<byte> b)
     {
         var r = new ByteReader(b);
         return new PoolRecord(r.String(), ReadArrays(ref r));
     }
 
+    /// <summary>The stored form of a volume record.</summary>
     public static byte[] EncodeVolume(VolumeRecord v) => Build(w => { w.String(v.Name); w.String(v.Pool); w.I64(v.SizeBytes); WriteExtents(w, v.Extents); });
 
+    /// <summary>Reads what <see cref="EncodeVolume"/> wrote.</summary>
+    /// <exception cref="FormatException">Not an encoded record.</exception>
     public static VolumeRecord DecodeVolume(ReadOnlySpan<byte> b)
     {
         var r = new ByteReader(b);
         return new VolumeRecord(r.String(), r.String(), r.I64(), ReadExtents(ref r));
     }
 
+    /// <summary>The stored form of a snapshot record.</summary>
     public static byte[] EncodeSnapshot(SnapshotRecord s) => Build(w => { w.String(s.Volume); w.String(s.Name); w.I64(s.SizeBytes); WriteExtents(w, s.Extents); w.I64(s.Revision); });
 
+    /// <summary>Reads what <see cref="EncodeSnapshot"/> wrote.</summary>
+    /// <exception cref="FormatException">Not an encoded record.</exception>
     public static SnapshotRecord DecodeSnapshot(ReadOnlySpan<byte> b)
     {
         var r = new ByteReader(b);
         return new SnapshotRecord(r.String(), r.String(), r.I64(), ReadExtents(ref r), r.I64());
     }
 
-    public static byte[] EncodeTransaction(TransactionRecord t) => Build(w => { w.String(t.Id); WriteStrings(w, t.Participants); w.U8((byte)t.State); });
+    /// <summary>The stored form of a transaction record.</summary>
+    public static byte[] EncodeTransaction(TransactionRecord t) => Build(w => { w.String(t.Id); WriteStrings(w, t.Participants); w.U8((byte)t.State); WriteChanges(w, t.Changes); });
 
+    /// <summary>Reads what <see cref="EncodeTransaction"/> wrote.</summary>
+    /// <exception cref="FormatException">Not an encoded transaction record.</exception>
     public static TransactionRecord DecodeTransaction(ReadOnlySpan<byte> b)
     {
         var r = new ByteReader(b);
-        return new TransactionRecord(r.String(), ReadStrings(ref r), (TransactionState)r.U8());
+        return new TransactionRecord(r.String(), ReadStrings(ref r), (TransactionState)r.U8()) { Changes = ReadChanges(ref r) };
     }
 
     private static byte[] Build(Action<ByteWriter> write)

@@ -3,14 +3,17 @@ namespace Storage.Metadata;
 // Pools, volumes, extents, snapshots and transactions: typed records stored under fixed key prefixes.
 public sealed partial class MetadataStateMachine
 {
+    private const string VolumePrefix = "volumes/";
+    private const string SnapshotPrefix = "snapshots/";
+
     /// <summary>Key of a pool record.</summary>
     public static string PoolKey(string name) => "pools/" + name;
 
     /// <summary>Key of a volume record.</summary>
-    public static string VolumeKey(string name) => "volumes/" + name;
+    public static string VolumeKey(string name) => VolumePrefix + name;
 
     /// <summary>Key of a snapshot record.</summary>
-    public static string SnapshotKey(string volume, string name) => $"snapshots/{volume}/{name}";
+    public static string SnapshotKey(string volume, string name) => $"{SnapshotPrefix}{volume}/{name}";
 
     /// <summary>Key of a transaction record.</summary>
     public static string TransactionKey(string id) => "tx/" + id;
@@ -117,8 +120,35 @@ public sealed partial class MetadataStateMachine
             return Fail(ResultCode.NotFound, $"pool {v.Pool} has no array {e.ArrayId}");
         if (v.Extents.Any(x => x.Offset < e.Offset + e.Length && e.Offset < x.Offset + x.Length))
             return Fail(ResultCode.Conflict, $"extent [{e.Offset}, +{e.Length}) overlaps a mapped one");
+        if (PhysicalOwner(v.Pool, e) is { } owner)
+            return Fail(ResultCode.Conflict, $"array {e.ArrayId} of pool {v.Pool}: bytes [{e.Physical}, +{e.Length}) are already held by {owner}");
         var extents = v.Extents.Append(e).OrderBy(x => x.Offset).ToList();
         return Write(VolumeKey(c.Volume), MetadataCodec.EncodeVolume(v with { Extents = extents }), events);
+    }
+
+    /// <summary>
+    /// What already holds physical bytes of <paramref name="e"/> on its array of <paramref name="pool"/>: an extent of a
+    /// volume of that pool, or of a snapshot of one (a snapshot keeps its extents after the volume unmaps them).
+    /// </summary>
+    private string? PhysicalOwner(string pool, ExtentRecord e)
+    {
+        bool Clashes(ExtentRecord x) => x.ArrayId == e.ArrayId && x.Physical < e.Physical + e.Length && e.Physical < x.Physical + x.Length;
+        foreach (var (key, item) in _items)
+        {
+            if (key.StartsWith(VolumePrefix, StringComparison.Ordinal))
+            {
+                var volume = MetadataCodec.DecodeVolume(item.Value);
+                if (volume.Pool == pool && volume.Extents.FirstOrDefault(Clashes) is { } x)
+                    return $"volume {volume.Name} at [{x.Offset}, +{x.Length})";
+            }
+            else if (key.StartsWith(SnapshotPrefix, StringComparison.Ordinal))
+            {
+                var snapshot = MetadataCodec.DecodeSnapshot(item.Value);
+                if (GetVolume(snapshot.Volume) is { } owner && owner.Pool == pool && snapshot.Extents.FirstOrDefault(Clashes) is { } x)
+                    return $"snapshot {snapshot.Volume}@{snapshot.Name} at [{x.Offset}, +{x.Length})";
+            }
+        }
+        return null;
     }
 
     private CommandResult UnmapExtent(UnmapExtentCommand c, List<WatchEvent> events)
@@ -154,7 +184,10 @@ public sealed partial class MetadataStateMachine
             return Fail(ResultCode.Invalid, "a transaction needs an id without '/' and participants");
         if (_items.ContainsKey(TransactionKey(c.Id)))
             return Fail(ResultCode.AlreadyExists, $"transaction {c.Id} exists");
-        return Write(TransactionKey(c.Id), MetadataCodec.EncodeTransaction(new TransactionRecord(c.Id, c.Participants, TransactionState.Pending)), events);
+        int nested = c.Changes.ToList().FindIndex(x => x is ReadCommand or BeginTransactionCommand or DecideTransactionCommand or ForgetTransactionCommand);
+        if (nested >= 0)
+            return Fail(ResultCode.Invalid, $"change {nested} of transaction {c.Id} is a {c.Changes[nested].GetType().Name}: a transaction changes the catalogue only");
+        return Write(TransactionKey(c.Id), MetadataCodec.EncodeTransaction(new TransactionRecord(c.Id, c.Participants, TransactionState.Pending) { Changes = c.Changes }), events);
     }
 
     private CommandResult DecideTransaction(DecideTransactionCommand c, List<WatchEvent> events)
@@ -166,6 +199,13 @@ public sealed partial class MetadataStateMachine
             return Read(TransactionKey(c.Id)) with { Value = ReadOnlyMemory<byte>.Empty };
         if (t.State != TransactionState.Pending)
             return Fail(ResultCode.Conflict, $"transaction {c.Id} is already {t.State}; a decision is final");
+        if (c.Commit && t.Changes.Count > 0)
+        {
+            // The commit point: the decision and the catalogue changes it commits are one log entry.
+            var (failed, result) = ApplyAllOrNone(t.Changes, events);
+            if (failed >= 0)
+                return Fail(ResultCode.Conflict, $"transaction {c.Id} cannot commit: change {failed} ({t.Changes[failed].GetType().Name}) failed: {result.Message}; nothing was changed and it is still pending (abort it)");
+        }
         return Write(TransactionKey(c.Id), MetadataCodec.EncodeTransaction(t with { State = decision }), events);
     }
 

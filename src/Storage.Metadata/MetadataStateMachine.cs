@@ -136,6 +136,7 @@ public sealed partial class MetadataStateMachine
 
     private CommandResult Write(string key, byte[] value, List<WatchEvent> events)
     {
+        Remember(key);
         Revision++;
         _items[key] = (value, Revision);
         events.Add(new WatchEvent(key, false, Revision, Revision, value));
@@ -144,10 +145,55 @@ public sealed partial class MetadataStateMachine
 
     private CommandResult Remove(string key, List<WatchEvent> events)
     {
+        Remember(key);
         Revision++;
         _items.Remove(key);
         events.Add(new WatchEvent(key, true, 0, Revision, ReadOnlyMemory<byte>.Empty));
         return new CommandResult(ResultCode.Ok, null, 0, Revision, ReadOnlyMemory<byte>.Empty);
+    }
+
+    /// <summary>While <see cref="ApplyAllOrNone"/> runs: each key's state before its first change, to put back on failure.</summary>
+    private Dictionary<string, (byte[] Value, long Version)?>? _undo;
+
+    private void Remember(string key)
+    {
+        if (_undo is not null && !_undo.ContainsKey(key))
+            _undo[key] = _items.TryGetValue(key, out var item) ? item : null;
+    }
+
+    /// <summary>
+    /// Applies <paramref name="commands"/> in order as one change: when one fails, every key, the revision and the
+    /// events are put back as they were, and its index and result are returned.
+    /// </summary>
+    private (int Failed, CommandResult Result) ApplyAllOrNone(IReadOnlyList<MetadataCommand> commands, List<WatchEvent> events)
+    {
+        _undo = new Dictionary<string, (byte[] Value, long Version)?>(StringComparer.Ordinal);
+        long revision = Revision;
+        int eventCount = events.Count;
+        try
+        {
+            for (int i = 0; i < commands.Count; i++)
+            {
+                var result = Execute(commands[i], events);
+                if (result.Code == ResultCode.Ok)
+                    continue;
+                foreach (var (key, before) in _undo)
+                {
+                    if (before is { } item)
+                        _items[key] = item;
+                    else
+                        _items.Remove(key);
+                }
+                Revision = revision;
+                events.RemoveRange(eventCount, events.Count - eventCount);
+                return (i, result);
+            }
+            return (-1, default!);
+        }
+        finally
+        {
+            _undo = null;
+        }
     }
 
     private CommandResult Fail(ResultCode code, string message, long version = 0) =>

@@ -35,4 +35,11 @@ public enum TransactionState : byte
 }
 
 /// <summary>A two-phase-commit transaction record: its participants and its (eventually final) decision.</summary>
-public sealed record TransactionRecord(string Id, IReadOnlyList<string> Participants, TransactionState State);
+public sealed record TransactionRecord(string Id, IReadOnlyList<string> Participants, TransactionState State)
+{
+    /// <summary>
+    /// The catalogue changes the transaction makes if it commits, applied with the commit decision in the same log
+    /// entry (all or none); a recovering participant reads here what was intended.
+    /// </summary>
+    public IReadOnlyList<MetadataCommand> Changes { get; init; } = [];
+}
