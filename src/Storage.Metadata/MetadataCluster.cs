@@ -7,7 +7,7 @@ namespace Storage.Metadata;
 /// directory (ideally on different disks), joined by an in-process network; plus a client that finds the
 /// leader and retries under one request id, so every command applies once.
 /// </summary>
-public sealed class MetadataCluster : IDisposable
+public sealed class MetadataCluster : IMetadataStore, IDisposable
 {
     private readonly IReadOnlyList<string> _directories;
     private readonly Func<int, string, bool, MetadataReplicaOptions> _options;
@@ -112,6 +112,31 @@ public sealed class MetadataCluster : IDisposable
     /// <summary>A linearizable read at the leader.</summary>
     public Task<CommandResult> ReadAsync(string key, TimeSpan? timeout = null) =>
         WithLeader((r, ct) => r.ReadAsync(key, ct), timeout);
+
+    /// <summary>The keys under <paramref name="prefix"/> at the leader, following leadership changes for up to 10 s.</summary>
+    /// <exception cref="TimeoutException">No leader answered in time.</exception>
+    public async Task<IReadOnlyList<KeyVersion>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            var leader = await WaitForLeaderAsync(deadline - DateTime.UtcNow).WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await leader.ListAsync(prefix, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is NotLeaderException or TimeoutException && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    Task<CommandResult> IMetadataStore.ExecuteAsync(MetadataCommand command, CancellationToken cancellationToken) => ExecuteAsync(command).WaitAsync(cancellationToken);
+
+    Task<CommandResult> IMetadataStore.ReadAsync(string key, CancellationToken cancellationToken) => ReadAsync(key).WaitAsync(cancellationToken);
+
+    IDisposable IMetadataStore.Watch(string prefix, Action<WatchEvent> handler) => Watch(prefix, handler);
 
     /// <summary>Watches changes under <paramref name="prefix"/> as replica <paramref name="replicaId"/> applies them.</summary>
     public IDisposable Watch(string prefix, Action<WatchEvent> handler, int replicaId = 1) =>

@@ -15,7 +15,7 @@ namespace Storage.Metadata;
 /// each Ready in order: append and fsync, then send, then apply, then advance. Public methods are
 /// thread-safe; results complete off the loop thread.
 /// </remarks>
-public sealed class MetadataReplica : IDisposable
+public sealed class MetadataReplica : IMetadataStore, IDisposable
 {
     private readonly MetadataReplicaOptions _o;
     private readonly ITransport _transport;
@@ -185,6 +185,31 @@ public sealed class MetadataReplica : IDisposable
         });
         return tcs.Task;
     }
+
+    /// <summary>The keys under <paramref name="prefix"/>, linearizably: under the leader's lease, or after a read through the log.</summary>
+    /// <exception cref="NotLeaderException">This replica is not the leader.</exception>
+    public async Task<IReadOnlyList<KeyVersion>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        var tcs = new TaskCompletionSource<IReadOnlyList<KeyVersion>?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() =>
+        {
+            var core = _core!;
+            CatchUpTicks();
+            if (!core.IsLeader)
+                tcs.TrySetException(new NotLeaderException(core.LeaderId));
+            else if (core.TryLeaseRead(out long index) && _state.AppliedIndex >= index)
+                tcs.TrySetResult(List(prefix));
+            else
+                tcs.TrySetResult(null);
+        });
+        if (await tcs.Task.WaitAsync(cancellationToken).ConfigureAwait(false) is { } listed)
+            return listed;
+        await ReadAsync(prefix, cancellationToken).ConfigureAwait(false);   // through the log: applied here once it returns
+        return await QueryAsync(_ => List(prefix)).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private KeyVersion[] List(string prefix) => [.. _state.List(prefix).Select(k => new KeyVersion(k.Key, k.Version))];
 
     /// <summary>A consistent view of the state machine for typed queries; runs on the loop thread.</summary>
     public Task<T> QueryAsync<T>(Func<MetadataStateMachine, T> query)

@@ -21,7 +21,7 @@ public sealed class MetadataUnavailableException(string message) : Exception(mes
 /// at a time, and <see cref="AttemptTimeout"/> bounds every step of an attempt (connecting, waiting to write,
 /// waiting for the answer).
 /// </remarks>
-public sealed class MetadataClient : IDisposable
+public sealed class MetadataClient : IMetadataStore, IDisposable
 {
     private readonly IReadOnlyDictionary<int, IPEndPoint> _endpoints;
     private readonly Dictionary<int, Slot> _slots;
@@ -91,7 +91,93 @@ public sealed class MetadataClient : IDisposable
         }
     }
 
+    /// <summary>The keys under <paramref name="prefix"/>, linearizably at the leader.</summary>
+    /// <exception cref="MetadataUnavailableException">No answer within <see cref="Timeout"/>.</exception>
+    public async Task<IReadOnlyList<KeyVersion>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        var w = new ByteWriter(64);
+        w.String(prefix);
+        var payload = await CallRaw(Protocol.List, w.Written.ToArray(), cancellationToken).ConfigureAwait(false);
+        var r = new ByteReader(payload.Span);
+        var keys = new KeyVersion[r.Count(12)];
+        for (int i = 0; i < keys.Length; i++)
+            keys[i] = new KeyVersion(r.String(), r.I64());
+        return keys;
+    }
+
+    /// <summary>How often <see cref="Watch"/> polls the leader.</summary>
+    public TimeSpan WatchInterval { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>
+    /// Polls the keys under <paramref name="prefix"/> every <see cref="WatchInterval"/> and reports each key whose version
+    /// changed (with its value) or that disappeared, in version order. Changes between two polls of a key coalesce
+    /// into the last; a poll that fails (no leader for a while) is retried at the next tick and loses nothing.
+    /// </summary>
+    public IDisposable Watch(string prefix, Action<WatchEvent> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        var stop = new CancellationTokenSource();
+        _ = Task.Run(() => PollAsync(prefix, handler, stop.Token));
+        return new WatchHandle(stop);
+    }
+
+    private async Task PollAsync(string prefix, Action<WatchEvent> handler, CancellationToken cancellationToken)
+    {
+        Dictionary<string, long>? known = null;
+        while (!cancellationToken.IsCancellationRequested && !_disposed)
+        {
+            try
+            {
+                var now = (await ListAsync(prefix, cancellationToken).ConfigureAwait(false)).ToDictionary(k => k.Key, k => k.Version, StringComparer.Ordinal);
+                if (known is not null)
+                {
+                    var changes = new List<WatchEvent>();
+                    foreach (var (key, version) in now)
+                    {
+                        if (known.TryGetValue(key, out long before) && before == version)
+                            continue;
+                        var read = await ReadAsync(key, cancellationToken).ConfigureAwait(false);
+                        changes.Add(read.IsOk ? new WatchEvent(key, false, read.Version, read.Version, read.Value) : new WatchEvent(key, true, 0, read.Revision, ReadOnlyMemory<byte>.Empty));
+                    }
+                    long revision = now.Values.DefaultIfEmpty(0).Max();
+                    foreach (var key in known.Keys.Where(k => !now.ContainsKey(k)))
+                        changes.Add(new WatchEvent(key, true, 0, revision, ReadOnlyMemory<byte>.Empty));
+                    foreach (var change in changes.OrderBy(c => c.Revision))
+                        handler(change);
+                }
+                known = now;
+            }
+            catch (Exception e) when (e is MetadataUnavailableException or OperationCanceledException or ObjectDisposedException)
+            {
+                // Retried at the next tick (or stopped).
+            }
+            try
+            {
+                await Task.Delay(WatchInterval, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private sealed class WatchHandle(CancellationTokenSource stop) : IDisposable
+    {
+        // Cancelled, not disposed: the poll loop may still be looking at its token.
+        public void Dispose() => stop.Cancel();
+    }
+
     private async Task<CommandResult> Call(byte kind, byte[] body, CancellationToken cancellationToken)
+    {
+        var payload = await CallRaw(kind, body, cancellationToken).ConfigureAwait(false);
+        var r = new ByteReader(payload.Span);
+        return MetadataCodec.ReadResult(ref r);
+    }
+
+    /// <summary>Sends a request to the leader (following hints and failing over) and returns the body of its Ok answer.</summary>
+    private async Task<ReadOnlyMemory<byte>> CallRaw(byte kind, byte[] body, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow + Timeout;
         int target = _leader;
@@ -106,8 +192,7 @@ public sealed class MetadataClient : IDisposable
                 if (outcome == Protocol.Ok)
                 {
                     _leader = target;
-                    var r = new ByteReader(payload.Span);
-                    return MetadataCodec.ReadResult(ref r);
+                    return payload;
                 }
                 var br = new ByteReader(payload.Span);
                 if (outcome == Protocol.NotLeader)

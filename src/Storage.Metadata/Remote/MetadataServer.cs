@@ -88,6 +88,17 @@ public sealed class MetadataServer : IDisposable
                     w.U8(Protocol.Ok);
                     MetadataCodec.Write(w, read);
                     break;
+                case Protocol.List:
+                    var lr = new ByteReader(body.Span);
+                    var keys = await _replica.ListAsync(lr.String(), _stop.Token).ConfigureAwait(false);
+                    w.U8(Protocol.Ok);
+                    w.I32(keys.Count);
+                    foreach (var (key, version) in keys)
+                    {
+                        w.String(key);
+                        w.I64(version);
+                    }
+                    break;
                 case Protocol.StatusRequest:
                     w.U8(Protocol.Ok);
                     Protocol.WriteStatus(w, _replica.Status);

@@ -5,8 +5,9 @@ namespace Storage.Metadata;
 /// <summary>The client protocol of <see cref="MetadataServer"/>: request/response frames with ids, so a
 /// connection carries many requests at once.</summary>
 /// <remarks>
-/// Request: <c>i64 id | u8 kind | body</c> (1 execute: an encoded envelope; 2 read: a key; 3 status).
-/// Response: <c>i64 id | u8 outcome | body</c> (0 ok: a result or a status; 1 not leader: i32 hint; 2 error: text).
+/// Request: <c>i64 id | u8 kind | body</c> (1 execute: an encoded envelope; 2 read: a key; 3 status; 4 list: a prefix).
+/// Response: <c>i64 id | u8 outcome | body</c> (0 ok: a result, a status, or for a list i32 count and (key, i64 version)
+/// pairs; 1 not leader: i32 hint; 2 error: text).
 /// Each travels in a <see cref="FrameCodec"/> frame.
 /// </remarks>
 internal static class Protocol
@@ -14,6 +15,7 @@ internal static class Protocol
     public const byte Execute = 1;
     public const byte Read = 2;
     public const byte StatusRequest = 3;
+    public const byte List = 4;
 
     public const byte Ok = 0;
     public const byte NotLeader = 1;
