@@ -88,6 +88,44 @@ public class PoolSendTests
     }
 
     [Fact]
+    public async Task A_flipped_bit_anywhere_in_the_header_records_or_trailer_is_refused_and_changes_nothing()
+    {
+        await using var source = await NewPoolAsync("src");
+        await using var target = await NewPoolAsync("dst");
+        await source.CreateVolumeAsync("v", 4L << 20);
+        using (var volume = source.OpenVolume("v"))
+            await volume.WriteAsync(0, Bytes.Random(256 << 10, 5));   // 16 blocks
+        await source.CreateSnapshotAsync("v", "a");
+        using var stream = new MemoryStream();
+        await source.SendAsync("v", "a", null, stream);
+        var good = stream.ToArray();
+        long usedBefore = target.GetStatus().UsedBytes;
+
+        // The header (fixed part, body, its CRC), the seams between records (kind, block number, data edges, CRC),
+        // and the trailer: every byte, with two different bits.
+        int headerEnd = 16 + BitConverter.ToInt32(good, 12) + 4, record = 1 + 1 + source.BlockSize + 4;
+        var positions = Enumerable.Range(0, headerEnd + 8)
+            .Concat(Enumerable.Range(1, 15).SelectMany(r => Enumerable.Range(headerEnd + r * record - 6, 12)))
+            .Concat(Enumerable.Range(good.Length - 12, 12))
+            .Where(p => p >= 0 && p < good.Length).Distinct();
+        foreach (int position in positions)
+        {
+            foreach (byte bit in new byte[] { 0x01, 0x40 })
+            {
+                var flipped = (byte[])good.Clone();
+                flipped[position] ^= bit;
+                var refused = await Record.ExceptionAsync(() => target.ReceiveAsync(new MemoryStream(flipped)));
+                Assert.True(refused is SendStreamException, $"byte {position} ^ 0x{bit:x2}: {refused?.GetType().Name ?? "accepted"} {refused?.Message}");
+            }
+        }
+        Assert.Empty(target.ListVolumes());
+        Assert.Equal(usedBefore, target.GetStatus().UsedBytes);
+        Assert.Null(target.CheckSpace());
+        await target.ReceiveAsync(new MemoryStream(good));
+        Assert.Single(target.ListVolumes());
+    }
+
+    [Fact]
     public async Task An_incremental_needs_its_base_and_an_unchanged_target()
     {
         await using var source = await NewPoolAsync("src");

@@ -180,37 +180,51 @@ public sealed partial class RaidArray
     /// because its member is gone is implied by the others (the stripe is consistent without it). Records stay in the
     /// ring after they are home, so a clean stop leaves records that are applied again (idempotently).
     /// </summary>
-    private async Task<(int Replayed, int Discarded)> ReplayJournalAsync(CancellationToken cancellationToken)
+    /// <summary>Every journal part found: slot by slot on each writable member's ring, or packed on the journal device.</summary>
+    private async Task<List<(int Role, JournalRecord Record, long SlotOffset)>> ReadPartsAsync(CancellationToken cancellationToken)
     {
-        if (JournalSlots == 0)
-            return (0, 0);
-        var parts = new Dictionary<long, List<(int Role, JournalRecord Record, long SlotOffset)>>();
+        if (_journalDevice is { } journal)
+            return await ReadDevicePartsAsync(journal.Device, cancellationToken).ConfigureAwait(false);
+        var parts = new List<(int, JournalRecord, long)>();
         byte[] header = new byte[JournalRecord.HeaderSize];
-        long highest = 0;
         for (int role = 0; role < _roles.Length; role++)
         {
             if (_roles[role] is not { Writable: true } member)
                 continue;
             for (int slot = 0; slot < JournalSlots; slot++)
             {
-                var (device, slotOffset) = JournalPart(slot, role, member);
+                long slotOffset = JournalOffset + slot * JournalSlotSize;
                 try
                 {
-                    await device.ReadAsync(slotOffset, header, cancellationToken).ConfigureAwait(false);
+                    await member.Device.ReadAsync(slotOffset, header, cancellationToken).ConfigureAwait(false);
                 }
                 catch (BlockDeviceException)
                 {
                     continue;
                 }
-                if (!JournalRecord.TryParse(header, Id, Geometry.MemberCount, out var record) || record!.Role != role || record.Members[role] != member.Id
-                    || record.Length <= 0 || record.Length > Geometry.ChunkSize || record.Stripe < 0 || record.Stripe >= Geometry.StripeCount
-                    || record.Sequence % JournalSlots != slot)
-                    continue;
-                highest = Math.Max(highest, record.Sequence);
-                if (!parts.TryGetValue(record.Sequence, out var list))
-                    parts[record.Sequence] = list = [];
-                list.Add((role, record, slotOffset));   // on `device`: the member or the journal device
+                if (JournalRecord.TryParse(header, Id, Geometry.MemberCount, out var record) && record!.Role == role
+                    && record.Length > 0 && record.Length <= Geometry.ChunkSize && record.Sequence % JournalSlots == slot)
+                    parts.Add((role, record, slotOffset));
             }
+        }
+        return parts;
+    }
+
+    private async Task<(int Replayed, int Discarded)> ReplayJournalAsync(CancellationToken cancellationToken)
+    {
+        if (JournalSlots == 0)
+            return (0, 0);
+        var parts = new Dictionary<long, List<(int Role, JournalRecord Record, long SlotOffset)>>();
+        long highest = 0;
+        foreach (var (role, record, slotOffset) in await ReadPartsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            // Only parts written to the disk that holds the role now, in sync or being rebuilt.
+            if (_roles[role] is not { Writable: true } member || record.Members[role] != member.Id || record.Stripe < 0 || record.Stripe >= Geometry.StripeCount)
+                continue;
+            highest = Math.Max(highest, record.Sequence);
+            if (!parts.TryGetValue(record.Sequence, out var list))
+                parts[record.Sequence] = list = [];
+            list.Add((role, record, slotOffset));   // a header's offset on the member, or on the journal device
         }
         _journal.StartAfter(highest);
         int replayed = 0, discarded = 0;

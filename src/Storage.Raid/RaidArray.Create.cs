@@ -122,10 +122,7 @@ public sealed partial class RaidArray
         {
             await journal.Device.WriteAsync(0, zeros, cancellationToken: cancellationToken).ConfigureAwait(false);
             for (int slot = 0; slot < JournalSlots; slot++)
-            {
-                for (int role = 0; role < Geometry.MemberCount; role++)
-                    await journal.Device.WriteAsync(JournalPart(slot, role, journal).Offset, zeros.AsMemory(0, JournalRecord.HeaderSize), cancellationToken: cancellationToken).ConfigureAwait(false);
-            }
+                await journal.Device.WriteAsync(DeviceSlotOffset(slot), zeros.AsMemory(0, JournalRecord.HeaderSize), cancellationToken: cancellationToken).ConfigureAwait(false);   // a slot is read from its first header on
         }
     }
 }

@@ -40,6 +40,13 @@ public sealed partial class RaidArray
                 roles |= 1UL << role;
                 holders[role] = member.Id;
             }
+            if (_journalDevice is { } journal)
+            {
+                await WriteRecordToDeviceAsync(journal.Device, ticket, stripe, inChunk, request, roles, cancellationToken).ConfigureAwait(false);
+                await FlushPartsAsync(_journal.PartFlushNeeded, cancellationToken).ConfigureAwait(false);
+                ThrowIfFailed();
+                return ticket;
+            }
             byte[] headers = ArrayPool<byte>.Shared.Rent(targets.Count * JournalRecord.HeaderSize);
             var writes = ArrayPool<PendingIo>.Shared.Rent(targets.Count * 2);
             int started = 0;
@@ -51,9 +58,9 @@ public sealed partial class RaidArray
                     var header = headers.AsMemory(i * JournalRecord.HeaderSize, JournalRecord.HeaderSize);
                     int role = _layout.MemberOf(stripe, row);
                     JournalRecord.Write(header.Span, Id, ticket.Sequence, stripe, inChunk, segment.Width, role, roles, Crc32C.Compute(segment.Row(row).Span), holders);
-                    var (device, slotOffset) = JournalPart(ticket.Slot, role, member);
-                    writes[started++] = new PendingIo(row, member, device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken));
-                    writes[started++] = new PendingIo(row, member, device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken));
+                    long slotOffset = JournalOffset + (long)ticket.Slot * JournalSlotSize;
+                    writes[started++] = new PendingIo(row, member, member.Device.WriteAsync(slotOffset, header, cancellationToken: cancellationToken));
+                    writes[started++] = new PendingIo(row, member, member.Device.WriteAsync(slotOffset + JournalRecord.HeaderSize, segment.Row(row), cancellationToken: cancellationToken));
                 }
                 _journal.Issued(ticket);
             }
@@ -65,10 +72,6 @@ public sealed partial class RaidArray
                     try
                     {
                         await writes[i].Io.ConfigureAwait(false);
-                    }
-                    catch (BlockDeviceException e) when (_journalDevice is not null)
-                    {
-                        failure ??= JournalDeviceFailed(e);
                     }
                     catch (BlockDeviceException e)
                     {
