@@ -168,6 +168,15 @@ public sealed class CliContractTests : ScratchFolder
         (code, output, _) = Run("array", "status", "--disks", Disks("j", 5));
         Assert.Equal(0, code);
         Assert.Contains("(not given)", output, StringComparison.Ordinal);
+        (code, output, error) = Run("array", "assemble", "--disks", Disks("j", 5));
+        Assert.Contains("--without-journal-device", output + error, StringComparison.Ordinal);   // the way out, named
+        (code, output, error) = Run("array", "assemble", "--disks", Disks("j", 5), "--without-journal-device", "--json");
+        Assert.True(code == 0, error);
+        using (var status = JsonDocument.Parse(output))
+        {
+            Assert.False(status.RootElement.GetProperty("journal").GetBoolean());
+            Assert.Equal(JsonValueKind.Null, status.RootElement.GetProperty("journalDevice").ValueKind);
+        }
 
         (code, _, error) = Run("array", "create", "--level", "5", "--disks", Disks("k", 3), "--size", "8M", "--journal-device", At("k-journal.img"), "--no-journal");
         Assert.Equal(2, code);

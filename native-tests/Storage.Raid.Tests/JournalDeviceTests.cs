@@ -75,6 +75,33 @@ public class JournalDeviceTests
     }
 
     [Fact]
+    public async Task A_journal_device_lost_for_good_can_be_left_behind_and_the_array_resyncs_and_runs_without_it()
+    {
+        var test = new TestArray(RaidLevel.Raid6, 6, 2, Chunk, 8L << 20, seed: 9, separateJournal: true) { BitmapRegionBytes = 1 << 20 };
+        var array = await test.CreateAsync();
+        var reference = Bytes.Random((int)array.Capacity, 10);
+        await array.WriteAsync(0, reference);
+        await array.FlushAsync();
+        await test.PowerCutAsync(CrashMode.DropUnflushed);   // not stopped cleanly; then the journal device dies
+
+        await Assert.ThrowsAsync<ArrayConfigurationException>(() => test.AssembleAsync(1, leaveOut: [test.JournalDisk]));
+        var again = await test.AssembleAsync(2, leaveOut: [test.JournalDisk], run: TestArray.Quiet with { AssembleWithoutJournalDevice = true });
+        Assert.Contains(again.Assembly!.Warnings, w => w.Contains("assembled without a journal from now on", StringComparison.Ordinal));
+        Assert.Contains(again.Assembly.Warnings, w => w.Contains("resynced", StringComparison.Ordinal));
+        Assert.False(again.Status().Journal);
+        Assert.Equal(0, (await again.ScrubAsync(repair: false)).Mismatches);
+        var back = new byte[again.Capacity];
+        await again.ReadAsync(0, back);
+        Assert.Equal(reference, back);   // every write had been flushed home
+        await again.WriteAsync(4096, Bytes.Random(4096, 11));
+        await again.StopAsync();
+
+        var later = await test.AssembleAsync(3, leaveOut: [test.JournalDisk]);   // the superblocks say so now: no option needed
+        Assert.False(later.Status().Journal);
+        await later.StopAsync();
+    }
+
+    [Fact]
     public async Task Creation_refuses_a_journal_device_that_is_too_small_in_use_or_a_member()
     {
         var disks = Enumerable.Range(0, 4).Select(i => (IBlockDevice)new MemoryBlockDevice(4L << 20, 512, $"d{i}")).ToArray();

@@ -89,6 +89,13 @@ public sealed record ArrayRunOptions
     public int MaxReadErrors { get; init; } = 32;
 
     /// <summary>
+    /// Assemble an array whose separate journal device is lost for good: the array then runs without a journal (written
+    /// to its superblocks), and after an unclean stop the regions the bitmap marks (every stripe without a bitmap) are
+    /// resynced. Stripe updates the lost journal held that had not reached the members are lost with it.
+    /// </summary>
+    public bool AssembleWithoutJournalDevice { get; init; }
+
+    /// <summary>
     /// How often idle bitmap regions are cleared (after a flush of every member); <see cref="TimeSpan.Zero"/> leaves
     /// them to <see cref="RaidArray.ClearIdleBitmapRegionsAsync"/> and the clean stop.
     /// </summary>

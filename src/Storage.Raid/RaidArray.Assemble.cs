@@ -64,6 +64,7 @@ public sealed partial class RaidArray
         var newest = found.MaxBy(f => f.Superblock.Events).Superblock;
         var geometry = newest.Geometry;
         var readded = new List<int>();
+        var warnings = new List<string>();
         var leftOut = new List<IBlockDevice>();
         Member? journal = null;
         foreach (var (device, superblock) in journals)
@@ -74,12 +75,19 @@ public sealed partial class RaidArray
                 throw new ArrayConfigurationException($"{device.Name} is a journal device ({superblock.MemberId}) that array '{newest.Name}' does not use" +
                     (newest.JournalDevice == Guid.Empty ? " (its journal, if any, is in its members)" : $" (its journal device is {newest.JournalDevice})") + "; leave it out.");
         }
+        bool dropJournal = false;
         if (newest.JournalDevice != Guid.Empty && journal is null)
-            throw new ArrayConfigurationException($"Array '{newest.Name}' keeps its write journal on a separate device ({newest.JournalDevice}), which was not given; " +
-                "list it with the member disks (it replays stripe updates a crash may have left half written).");
+        {
+            if (!run.AssembleWithoutJournalDevice)
+                throw new ArrayConfigurationException($"Array '{newest.Name}' keeps its write journal on a separate device ({newest.JournalDevice}), which was not given; " +
+                    "list it with the member disks (it replays stripe updates a crash may have left half written). If it is lost for good, assemble without it " +
+                    "(storage array assemble … --without-journal-device): the array then runs without a journal, and updates the journal held that had not reached the disks are lost.");
+            dropJournal = true;
+            warnings.Add($"journal device {newest.JournalDevice} not given: assembled without a journal from now on" +
+                (newest.Clean ? " (it had been stopped cleanly: nothing was lost)" : "; stripe updates the journal held that had not reached the disks are lost, and written regions are resynced"));
+        }
         var roles = new Member?[geometry.MemberCount];
         var spares = new List<Member>();
-        var warnings = new List<string>();
         var ids = new HashSet<Guid>();
         foreach (var (device, superblock) in found)
         {
@@ -135,7 +143,7 @@ public sealed partial class RaidArray
             throw new ArrayConfigurationException($"Array '{newest.Name}' needs at least {geometry.DataCount} of its {geometry.MemberCount} members in sync; found {present}. Give the missing disks: " +
                 string.Join(", ", Enumerable.Range(0, roles.Length).Where(i => roles[i] is null).Select(i => $"role {i}")) + (warnings.Count > 0 ? ". " + string.Join("; ", warnings) : "") + ".");
 
-        var array = new RaidArray(newest.ArrayId, newest.Name, geometry, newest.JournalOffset, newest.JournalSlots, roles, newest.Events, run, journal)
+        var array = new RaidArray(newest.ArrayId, newest.Name, geometry, newest.JournalOffset, dropJournal ? 0 : newest.JournalSlots, roles, newest.Events, run, journal)
         {
             SectorSize = roles.OfType<Member>().Concat(spares).Max(m => m.Device.SectorSize),
         };
@@ -153,12 +161,14 @@ public sealed partial class RaidArray
         array._badBlocks.AddRange(newest.BadBlocks);
         var (replayed, discarded) = await array.ReplayJournalAsync(cancellationToken).ConfigureAwait(false);
         await array.PersistAsync().ConfigureAwait(false);
-        if (!newest.Clean && array.JournalSlots == 0 && array._bitmap is not null && array.LiveMembers().Count == geometry.MemberCount)
+        if (!newest.Clean && array.JournalSlots == 0 && (array._bitmap is not null || dropJournal) && array.LiveMembers().Count == geometry.MemberCount)
         {
             // No journal to replay: stripes written when it stopped may have data and parity out of step; the bitmap says which.
             var dirty = array.StripesToResync();
             var resync = await array.ScrubAsync(ScrubMode.Resync, cancellationToken, dirty).ConfigureAwait(false);
-            warnings.Add($"not stopped cleanly: resynced the {array.BitmapDirtyRegions} bitmap region(s) written last ({resync.StripesChecked} stripes, {resync.Repaired} fixed)");
+            warnings.Add(array._bitmap is null
+                ? $"not stopped cleanly and no journal: resynced every stripe ({resync.StripesChecked} checked, {resync.Repaired} fixed)"
+                : $"not stopped cleanly: resynced the {array.BitmapDirtyRegions} bitmap region(s) written last ({resync.StripesChecked} stripes, {resync.Repaired} fixed)");
         }
         array.Assembly = new AssemblyReport(warnings, replayed, discarded, newest.Clean) { LeftOut = leftOut };
         array.Notify($"assembled: {geometry}; {present} of {geometry.MemberCount} members in sync, {spares.Count} spare(s), {replayed} journal record(s) replayed, {discarded} discarded");

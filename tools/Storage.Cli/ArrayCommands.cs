@@ -37,7 +37,11 @@ internal static class ArrayCommands
     }
 
     /// <summary>Values of one invocation.</summary>
-    private sealed record ArrayArgs(IReadOnlyList<string> Disks, bool Json, string? Member, int? Limit, long? Size, bool Force, bool Repair, TextWriter Error);
+    private sealed record ArrayArgs(IReadOnlyList<string> Disks, bool Json, string? Member, int? Limit, long? Size, bool Force, bool Repair, TextWriter Error)
+    {
+        /// <summary><c>assemble --without-journal-device</c>: the array's journal device is lost for good.</summary>
+        public bool WithoutJournalDevice { get; init; }
+    }
 
     public static Command Build()
     {
@@ -69,8 +73,10 @@ internal static class ArrayCommands
         var status = Verb("status", "read the superblocks and print the state; change nothing", o, o.Disks, o.Json);
         status.SetAction(p => StatusAsync(Read(p, o), p.Out()).GetAwaiter().GetResult());
 
+        var withoutJournal = CliOptions.Flag("--without-journal-device", "the separate journal device is lost for good: run without a journal from now on (updates it held that had not reached the disks are lost)");
         var assemble = Verb("assemble", "assemble, replay the journal, stop cleanly", o, o.Disks, o.Json);
-        assemble.SetAction(p => WithArrayAsync(Read(p, o), p.Out(), "assemble", (_, _) => Task.FromResult(Cli.Ok)).GetAwaiter().GetResult());
+        assemble.Options.Add(withoutJournal);
+        assemble.SetAction(p => WithArrayAsync(Read(p, o) with { WithoutJournalDevice = p.GetValue(withoutJournal) }, p.Out(), "assemble", (_, _) => Task.FromResult(Cli.Ok)).GetAwaiter().GetResult());
 
         var fail = Verb("fail", "mark a member faulty (a spare then takes over and is rebuilt)", o, o.Disks, o.Member, o.Limit, o.Json);
         fail.SetAction(p => WithArrayAsync(Read(p, o), p.Out(), "fail", ThenRebuild(FailAsync, p.Out())).GetAwaiter().GetResult());
@@ -309,7 +315,7 @@ internal static class ArrayCommands
             Print(live.Array.Status(), args.Json, output);
             return result;
         }
-        var array = await AssembleAsync(RequireDisks(args), args.Limit, output).ConfigureAwait(false);
+        var array = await AssembleAsync(RequireDisks(args), args.Limit, output, args.WithoutJournalDevice).ConfigureAwait(false);
         try
         {
             int code = await action(array, args).ConfigureAwait(false);
@@ -326,13 +332,13 @@ internal static class ArrayCommands
     /// Opens the disks and assembles their array (<paramref name="limitMBps"/> sets the rebuild speed); prints what
     /// assembly noticed and closes the disks it left out. Bad disks are a usage error and leave everything closed.
     /// </summary>
-    public static async Task<RaidArray> AssembleAsync(IReadOnlyList<string> paths, int? limitMBps, TextWriter output)
+    public static async Task<RaidArray> AssembleAsync(IReadOnlyList<string> paths, int? limitMBps, TextWriter output, bool withoutJournalDevice = false)
     {
         var devices = Disks.OpenAll(paths);
         RaidArray array;
         try
         {
-            var run = new ArrayRunOptions { RebuildBytesPerSecond = (limitMBps ?? 0) * 1_000_000L };
+            var run = new ArrayRunOptions { RebuildBytesPerSecond = (limitMBps ?? 0) * 1_000_000L, AssembleWithoutJournalDevice = withoutJournalDevice };
             array = await RaidArray.AssembleAsync(devices, run).ConfigureAwait(false);
         }
         catch (ArrayConfigurationException e)
