@@ -14,9 +14,9 @@ public sealed partial class Pool
 
     /// <summary>
     /// Null when every used block is held by exactly one thing (a map entry, the checkpoint, or a free waiting for its
-    /// commit) and every block so held is marked used; else what is wrong.
+    /// commit) and every block so held is marked used; else what is wrong. Walks the whole map under the pool lock.
     /// </summary>
-    internal string? CheckSpace()
+    public string? CheckSpace()
     {
         lock (_gate)
         {

@@ -1,0 +1,158 @@
+using Storage.Devices;
+using Storage.Metadata;
+using Storage.Versioning;
+
+namespace Storage.Volumes.Tests;
+
+/// <summary>
+/// Creating a volume across three pools is cut short at every step of the two-phase commit (the coordinator before
+/// and after each log write and message, each pool before and after its PREPARED write and its commit), then
+/// recovery runs. Whatever the step: all or nothing, no transaction left in doubt, no staged segment, the catalogue
+/// and the pools agree, and every pool's space adds up. Real Paxos (three replicas in process), real pools.
+/// </summary>
+public sealed class TransactionCrashTests : IAsyncLifetime
+{
+    private const long Segment = 4L << 20;
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "volumes-tx-" + Guid.NewGuid().ToString("N"));
+    private MetadataCluster _cluster = null!;
+    private readonly List<PoolParticipant> _pools = [];
+
+    private sealed class Crash(string step) : Exception($"cut short at {step}");
+
+    public async ValueTask InitializeAsync()
+    {
+        _cluster = MetadataCluster.Start([.. Enumerable.Range(1, 3).Select(i => Path.Combine(_root, $"replica{i}"))]);
+        await _cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10));
+        for (int i = 0; i < 3; i++)
+        {
+            var pool = await Pool.CreateAsync(new MemoryBlockDevice(64L << 20, 512, $"disk{i}"), new PoolCreateOptions { Name = $"pool{i}" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+            _pools.Add(new PoolParticipant($"pool{i}", pool));
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var p in _pools)
+            await p.Pool.DisposeAsync();
+        _cluster.Dispose();
+        if (Directory.Exists(_root))
+            Directory.Delete(_root, recursive: true);
+    }
+
+    /// <summary>Every step of a create, in the order they run.</summary>
+    private static readonly string[] Order =
+    [
+        "before-begin", "after-begin",
+        "pool0:before-prepare", "pool0:after-prepare", "pool1:before-prepare", "pool1:after-prepare", "pool2:before-prepare", "pool2:after-prepare",
+        "after-prepare", "after-decide",
+        "pool0:before-commit", "pool0:after-commit", "pool1:before-commit", "pool1:after-commit", "pool2:before-commit", "pool2:after-commit",
+        "before-forget",
+    ];
+
+    public static TheoryData<string> Steps => new(Order);
+
+    [Theory]
+    [MemberData(nameof(Steps))]
+    public async Task A_create_cut_short_at_any_step_is_all_or_nothing_after_recovery(string step)
+    {
+        bool decided = Array.IndexOf(Order, step) >= Array.IndexOf(Order, "after-decide");
+        await CutShortAndRecoverAsync("data", step);
+        await CheckAsync("data", expectCreated: decided);
+
+        // The same name works afterwards (or exists), and the next volume goes through whole.
+        var transactions = new VolumeTransactions(_cluster, _pools);
+        if (!decided)
+            await transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin));
+        await transactions.CreateVolumeAsync("more", 3 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin, 1));
+        await CheckAsync("data", expectCreated: true);
+        await CheckAsync("more", expectCreated: true);
+    }
+
+    [Fact]
+    public async Task A_metadata_leader_lost_between_decision_and_notify_does_not_leave_the_transaction_in_doubt()
+    {
+        var transactions = new VolumeTransactions(_cluster, _pools);
+        transactions.Step = async s =>
+        {
+            if (s != "after-decide")
+                return;
+            var leader = await _cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10));
+            _cluster.StopReplica(leader.Status.Consensus.Self.Id);   // the leader that logged the decision is gone
+            throw new Crash(s);
+        };
+        await Assert.ThrowsAsync<Crash>(() => transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin)));
+        transactions.Step = null;
+        var resolved = await transactions.RecoverAsync();
+        Assert.Equal([true], resolved.Select(r => r.Committed));
+        await CheckAsync("data", expectCreated: true);
+    }
+
+    [Fact]
+    public async Task A_pool_that_votes_no_aborts_the_whole_volume_even_when_cut_short_while_aborting()
+    {
+        await _pools[1].Pool.CreateVolumeAsync(SpannedVolume.SegmentName("data", 1), Segment);   // segment 1's name is taken there
+        var transactions = new VolumeTransactions(_cluster, _pools);
+        var refused = await Assert.ThrowsAsync<VolumeException>(() => transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin)));
+        Assert.Contains("pool 'pool1' refused", refused.Message, StringComparison.Ordinal);
+        await CheckAsync("data", expectCreated: false, except: SpannedVolume.SegmentName("data", 1));
+
+        transactions.Step = s => s == "before-forget-abort" ? throw new Crash(s) : Task.CompletedTask;
+        await Assert.ThrowsAsync<Crash>(() => transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin)));
+        transactions.Step = null;
+        Assert.Equal([false], (await transactions.RecoverAsync()).Select(r => r.Committed));
+        await CheckAsync("data", expectCreated: false, except: SpannedVolume.SegmentName("data", 1));
+    }
+
+    [Fact]
+    public async Task A_pool_prepared_for_a_transaction_the_metadata_service_does_not_know_aborts_it()
+    {
+        await _pools[2].Pool.CreateVolumeAsync("tx-0123456789ab.ghost.000000", Segment);   // prepared, and the record is gone
+        Assert.Equal(["0123456789ab"], _pools[2].Prepared());
+        var resolved = await new VolumeTransactions(_cluster, _pools).RecoverAsync();
+        Assert.Equal([("0123456789ab", false)], resolved);   // presumed abort
+        Assert.Empty(_pools[2].Pool.ListVolumes());
+    }
+
+    private async Task CutShortAndRecoverAsync(string name, string step)
+    {
+        var transactions = new VolumeTransactions(_cluster, _pools);
+        Task Hook(string s) => s == step ? throw new Crash(s) : Task.CompletedTask;
+        transactions.Step = Hook;
+        foreach (var pool in _pools)
+            pool.Step = Hook;
+        var crash = await Record.ExceptionAsync(() => transactions.CreateVolumeAsync(name, 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin)));
+        Assert.True(crash is Crash, $"step {step} was never reached ({crash?.Message ?? "the create finished"})");
+        transactions.Step = null;
+        foreach (var pool in _pools)
+            pool.Step = null;
+        await transactions.RecoverAsync();
+    }
+
+    /// <summary>The catalogue and the pools agree on <paramref name="name"/>; nothing is in doubt or staged; space adds up.</summary>
+    private async Task CheckAsync(string name, bool expectCreated, string? except = null)
+    {
+        Assert.Empty(await _cluster.ListAsync("tx/"));
+        var read = await _cluster.ReadAsync(SpannedVolume.Key(name));
+        Assert.Equal(expectCreated, read.IsOk);
+        foreach (var pool in _pools)
+        {
+            Assert.Empty(pool.Prepared());
+            Assert.Null(pool.Pool.CheckSpace());
+        }
+        if (!expectCreated)
+        {
+            foreach (var pool in _pools)
+                Assert.DoesNotContain(pool.Pool.ListVolumes(), v => v.Name.StartsWith(name + ".", StringComparison.Ordinal) && v.Name != except);
+            return;
+        }
+        var volume = SpannedVolume.Decode(read.Value.Span);
+        for (int i = 0; i < volume.Segments.Count; i++)
+        {
+            foreach (string pool in volume.Segments[i])
+            {
+                var segment = _pools.Single(p => p.Name == pool).Pool.ListVolumes().SingleOrDefault(v => v.Name == SpannedVolume.SegmentName(name, i));
+                Assert.True(segment is not null && segment.Size == volume.SegmentSize(i), $"segment {i} of {name} on {pool}");
+            }
+        }
+    }
+}

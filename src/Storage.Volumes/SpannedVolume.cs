@@ -1,0 +1,36 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Storage.Volumes;
+
+/// <summary>
+/// A volume across pools as the catalogue (the metadata service) holds it, under <see cref="Key"/>: its size, the
+/// segment size, and for each segment the pools holding a copy. Each copy is a thin volume named
+/// <see cref="SegmentName"/> in its pool; the data and its block map live there.
+/// </summary>
+/// <param name="Name">The volume's name.</param>
+/// <param name="SizeBytes">Its size.</param>
+/// <param name="SegmentBytes">Bytes per segment (the last may be shorter).</param>
+/// <param name="Segments">For segment i, the pools holding it (one, or two for a mirror).</param>
+public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentBytes, IReadOnlyList<string[]> Segments)
+{
+    /// <summary>Catalogue key of volume <paramref name="name"/>.</summary>
+    public static string Key(string name) => "spanned/" + name;
+
+    /// <summary>Name of segment <paramref name="index"/> of volume <paramref name="volume"/> inside a pool.</summary>
+    public static string SegmentName(string volume, int index) => $"{volume}.{index:D6}";
+
+    /// <summary>Bytes of segment <paramref name="index"/>.</summary>
+    public long SegmentSize(int index) => Math.Min(SegmentBytes, SizeBytes - (long)index * SegmentBytes);
+
+    /// <summary>The stored form.</summary>
+    public byte[] Encode() => JsonSerializer.SerializeToUtf8Bytes(this, VolumesJson.Default.SpannedVolume);
+
+    /// <summary>Reads what <see cref="Encode"/> wrote.</summary>
+    /// <exception cref="JsonException">Not a spanned volume record.</exception>
+    public static SpannedVolume Decode(ReadOnlySpan<byte> data)
+        => JsonSerializer.Deserialize(data, VolumesJson.Default.SpannedVolume) ?? throw new JsonException("An empty volume record.");
+}
+
+[JsonSerializable(typeof(SpannedVolume))]
+internal sealed partial class VolumesJson : JsonSerializerContext;

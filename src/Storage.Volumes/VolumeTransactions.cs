@@ -1,0 +1,154 @@
+using Storage.Metadata;
+using Storage.Versioning;
+
+namespace Storage.Volumes;
+
+/// <summary>A volume operation was refused or failed; nothing it started is left behind.</summary>
+public sealed class VolumeException(string message) : Exception(message);
+
+/// <summary>
+/// Volumes across pools, created and deleted as two-phase commits whose decision is an entry of the Paxos log.
+/// <list type="number">
+/// <item>Begin: the transaction record goes into the metadata service with its participants and the catalogue change
+/// the commit will make (the volume's record).</item>
+/// <item>Prepare: every pool stages what it reserves durably (<see cref="PoolParticipant"/>) and so votes yes.</item>
+/// <item>Decide: the commit decision and the catalogue change are one log entry: the commit point. A refusal there
+/// (the name was taken meanwhile) or a no vote aborts.</item>
+/// <item>Notify: each pool commits (or aborts); then the record is forgotten.</item>
+/// </list>
+/// Presumed abort: <see cref="RecoverAsync"/> aborts a transaction that never got a decision and completes one that
+/// did, on every pool, whoever crashed where. A failure of a pool or of the metadata service is not a vote: only
+/// <see cref="PoolConfigurationException"/>, <see cref="PoolFullException"/> and I/O errors count as "no"; anything else
+/// propagates as if the process had stopped there (which is how the tests cut it short).
+/// </summary>
+public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolParticipant> pools)
+{
+    private readonly Dictionary<string, PoolParticipant> _pools = pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
+
+    /// <summary>Called with a step name between the coordinator's durable steps (tests cut the process short there).</summary>
+    public Func<string, Task>? Step { get; set; }
+
+    /// <summary>
+    /// Creates volume <paramref name="name"/> of <paramref name="size"/> bytes in segments of
+    /// <paramref name="segmentBytes"/>, each with <paramref name="copies"/> copies placed by <paramref name="placement"/>.
+    /// </summary>
+    /// <exception cref="VolumeException">The name is taken, or a pool refused its part; nothing was created.</exception>
+    public async Task<SpannedVolume> CreateVolumeAsync(string name, long size, long segmentBytes, Placement placement, int copies = 1, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(placement);
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(segmentBytes, 1);
+        // Its segments are pool volumes named tx-ID.NAME.NNNNNN while staged: 64 characters at most.
+        if (string.IsNullOrEmpty(name) || name.Length > 40 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-') || name[0] == '-')
+            throw new VolumeException($"'{name}' is not a valid volume name: use 1 to 40 letters, digits, '_' or '-', not starting with '-'.");
+        if ((await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false)).IsOk)
+            throw new VolumeException($"Volume '{name}' exists; pick another name or delete it first.");
+        int count = (int)((size + segmentBytes - 1) / segmentBytes);
+        // Thin pools: a segment reserves no space up front, so free space only weighs the choice.
+        var candidates = pools.Select(p => new PoolCandidate(p.Name, Math.Max(1, p.Pool.GetStatus().FreeBytes))).ToList();
+        IReadOnlyList<string[]> placed;
+        try
+        {
+            placed = placement.Place(candidates, 0, count, copies, 1);
+        }
+        catch (PlacementException e)
+        {
+            throw new VolumeException($"Volume '{name}' cannot be placed: {e.Message}");
+        }
+        var volume = new SpannedVolume(name, size, segmentBytes, placed);
+        var involved = placed.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var work = involved.ToDictionary(p => p, p => new SegmentWork(
+            [.. Enumerable.Range(0, count).Where(i => placed[i].Contains(p)).Select(i => (SpannedVolume.SegmentName(name, i), volume.SegmentSize(i)))]));
+        string transaction = Guid.NewGuid().ToString("N")[..12];
+
+        await StepAsync("before-begin").ConfigureAwait(false);
+        Check(await store.ExecuteAsync(new BeginTransactionCommand(transaction, involved)
+        {
+            Changes = [new PutCommand(SpannedVolume.Key(name), volume.Encode(), ExpectedVersion: 0)],
+        }, cancellationToken).ConfigureAwait(false), "begin");
+        await StepAsync("after-begin").ConfigureAwait(false);
+
+        string? refusal = null;
+        foreach (var pool in involved)
+        {
+            try
+            {
+                await _pools[pool].PrepareAsync(transaction, work[pool], cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is PoolConfigurationException or PoolFullException or IOException)
+            {
+                refusal = $"pool '{pool}' refused: {e.Message}";
+                break;
+            }
+        }
+        await StepAsync("after-prepare").ConfigureAwait(false);
+        if (refusal is null)
+        {
+            var decided = await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: true), cancellationToken).ConfigureAwait(false);
+            if (decided.IsOk)
+            {
+                await StepAsync("after-decide").ConfigureAwait(false);
+                await FinishAsync(transaction, involved, commit: true, cancellationToken).ConfigureAwait(false);
+                return volume;
+            }
+            refusal = decided.Message ?? decided.Code.ToString();
+        }
+        Check(await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: false), cancellationToken).ConfigureAwait(false), "abort");
+        await FinishAsync(transaction, involved, commit: false, cancellationToken).ConfigureAwait(false);
+        throw new VolumeException($"Volume '{name}' was not created ({refusal}); nothing is left of it.");
+    }
+
+    /// <summary>
+    /// Resolves every transaction left by a crash: those in the metadata service and those any pool holds prepared.
+    /// No decision (or no record: presumed abort) → abort; committed → commit everywhere; then forget it. Returns the
+    /// transactions resolved.
+    /// </summary>
+    public async Task<IReadOnlyList<(string Transaction, bool Committed)>> RecoverAsync(CancellationToken cancellationToken = default)
+    {
+        var ids = (await store.ListAsync("tx/", cancellationToken).ConfigureAwait(false)).Select(k => k.Key["tx/".Length..])
+            .Concat(pools.SelectMany(p => p.Prepared())).Distinct(StringComparer.Ordinal).ToList();
+        var resolved = new List<(string, bool)>();
+        foreach (string transaction in ids)
+        {
+            var read = await store.ReadAsync(MetadataStateMachine.TransactionKey(transaction), cancellationToken).ConfigureAwait(false);
+            var record = read.IsOk ? MetadataCodec.DecodeTransaction(read.Value.Span) : null;
+            if (record is { State: TransactionState.Pending })
+            {
+                var aborted = await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: false), cancellationToken).ConfigureAwait(false);
+                if (!aborted.IsOk)   // decided meanwhile: read what
+                    record = MetadataCodec.DecodeTransaction((await store.ReadAsync(MetadataStateMachine.TransactionKey(transaction), cancellationToken).ConfigureAwait(false)).Value.Span);
+                else
+                    record = record with { State = TransactionState.Aborted };
+            }
+            bool commit = record?.State == TransactionState.Committed;
+            var involved = record?.Participants ?? [.. pools.Where(p => p.Prepared().Contains(transaction)).Select(p => p.Name)];
+            await FinishAsync(transaction, involved, commit, cancellationToken, forget: record is not null).ConfigureAwait(false);
+            resolved.Add((transaction, commit));
+        }
+        return resolved;
+    }
+
+    private async Task FinishAsync(string transaction, IReadOnlyList<string> involved, bool commit, CancellationToken cancellationToken, bool forget = true)
+    {
+        foreach (string pool in involved)
+        {
+            if (!_pools.TryGetValue(pool, out var participant))
+                continue;   // not hosted here: its own node resolves it
+            if (commit)
+                await participant.CommitAsync(transaction, cancellationToken).ConfigureAwait(false);
+            else
+                await participant.AbortAsync(transaction, cancellationToken).ConfigureAwait(false);
+        }
+        await StepAsync(commit ? "before-forget" : "before-forget-abort").ConfigureAwait(false);
+        if (forget)
+            Check(await store.ExecuteAsync(new ForgetTransactionCommand(transaction), cancellationToken).ConfigureAwait(false), "forget", allowNotFound: true);
+    }
+
+    private static void Check(CommandResult result, string step, bool allowNotFound = false)
+    {
+        if (!result.IsOk && !(allowNotFound && result.Code == ResultCode.NotFound))
+            throw new VolumeException($"The metadata service refused the transaction's {step}: {result.Message}");
+    }
+
+    private Task StepAsync(string step) => Step?.Invoke(step) ?? Task.CompletedTask;
+}
