@@ -68,6 +68,32 @@ public sealed class TransactionCrashTests : IAsyncLifetime
         await CheckAsync("more", expectCreated: true);
     }
 
+    [Theory]
+    [MemberData(nameof(Steps))]
+    public async Task A_delete_cut_short_at_any_step_is_all_or_nothing_after_recovery(string step)
+    {
+        var transactions = new VolumeTransactions(_cluster, _pools);
+        await transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin));
+        await transactions.CreateVolumeAsync("keep", 2 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin), copies: 2);
+        bool decided = Array.IndexOf(Order, step) >= Array.IndexOf(Order, "after-decide");
+        Task Hook(string s) => s == step ? throw new Crash(s) : Task.CompletedTask;
+        transactions.Step = Hook;
+        foreach (var pool in _pools)
+            pool.Step = Hook;
+        var crash = await Record.ExceptionAsync(() => transactions.DeleteVolumeAsync("data"));
+        Assert.True(crash is Crash, $"step {step} was never reached ({crash?.Message ?? "the delete finished"})");
+        transactions.Step = null;
+        foreach (var pool in _pools)
+            pool.Step = null;
+        await transactions.RecoverAsync();
+        await CheckAsync("data", expectCreated: !decided);
+        await CheckAsync("keep", expectCreated: true);
+        if (!decided)
+            await transactions.DeleteVolumeAsync("data");
+        await CheckAsync("data", expectCreated: false);
+        await Assert.ThrowsAsync<VolumeException>(() => transactions.DeleteVolumeAsync("data"));
+    }
+
     [Fact]
     public async Task A_metadata_leader_lost_between_decision_and_notify_does_not_leave_the_transaction_in_doubt()
     {
@@ -106,7 +132,7 @@ public sealed class TransactionCrashTests : IAsyncLifetime
     [Fact]
     public async Task A_pool_prepared_for_a_transaction_the_metadata_service_does_not_know_aborts_it()
     {
-        await _pools[2].Pool.CreateVolumeAsync("tx-0123456789ab.ghost.000000", Segment);   // prepared, and the record is gone
+        await _pools[2].Pool.CreateVolumeAsync("tx-0123456789ab.c.ghost.000000", Segment);   // prepared, and the record is gone
         Assert.Equal(["0123456789ab"], _pools[2].Prepared());
         var resolved = await new VolumeTransactions(_cluster, _pools).RecoverAsync();
         Assert.Equal([("0123456789ab", false)], resolved);   // presumed abort

@@ -2,15 +2,20 @@ using Storage.Versioning;
 
 namespace Storage.Volumes;
 
-/// <summary>What a transaction asks of one pool: thin volumes (segments) to create, each of a size.</summary>
-public sealed record SegmentWork(IReadOnlyList<(string Name, long Size)> Create);
+/// <summary>What a transaction asks of one pool: thin volumes (segments) to create, each of a size, and segments to delete.</summary>
+public sealed record SegmentWork(IReadOnlyList<(string Name, long Size)> Create)
+{
+    /// <summary>Segments (pool volume names) to delete.</summary>
+    public IReadOnlyList<string> Delete { get; init; } = [];
+}
 
 /// <summary>
-/// A pool as a two-phase-commit participant. Prepare creates each segment under a staged name
-/// (<c>tx-ID.NAME</c>): the pool commits before the call returns, so the staged volume is the durable PREPARED record,
-/// and it holds exactly what the transaction reserved. Commit renames staged segments to their names; abort deletes
-/// them. All three are idempotent, so a recovery may repeat them. <see cref="Prepared"/> lists the transactions
-/// this pool holds staged segments for: what recovery must resolve after a crash.
+/// A pool as a two-phase-commit participant. Prepare stages its part under names that say what commit will do: a
+/// segment to create is created as <c>tx-ID.c.NAME</c>, one to delete is renamed to <c>tx-ID.d.NAME</c>. The pool
+/// commits before the call returns, so the staged names are the durable PREPARED record and hold exactly what was
+/// reserved. Commit renames created segments to their names and deletes the deleted ones; abort does the opposite. All
+/// are idempotent, so recovery may repeat them. <see cref="Prepared"/> lists the transactions this pool holds staged
+/// segments for: what recovery must resolve after a crash.
 /// </summary>
 public sealed class PoolParticipant(string name, Pool pool)
 {
@@ -25,39 +30,66 @@ public sealed class PoolParticipant(string name, Pool pool)
     /// <summary>Called with a step name before and after each durable step (tests cut the process short there).</summary>
     public Func<string, Task>? Step { get; set; }
 
-    private static string Staged(string transaction, string segment) => $"{StagedPrefix}{transaction}.{segment}";
+    private static string Created(string transaction, string segment) => $"{StagedPrefix}{transaction}.c.{segment}";
+
+    private static string Deleted(string transaction, string segment) => $"{StagedPrefix}{transaction}.d.{segment}";
 
     /// <summary>Makes the reservation durable; a participant that returns has voted yes.</summary>
+    /// <exception cref="PoolConfigurationException">A segment to create exists already, or one to delete is not here: a no vote.</exception>
     public async Task PrepareAsync(string transaction, SegmentWork work, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(work);
         await StepAsync($"{Name}:before-prepare").ConfigureAwait(false);
         var existing = Pool.ListVolumes().Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var (segment, size) in work.Create)
         {
             if (existing.Contains(segment))
                 throw new PoolConfigurationException($"Pool '{Name}' already has a volume '{segment}'.");
-            if (!existing.Contains(Staged(transaction, segment)))
-                await Pool.CreateVolumeAsync(Staged(transaction, segment), size, cancellationToken).ConfigureAwait(false);
+            if (!existing.Contains(Created(transaction, segment)))
+                await Pool.CreateVolumeAsync(Created(transaction, segment), size, cancellationToken).ConfigureAwait(false);
+        }
+        foreach (string segment in work.Delete)
+        {
+            if (existing.Contains(Deleted(transaction, segment)))
+                continue;
+            if (!existing.Contains(segment))
+                throw new PoolConfigurationException($"Pool '{Name}' has no volume '{segment}' to delete.");
+            await Pool.RenameVolumeAsync(segment, Deleted(transaction, segment), cancellationToken).ConfigureAwait(false);
         }
         await StepAsync($"{Name}:after-prepare").ConfigureAwait(false);
     }
 
-    /// <summary>Makes the staged segments of <paramref name="transaction"/> the real ones.</summary>
+    /// <summary>Makes what <paramref name="transaction"/> staged here final.</summary>
     public async Task CommitAsync(string transaction, CancellationToken cancellationToken = default)
     {
         await StepAsync($"{Name}:before-commit").ConfigureAwait(false);
-        string prefix = $"{StagedPrefix}{transaction}.";
-        foreach (var staged in Pool.ListVolumes().Where(v => v.Name.StartsWith(prefix, StringComparison.Ordinal)))
-            await Pool.RenameVolumeAsync(staged.Name, staged.Name[prefix.Length..], cancellationToken).ConfigureAwait(false);
+        await ResolveAsync(transaction, commit: true, cancellationToken).ConfigureAwait(false);
         await StepAsync($"{Name}:after-commit").ConfigureAwait(false);
     }
 
-    /// <summary>Drops the staged segments of <paramref name="transaction"/>, freeing what they reserved.</summary>
-    public async Task AbortAsync(string transaction, CancellationToken cancellationToken = default)
+    /// <summary>Undoes what <paramref name="transaction"/> staged here, freeing what it reserved.</summary>
+    public Task AbortAsync(string transaction, CancellationToken cancellationToken = default) => ResolveAsync(transaction, commit: false, cancellationToken);
+
+    private async Task ResolveAsync(string transaction, bool commit, CancellationToken cancellationToken)
     {
-        string prefix = $"{StagedPrefix}{transaction}.";
-        foreach (var staged in Pool.ListVolumes().Where(v => v.Name.StartsWith(prefix, StringComparison.Ordinal)))
-            await Pool.DeleteVolumeAsync(staged.Name, cancellationToken).ConfigureAwait(false);
+        string created = $"{StagedPrefix}{transaction}.c.", deleted = $"{StagedPrefix}{transaction}.d.";
+        foreach (var staged in Pool.ListVolumes().Select(v => v.Name))
+        {
+            if (staged.StartsWith(created, StringComparison.Ordinal))
+            {
+                if (commit)
+                    await Pool.RenameVolumeAsync(staged, staged[created.Length..], cancellationToken).ConfigureAwait(false);
+                else
+                    await Pool.DeleteVolumeAsync(staged, cancellationToken).ConfigureAwait(false);
+            }
+            else if (staged.StartsWith(deleted, StringComparison.Ordinal))
+            {
+                if (commit)
+                    await Pool.DeleteVolumeAsync(staged, cancellationToken).ConfigureAwait(false);
+                else
+                    await Pool.RenameVolumeAsync(staged, staged[deleted.Length..], cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>The transactions this pool holds prepared (staged) segments for.</summary>

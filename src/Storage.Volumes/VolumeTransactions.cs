@@ -38,9 +38,9 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         ArgumentNullException.ThrowIfNull(placement);
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(segmentBytes, 1);
-        // Its segments are pool volumes named tx-ID.NAME.NNNNNN while staged: 64 characters at most.
-        if (string.IsNullOrEmpty(name) || name.Length > 40 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-') || name[0] == '-')
-            throw new VolumeException($"'{name}' is not a valid volume name: use 1 to 40 letters, digits, '_' or '-', not starting with '-'.");
+        // Its segments are pool volumes named tx-ID.c.NAME.NNNNNN while staged: 64 characters at most.
+        if (string.IsNullOrEmpty(name) || name.Length > MaxNameLength || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-') || name[0] == '-')
+            throw new VolumeException($"'{name}' is not a valid volume name: use 1 to {MaxNameLength} letters, digits, '_' or '-', not starting with '-'.");
         if ((await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false)).IsOk)
             throw new VolumeException($"Volume '{name}' exists; pick another name or delete it first.");
         int count = (int)((size + segmentBytes - 1) / segmentBytes);
@@ -59,13 +59,38 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         var involved = placed.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var work = involved.ToDictionary(p => p, p => new SegmentWork(
             [.. Enumerable.Range(0, count).Where(i => placed[i].Contains(p)).Select(i => (SpannedVolume.SegmentName(name, i), volume.SegmentSize(i)))]));
-        string transaction = Guid.NewGuid().ToString("N")[..12];
+        await RunAsync(involved, work, new PutCommand(SpannedVolume.Key(name), volume.Encode(), ExpectedVersion: 0), $"Volume '{name}' was not created", cancellationToken).ConfigureAwait(false);
+        return volume;
+    }
 
-        await StepAsync("before-begin").ConfigureAwait(false);
-        Check(await store.ExecuteAsync(new BeginTransactionCommand(transaction, involved)
+    /// <summary>Deletes volume <paramref name="name"/>: its catalogue record and every copy of every segment, all or nothing.</summary>
+    /// <exception cref="VolumeException">No such volume, or a pool refused (a segment is missing); nothing was deleted.</exception>
+    public async Task DeleteVolumeAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var read = await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false);
+        if (!read.IsOk)
+            throw new VolumeException($"There is no volume '{name}'.");
+        var volume = SpannedVolume.Decode(read.Value.Span);
+        var involved = volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var work = involved.ToDictionary(p => p, p => new SegmentWork([])
         {
-            Changes = [new PutCommand(SpannedVolume.Key(name), volume.Encode(), ExpectedVersion: 0)],
-        }, cancellationToken).ConfigureAwait(false), "begin");
+            Delete = [.. Enumerable.Range(0, volume.Segments.Count).Where(i => volume.Segments[i].Contains(p)).Select(i => SpannedVolume.SegmentName(name, i))],
+        });
+        await RunAsync(involved, work, new DeleteCommand(SpannedVolume.Key(name), read.Version), $"Volume '{name}' was not deleted", cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Longest volume name: its staged segment names must fit a pool's 64 characters.</summary>
+    public const int MaxNameLength = 39;
+
+    /// <summary>
+    /// One transaction: begin (with <paramref name="change"/>), prepare each pool, decide (the commit point, applying the
+    /// change), notify, forget; aborts on a no vote or a refused change and throws <see cref="VolumeException"/>.
+    /// </summary>
+    private async Task RunAsync(IReadOnlyList<string> involved, Dictionary<string, SegmentWork> work, MetadataCommand change, string failure, CancellationToken cancellationToken)
+    {
+        string transaction = Guid.NewGuid().ToString("N")[..12];
+        await StepAsync("before-begin").ConfigureAwait(false);
+        Check(await store.ExecuteAsync(new BeginTransactionCommand(transaction, involved) { Changes = [change] }, cancellationToken).ConfigureAwait(false), "begin");
         await StepAsync("after-begin").ConfigureAwait(false);
 
         string? refusal = null;
@@ -89,13 +114,13 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
             {
                 await StepAsync("after-decide").ConfigureAwait(false);
                 await FinishAsync(transaction, involved, commit: true, cancellationToken).ConfigureAwait(false);
-                return volume;
+                return;
             }
             refusal = decided.Message ?? decided.Code.ToString();
         }
         Check(await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: false), cancellationToken).ConfigureAwait(false), "abort");
         await FinishAsync(transaction, involved, commit: false, cancellationToken).ConfigureAwait(false);
-        throw new VolumeException($"Volume '{name}' was not created ({refusal}); nothing is left of it.");
+        throw new VolumeException($"{failure} ({refusal}); nothing was changed.");
     }
 
     /// <summary>
