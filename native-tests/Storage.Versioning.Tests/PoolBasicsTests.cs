@@ -177,3 +177,36 @@ public class PoolCleanerTests(ITestOutputHelper output)
         Assert.Null(pool.CheckSpace());
     }
 }
+
+/// <summary>Renaming a snapshot: through the log (a crash before any checkpoint) and through a checkpoint.</summary>
+public class PoolSnapshotRenameTests
+{
+    [Fact]
+    public async Task A_renamed_snapshot_keeps_its_bytes_and_its_new_name_survives_replay_and_checkpoint()
+    {
+        var inner = new MemoryBlockDevice(32L << 20, 512, "disk");
+        var disk = new FaultInjectingDevice(inner, 3, leaveInnerOpen: true);
+        var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        await pool.CreateVolumeAsync("v", 4L << 20);
+        var before = Bytes.Random(1 << 20, 4);
+        await pool.OpenVolume("v").WriteAsync(0, before);
+        await pool.CreateSnapshotAsync("v", "staged");
+        await pool.OpenVolume("v").WriteAsync(0, Bytes.Random(1 << 20, 5));
+        await Assert.ThrowsAsync<PoolConfigurationException>(() => pool.RenameSnapshotAsync("v", "nope", "x"));
+        await pool.CreateSnapshotAsync("v", "other");
+        await Assert.ThrowsAsync<PoolConfigurationException>(() => pool.RenameSnapshotAsync("v", "staged", "other"));
+        await pool.RenameSnapshotAsync("v", "staged", "final");
+        await disk.CrashAsync(CrashMode.DropUnflushed);   // no checkpoint since: the rename comes back from the log
+        disk.Restart();
+
+        pool = await Pool.OpenAsync(disk);
+        Assert.Equal(["final", "other"], pool.ListSnapshots("v").Select(s => s.Name));
+        var back = new byte[before.Length];
+        await pool.OpenSnapshot("v", "final").ReadAsync(0, back);
+        Assert.Equal(before, back);
+        await pool.DisposeAsync();   // checkpoint
+        pool = await Pool.OpenAsync(disk);
+        Assert.Equal(["final", "other"], pool.ListSnapshots("v").Select(s => s.Name));
+        await pool.DisposeAsync();
+    }
+}

@@ -119,6 +119,24 @@ public sealed partial class Pool
         return info;
     }
 
+    /// <summary>Renames a snapshot of <paramref name="volume"/> (its blocks, version and clones are unchanged).</summary>
+    /// <exception cref="PoolConfigurationException">Unknown volume or snapshot, a bad name, or the new name is taken.</exception>
+    public async Task RenameSnapshotAsync(string volume, string snapshot, string newName, CancellationToken cancellationToken = default)
+    {
+        ThrowIfUnusable();
+        lock (_gate)
+        {
+            var owner = Find(volume);
+            Names.Check(newName, "snapshot");
+            var found = owner.FindSnapshot(snapshot) ?? throw new PoolConfigurationException($"Volume '{volume}' has no snapshot '{snapshot}'; 'storage snapshot list {volume}' shows them.");
+            if (owner.FindSnapshot(newName) is not null)
+                throw new PoolConfigurationException($"Volume '{volume}' already has a snapshot '{newName}'.");
+            LogLocked(new PoolOp { Kind = PoolOpKind.RenameSnapshot, Volume = owner.Id, Snapshot = found.Id, Name = newName });
+        }
+        await CommitCoreAsync(false, cancellationToken).ConfigureAwait(false);
+        RaiseChanged();
+    }
+
     /// <summary>Deletes a snapshot, freeing the blocks only it held.</summary>
     /// <exception cref="PoolConfigurationException">Unknown snapshot, or clones of it exist.</exception>
     public async Task DeleteSnapshotAsync(string volume, string snapshot, CancellationToken cancellationToken = default)

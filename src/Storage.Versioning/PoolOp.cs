@@ -13,6 +13,7 @@ internal enum PoolOpKind : byte
     Rollback = 8,
     RenameVolume = 9,
     Relocate = 10,
+    RenameSnapshot = 11,
 }
 
 /// <summary>
@@ -102,6 +103,10 @@ internal readonly record struct PoolOp
             case PoolOpKind.DeleteSnapshot or PoolOpKind.Rollback:
                 w.Unsigned((ulong)Snapshot);
                 break;
+            case PoolOpKind.RenameSnapshot:
+                w.Unsigned((ulong)Snapshot);
+                w.String(Name!);
+                break;
         }
     }
 
@@ -120,6 +125,7 @@ internal readonly record struct PoolOp
             PoolOpKind.DeleteVolume => new() { Kind = kind, Volume = volume },
             PoolOpKind.CreateSnapshot => new() { Kind = kind, Volume = volume, Snapshot = r.Long(), Name = r.String(), Time = r.Long(), SourcePool = r.Unsigned(), SourceVersion = r.Long() },
             PoolOpKind.DeleteSnapshot or PoolOpKind.Rollback => new() { Kind = kind, Volume = volume, Snapshot = r.Long() },
+            PoolOpKind.RenameSnapshot => new() { Kind = kind, Volume = volume, Snapshot = r.Long(), Name = r.String() },
             _ => throw new FormatException($"Unknown pool operation {(byte)kind}."),
         };
     }

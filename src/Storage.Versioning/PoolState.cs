@@ -76,6 +76,9 @@ internal sealed class PoolState(int blockSize)
             case PoolOpKind.DeleteSnapshot:
                 DeleteSnapshot(Volume(op.Volume), op.Snapshot, freed);
                 break;
+            case PoolOpKind.RenameSnapshot:
+                (Volume(op.Volume).FindSnapshot(op.Snapshot) ?? throw new InvalidOperationException($"Volume {op.Volume} has no snapshot {op.Snapshot} to rename.")).Name = op.Name!;
+                break;
             case PoolOpKind.Rollback:
                 Rollback(Volume(op.Volume), op.Snapshot, freed);
                 break;

@@ -5,7 +5,7 @@ internal sealed class SnapshotState
 {
     public required long Id { get; init; }
 
-    public required string Name { get; init; }
+    public required string Name { get; set; }
 
     /// <summary>The transaction group it was taken at: it sees every entry with a version up to this.</summary>
     public required long Version { get; init; }

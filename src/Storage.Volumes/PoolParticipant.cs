@@ -7,11 +7,15 @@ public sealed record SegmentWork(IReadOnlyList<(string Name, long Size)> Create)
 {
     /// <summary>Segments (pool volume names) to delete.</summary>
     public IReadOnlyList<string> Delete { get; init; } = [];
+
+    /// <summary>Snapshots to take: of segment (pool volume) Volume, named Name.</summary>
+    public IReadOnlyList<(string Volume, string Name)> Snapshot { get; init; } = [];
 }
 
 /// <summary>
 /// A pool as a two-phase-commit participant. Prepare stages its part under names that say what commit will do: a
-/// segment to create is created as <c>tx-ID.c.NAME</c>, one to delete is renamed to <c>tx-ID.d.NAME</c>. The pool
+/// segment to create is created as <c>tx-ID.c.NAME</c>, one to delete is renamed to <c>tx-ID.d.NAME</c>, a snapshot is
+/// taken as <c>tx-ID.s.NAME</c> (renamed to NAME at commit, deleted at abort). The pool
 /// commits before the call returns, so the staged names are the durable PREPARED record and hold exactly what was
 /// reserved. Commit renames created segments to their names and deletes the deleted ones; abort does the opposite. All
 /// are idempotent, so recovery may repeat them. <see cref="Prepared"/> lists the transactions this pool holds staged
@@ -33,6 +37,8 @@ public sealed class PoolParticipant(string name, Pool pool)
     private static string Created(string transaction, string segment) => $"{StagedPrefix}{transaction}.c.{segment}";
 
     private static string Deleted(string transaction, string segment) => $"{StagedPrefix}{transaction}.d.{segment}";
+
+    private static string Snapped(string transaction, string snapshot) => $"{StagedPrefix}{transaction}.s.{snapshot}";
 
     /// <summary>Makes the reservation durable; a participant that returns has voted yes.</summary>
     /// <exception cref="PoolConfigurationException">A segment to create exists already, or one to delete is not here: a no vote.</exception>
@@ -56,6 +62,14 @@ public sealed class PoolParticipant(string name, Pool pool)
                 throw new PoolConfigurationException($"Pool '{Name}' has no volume '{segment}' to delete.");
             await Pool.RenameVolumeAsync(segment, Deleted(transaction, segment), cancellationToken).ConfigureAwait(false);
         }
+        foreach (var (volume, snapshot) in work.Snapshot)
+        {
+            var taken = Pool.ListSnapshots(volume, countSpace: false).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+            if (taken.Contains(snapshot))
+                throw new PoolConfigurationException($"Segment '{volume}' in pool '{Name}' already has a snapshot '{snapshot}'.");
+            if (!taken.Contains(Snapped(transaction, snapshot)))
+                await Pool.CreateSnapshotAsync(volume, Snapped(transaction, snapshot), cancellationToken).ConfigureAwait(false);
+        }
         await StepAsync($"{Name}:after-prepare").ConfigureAwait(false);
     }
 
@@ -72,7 +86,14 @@ public sealed class PoolParticipant(string name, Pool pool)
 
     private async Task ResolveAsync(string transaction, bool commit, CancellationToken cancellationToken)
     {
-        string created = $"{StagedPrefix}{transaction}.c.", deleted = $"{StagedPrefix}{transaction}.d.";
+        string created = $"{StagedPrefix}{transaction}.c.", deleted = $"{StagedPrefix}{transaction}.d.", snapped = $"{StagedPrefix}{transaction}.s.";
+        foreach (var staged in Pool.ListSnapshots(countSpace: false).Where(s => s.Name.StartsWith(snapped, StringComparison.Ordinal)))
+        {
+            if (commit)
+                await Pool.RenameSnapshotAsync(staged.Volume, staged.Name, staged.Name[snapped.Length..], cancellationToken).ConfigureAwait(false);
+            else
+                await Pool.DeleteSnapshotAsync(staged.Volume, staged.Name, cancellationToken).ConfigureAwait(false);
+        }
         foreach (var staged in Pool.ListVolumes().Select(v => v.Name))
         {
             if (staged.StartsWith(created, StringComparison.Ordinal))
@@ -94,7 +115,8 @@ public sealed class PoolParticipant(string name, Pool pool)
 
     /// <summary>The transactions this pool holds prepared (staged) segments for.</summary>
     public IReadOnlyList<string> Prepared()
-        => [.. Pool.ListVolumes().Select(v => v.Name).Where(n => n.StartsWith(StagedPrefix, StringComparison.Ordinal))
+        => [.. Pool.ListVolumes().Select(v => v.Name).Concat(Pool.ListSnapshots(countSpace: false).Select(s => s.Name))
+            .Where(n => n.StartsWith(StagedPrefix, StringComparison.Ordinal))
             .Select(n => n[StagedPrefix.Length..n.IndexOf('.', StringComparison.Ordinal)]).Distinct(StringComparer.Ordinal)];
 
     private Task StepAsync(string step) => Step?.Invoke(step) ?? Task.CompletedTask;

@@ -32,5 +32,25 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
         => JsonSerializer.Deserialize(data, VolumesJson.Default.SpannedVolume) ?? throw new JsonException("An empty volume record.");
 }
 
+/// <summary>A snapshot of a <see cref="SpannedVolume"/> as the catalogue holds it: taken at one cut with the volumes of its group.</summary>
+/// <param name="Volume">The volume.</param>
+/// <param name="Name">The snapshot's name (the same on every segment, in every pool).</param>
+/// <param name="Group">Every volume snapshotted at the same cut (this one included).</param>
+/// <param name="Time">When, in Unix seconds.</param>
+public sealed record SpannedSnapshot(string Volume, string Name, IReadOnlyList<string> Group, long Time)
+{
+    /// <summary>Catalogue key of snapshot <paramref name="name"/> of volume <paramref name="volume"/>.</summary>
+    public static string Key(string volume, string name) => $"spanned-snapshots/{volume}/{name}";
+
+    /// <summary>The stored form.</summary>
+    public byte[] Encode() => JsonSerializer.SerializeToUtf8Bytes(this, VolumesJson.Default.SpannedSnapshot);
+
+    /// <summary>Reads what <see cref="Encode"/> wrote.</summary>
+    /// <exception cref="JsonException">Not a snapshot record.</exception>
+    public static SpannedSnapshot Decode(ReadOnlySpan<byte> data)
+        => JsonSerializer.Deserialize(data, VolumesJson.Default.SpannedSnapshot) ?? throw new JsonException("An empty snapshot record.");
+}
+
 [JsonSerializable(typeof(SpannedVolume))]
+[JsonSerializable(typeof(SpannedSnapshot))]
 internal sealed partial class VolumesJson : JsonSerializerContext;

@@ -12,9 +12,16 @@ namespace Storage.Volumes;
 public sealed class SpannedVolumeDevice : BlockDevice
 {
     private readonly SpannedVolume _volume;
+
+    /// <summary>The catalogue record this device serves.</summary>
+    public SpannedVolume Volume => _volume;
     private readonly PoolVolume[][] _copies;
     private readonly ReadBalancer[] _balancers;
     private readonly Pool[] _pools;   // every pool holding a segment: a flush commits each once
+    private readonly Lock _gate = new();
+    private int _writing;                           // writes and trims in flight
+    private TaskCompletionSource? _paused;          // set while paused: new writes wait for it
+    private TaskCompletionSource? _drained;         // completed when the last write in flight leaves
 
     /// <param name="volume">The catalogue record.</param>
     /// <param name="pools">The pools by name (every pool the record names).</param>
@@ -76,26 +83,106 @@ public sealed class SpannedVolumeDevice : BlockDevice
         }
     }
 
+    /// <summary>
+    /// Holds new writes and trims and completes once those in flight have finished: from then until
+    /// <see cref="ResumeWrites"/>, every segment's contents stand still (the cut of a group snapshot).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Already paused.</exception>
+    public Task PauseWritesAsync()
+    {
+        lock (_gate)
+        {
+            if (_paused is not null)
+                throw new InvalidOperationException($"Writes to volume '{Name}' are paused already.");
+            _paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (_writing == 0)
+                return Task.CompletedTask;
+            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _drained.Task;
+        }
+    }
+
+    /// <summary>Lets held and new writes go on.</summary>
+    public void ResumeWrites()
+    {
+        TaskCompletionSource? paused;
+        lock (_gate)
+        {
+            paused = _paused;
+            _paused = null;
+            _drained = null;
+        }
+        paused?.TrySetResult();
+    }
+
+    private async ValueTask EnterWriteAsync()
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_gate)
+            {
+                if (_paused is null)
+                {
+                    _writing++;
+                    return;
+                }
+                wait = _paused.Task;
+            }
+            await wait.ConfigureAwait(false);
+        }
+    }
+
+    private void ExitWrite()
+    {
+        TaskCompletionSource? drained = null;
+        lock (_gate)
+        {
+            if (--_writing == 0 && _drained is not null)
+            {
+                drained = _drained;
+                _drained = null;
+            }
+        }
+        drained?.TrySetResult();
+    }
+
     /// <inheritdoc />
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
     {
-        foreach (var (index, inSegment, position, length) in Pieces(offset, buffer.Length))
+        await EnterWriteAsync().ConfigureAwait(false);
+        try
         {
-            var piece = buffer.Slice(position, length);
-            await Task.WhenAll(_copies[index].Select(c => c.WriteAsync(inSegment, piece, forceUnitAccess, cancellationToken).AsTask())).ConfigureAwait(false);
+            foreach (var (index, inSegment, position, length) in Pieces(offset, buffer.Length))
+            {
+                var piece = buffer.Slice(position, length);
+                await Task.WhenAll(_copies[index].Select(c => c.WriteAsync(inSegment, piece, forceUnitAccess, cancellationToken).AsTask())).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ExitWrite();
         }
     }
 
     /// <inheritdoc />
     protected override async ValueTask TrimCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        for (long done = 0; done < length;)
+        await EnterWriteAsync().ConfigureAwait(false);
+        try
         {
-            int index = (int)((offset + done) / _volume.SegmentBytes);
-            long inSegment = offset + done - index * _volume.SegmentBytes;
-            long piece = Math.Min(length - done, _volume.SegmentSize(index) - inSegment);
-            await Task.WhenAll(_copies[index].Select(c => c.TrimAsync(inSegment, piece, cancellationToken).AsTask())).ConfigureAwait(false);
-            done += piece;
+            for (long done = 0; done < length;)
+            {
+                int index = (int)((offset + done) / _volume.SegmentBytes);
+                long inSegment = offset + done - index * _volume.SegmentBytes;
+                long piece = Math.Min(length - done, _volume.SegmentSize(index) - inSegment);
+                await Task.WhenAll(_copies[index].Select(c => c.TrimAsync(inSegment, piece, cancellationToken).AsTask())).ConfigureAwait(false);
+                done += piece;
+            }
+        }
+        finally
+        {
+            ExitWrite();
         }
     }
 

@@ -79,6 +79,58 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         await RunAsync(involved, work, new DeleteCommand(SpannedVolume.Key(name), read.Version), $"Volume '{name}' was not deleted", cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Snapshots every volume of <paramref name="volumes"/> at one cut, as <paramref name="snapshot"/> on each of their
+    /// segments in every pool: writes to the <paramref name="open"/> devices are held and drained, every pool stages its
+    /// snapshots, writes go on, and the transaction commits (the catalogue records the snapshot of each volume with the
+    /// group's name and time). Returns how long writes were held.
+    /// </summary>
+    /// <exception cref="VolumeException">A volume is unknown, the name is taken or bad, or a pool refused; nothing was taken.</exception>
+    public async Task<TimeSpan> SnapshotGroupAsync(string snapshot, IReadOnlyList<string> volumes, IReadOnlyList<SpannedVolumeDevice>? open = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        if (string.IsNullOrEmpty(snapshot) || snapshot.Length > 46 || !snapshot.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.') || snapshot[0] is '.' or '-')
+            throw new VolumeException($"'{snapshot}' is not a valid snapshot name: use 1 to 46 letters, digits, '.', '_' or '-', not starting with '.' or '-'.");
+        var records = new List<SpannedVolume>();
+        foreach (string name in volumes.Distinct(StringComparer.Ordinal))
+        {
+            var read = await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false);
+            if (!read.IsOk)
+                throw new VolumeException($"There is no volume '{name}'.");
+            if ((await store.ReadAsync(SpannedSnapshot.Key(name, snapshot), cancellationToken).ConfigureAwait(false)).IsOk)
+                throw new VolumeException($"Volume '{name}' already has a snapshot '{snapshot}'.");
+            records.Add(SpannedVolume.Decode(read.Value.Span));
+        }
+        var involved = records.SelectMany(v => v.Segments.SelectMany(s => s)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var work = involved.ToDictionary(p => p, p => new SegmentWork([])
+        {
+            Snapshot = [.. records.SelectMany(v => Enumerable.Range(0, v.Segments.Count).Where(i => v.Segments[i].Contains(p)).Select(i => (SpannedVolume.SegmentName(v.Name, i), snapshot)))],
+        });
+        long time = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string[] group = [.. records.Select(v => v.Name)];
+        var changes = records.Select(v => (MetadataCommand)new PutCommand(SpannedSnapshot.Key(v.Name, snapshot),
+            new SpannedSnapshot(v.Name, snapshot, group, time).Encode(), ExpectedVersion: 0)).ToList();
+        var held = TimeSpan.Zero;
+        var devices = open ?? [];
+        await RunAsync(involved, work, changes, $"Snapshot '{snapshot}' was not taken", cancellationToken, prepare: async prepareAll =>
+        {
+            // The cut: hold new writes, drain those in flight, let every pool take its snapshots, release.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await Task.WhenAll(devices.Select(d => d.PauseWritesAsync())).ConfigureAwait(false);
+            try
+            {
+                await prepareAll().ConfigureAwait(false);
+            }
+            finally
+            {
+                foreach (var device in devices)
+                    device.ResumeWrites();
+                held = clock.Elapsed;
+            }
+        }).ConfigureAwait(false);
+        return held;
+    }
+
     /// <summary>Longest volume name: its staged segment names must fit a pool's 64 characters.</summary>
     public const int MaxNameLength = 39;
 
@@ -86,26 +138,37 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
     /// One transaction: begin (with <paramref name="change"/>), prepare each pool, decide (the commit point, applying the
     /// change), notify, forget; aborts on a no vote or a refused change and throws <see cref="VolumeException"/>.
     /// </summary>
-    private async Task RunAsync(IReadOnlyList<string> involved, Dictionary<string, SegmentWork> work, MetadataCommand change, string failure, CancellationToken cancellationToken)
+    private Task RunAsync(IReadOnlyList<string> involved, Dictionary<string, SegmentWork> work, MetadataCommand change, string failure, CancellationToken cancellationToken)
+        => RunAsync(involved, work, [change], failure, cancellationToken);
+
+    private async Task RunAsync(IReadOnlyList<string> involved, Dictionary<string, SegmentWork> work, IReadOnlyList<MetadataCommand> changes, string failure,
+        CancellationToken cancellationToken, Func<Func<Task>, Task>? prepare = null)
     {
         string transaction = Guid.NewGuid().ToString("N")[..12];
         await StepAsync("before-begin").ConfigureAwait(false);
-        Check(await store.ExecuteAsync(new BeginTransactionCommand(transaction, involved) { Changes = [change] }, cancellationToken).ConfigureAwait(false), "begin");
+        Check(await store.ExecuteAsync(new BeginTransactionCommand(transaction, involved) { Changes = changes }, cancellationToken).ConfigureAwait(false), "begin");
         await StepAsync("after-begin").ConfigureAwait(false);
 
         string? refusal = null;
-        foreach (var pool in involved)
+        async Task PrepareAll()
         {
-            try
+            foreach (var pool in involved)
             {
-                await _pools[pool].PrepareAsync(transaction, work[pool], cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is PoolConfigurationException or PoolFullException or IOException)
-            {
-                refusal = $"pool '{pool}' refused: {e.Message}";
-                break;
+                try
+                {
+                    await _pools[pool].PrepareAsync(transaction, work[pool], cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is PoolConfigurationException or PoolFullException or IOException)
+                {
+                    refusal = $"pool '{pool}' refused: {e.Message}";
+                    return;
+                }
             }
         }
+        if (prepare is null)
+            await PrepareAll().ConfigureAwait(false);
+        else
+            await prepare(PrepareAll).ConfigureAwait(false);
         await StepAsync("after-prepare").ConfigureAwait(false);
         if (refusal is null)
         {
