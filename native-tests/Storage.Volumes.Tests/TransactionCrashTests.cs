@@ -94,6 +94,34 @@ public sealed class TransactionCrashTests : IAsyncLifetime
         await Assert.ThrowsAsync<VolumeException>(() => transactions.DeleteVolumeAsync("data"));
     }
 
+    public static TheoryData<string, long> Resizes => new(Order.Append("before-reconcile").SelectMany(s => new[] { (s, 6 * Segment + Segment / 4), (s, Segment + Segment / 2) }));
+
+    [Theory]
+    [MemberData(nameof(Resizes))]
+    public async Task A_resize_cut_short_at_any_step_leaves_the_old_or_the_new_size_everywhere(string step, long size)
+    {
+        var transactions = new VolumeTransactions(_cluster, _pools);
+        long before = 3 * Segment + Segment / 2;   // a short last segment
+        await transactions.CreateVolumeAsync("data", before, Segment, new Placement(PlacementPolicy.RoundRobin));
+        bool decided = Array.IndexOf(Order, step) < 0 || Array.IndexOf(Order, step) >= Array.IndexOf(Order, "after-decide");
+        Task Hook(string s) => s == step ? throw new Crash(s) : Task.CompletedTask;
+        transactions.Step = Hook;
+        foreach (var pool in _pools)
+            pool.Step = Hook;
+        var crash = await Record.ExceptionAsync(() => transactions.ResizeVolumeAsync("data", size, new Placement(PlacementPolicy.RoundRobin, 5)));
+        transactions.Step = null;
+        foreach (var pool in _pools)
+            pool.Step = null;
+        Assert.True(crash is Crash, $"step {step} was never reached ({crash?.Message ?? "the resize finished"})");
+        await transactions.RecoverAsync();
+        await CheckAsync("data", expectCreated: true);   // every segment at the size the catalogue gives it
+        var volume = SpannedVolume.Decode((await _cluster.ReadAsync(SpannedVolume.Key("data"))).Value.Span);
+        Assert.Equal(decided ? size : before, volume.SizeBytes);
+        Assert.Equal((int)((volume.SizeBytes + Segment - 1) / Segment), volume.Segments.Count);
+        foreach (var pool in _pools)   // no segment past the end is left anywhere
+            Assert.DoesNotContain(pool.Pool.ListVolumes(), v => v.Name.StartsWith("data.", StringComparison.Ordinal) && int.Parse(v.Name[5..], System.Globalization.CultureInfo.InvariantCulture) >= volume.Segments.Count);
+    }
+
     [Fact]
     public async Task A_metadata_leader_lost_between_decision_and_notify_does_not_leave_the_transaction_in_doubt()
     {

@@ -10,6 +10,12 @@ public sealed record SegmentWork(IReadOnlyList<(string Name, long Size)> Create)
 
     /// <summary>Snapshots to take: of segment (pool volume) Volume, named Name.</summary>
     public IReadOnlyList<(string Volume, string Name)> Snapshot { get; init; } = [];
+
+    /// <summary>
+    /// Segments to grow before the commit (a thin volume that grows reserves nothing; the volume's device does not
+    /// reach the new bytes until the catalogue says so, and an abort shrinks it back).
+    /// </summary>
+    public IReadOnlyList<(string Name, long Size)> Grow { get; init; } = [];
 }
 
 /// <summary>
@@ -62,6 +68,14 @@ public sealed class PoolParticipant(string name, Pool pool)
                 throw new PoolConfigurationException($"Pool '{Name}' has no volume '{segment}' to delete.");
             await Pool.RenameVolumeAsync(segment, Deleted(transaction, segment), cancellationToken).ConfigureAwait(false);
         }
+        var sizes = Pool.ListVolumes().ToDictionary(v => v.Name, v => v.Size, StringComparer.Ordinal);
+        foreach (var (segment, size) in work.Grow)
+        {
+            if (!sizes.TryGetValue(segment, out long current))
+                throw new PoolConfigurationException($"Pool '{Name}' has no volume '{segment}' to grow.");
+            if (current < size)
+                await Pool.ResizeVolumeAsync(segment, size, cancellationToken).ConfigureAwait(false);
+        }
         foreach (var (volume, snapshot) in work.Snapshot)
         {
             var taken = Pool.ListSnapshots(volume, countSpace: false).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
@@ -110,6 +124,19 @@ public sealed class PoolParticipant(string name, Pool pool)
                 else
                     await Pool.RenameVolumeAsync(staged, staged[deleted.Length..], cancellationToken).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>Gives each segment of <paramref name="volume"/> held here the size the catalogue says (after a resize, or a crash in one).</summary>
+    public async Task ReconcileAsync(SpannedVolume volume, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        var sizes = Pool.ListVolumes().ToDictionary(v => v.Name, v => v.Size, StringComparer.Ordinal);
+        for (int i = 0; i < volume.Segments.Count; i++)
+        {
+            string segment = SpannedVolume.SegmentName(volume.Name, i);
+            if (volume.Segments[i].Contains(Name) && sizes.TryGetValue(segment, out long size) && size != volume.SegmentSize(i))
+                await Pool.ResizeVolumeAsync(segment, volume.SegmentSize(i), cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -131,6 +131,68 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         return held;
     }
 
+    /// <summary>
+    /// Grows or shrinks volume <paramref name="name"/> to <paramref name="size"/> bytes. Growing enlarges its last
+    /// segment and adds segments placed by <paramref name="placement"/>; shrinking drops the segments past the end and
+    /// trims the last one. New bytes read as zeros; bytes past a shrink are gone.
+    /// </summary>
+    /// <exception cref="VolumeException">No such volume, a pool refused, or the placement failed; the size is unchanged.</exception>
+    public async Task<SpannedVolume> ResizeVolumeAsync(string name, long size, Placement placement, int copies = 1, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(placement);
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        var read = await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false);
+        if (!read.IsOk)
+            throw new VolumeException($"There is no volume '{name}'.");
+        var volume = SpannedVolume.Decode(read.Value.Span);
+        int had = volume.Segments.Count, count = (int)((size + volume.SegmentBytes - 1) / volume.SegmentBytes);
+        var segments = volume.Segments.Take(Math.Min(had, count)).ToList();
+        if (count > had)
+        {
+            var candidates = pools.Select(p => new PoolCandidate(p.Name, Math.Max(1, p.Pool.GetStatus().FreeBytes))).ToList();
+            try
+            {
+                segments.AddRange(placement.Place(candidates, had, count - had, copies, 1));
+            }
+            catch (PlacementException e)
+            {
+                throw new VolumeException($"Volume '{name}' cannot grow: {e.Message}");
+            }
+        }
+        var resized = volume with { SizeBytes = size, Segments = segments };
+        var involved = volume.Segments.Concat(segments).SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var work = involved.ToDictionary(p => p, p => new SegmentWork(
+            [.. Enumerable.Range(had, Math.Max(0, count - had)).Where(i => segments[i].Contains(p)).Select(i => (SpannedVolume.SegmentName(name, i), resized.SegmentSize(i)))])
+        {
+            Delete = [.. Enumerable.Range(count, Math.Max(0, had - count)).Where(i => volume.Segments[i].Contains(p)).Select(i => SpannedVolume.SegmentName(name, i))],
+            Grow = [.. Enumerable.Range(0, Math.Min(had, count)).Where(i => segments[i].Contains(p) && resized.SegmentSize(i) > volume.SegmentSize(i))
+                .Select(i => (SpannedVolume.SegmentName(name, i), resized.SegmentSize(i)))],
+        });
+        try
+        {
+            await RunAsync(involved, work, [new PutCommand(SpannedVolume.Key(name), resized.Encode(), read.Version)], $"Volume '{name}' was not resized", cancellationToken).ConfigureAwait(false);
+        }
+        catch (VolumeException)
+        {
+            await ReconcileAsync(name, cancellationToken).ConfigureAwait(false);   // aborted: shrink back what the prepare grew
+            throw;
+        }
+        await StepAsync("before-reconcile").ConfigureAwait(false);
+        await ReconcileAsync(name, cancellationToken).ConfigureAwait(false);   // committed: trim the last segment to its new size
+        return resized;
+    }
+
+    /// <summary>Gives every segment of <paramref name="name"/> in the pools here the size its catalogue record says.</summary>
+    private async Task ReconcileAsync(string name, CancellationToken cancellationToken)
+    {
+        var read = await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false);
+        if (!read.IsOk)
+            return;
+        var volume = SpannedVolume.Decode(read.Value.Span);
+        foreach (var pool in pools)
+            await pool.ReconcileAsync(volume, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Longest volume name: its staged segment names must fit a pool's 64 characters.</summary>
     public const int MaxNameLength = 39;
 
@@ -213,6 +275,9 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
             await FinishAsync(transaction, involved, commit, cancellationToken, forget: record is not null).ConfigureAwait(false);
             resolved.Add((transaction, commit));
         }
+        // A resize cut short leaves segments at the other size: the catalogue says which.
+        foreach (var key in await store.ListAsync("spanned/", cancellationToken).ConfigureAwait(false))
+            await ReconcileAsync(key.Key["spanned/".Length..], cancellationToken).ConfigureAwait(false);
         return resolved;
     }
 
