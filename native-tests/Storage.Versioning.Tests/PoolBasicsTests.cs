@@ -210,3 +210,41 @@ public class PoolSnapshotRenameTests
         await pool.DisposeAsync();
     }
 }
+
+/// <summary>Several snapshots taken as one: one version, all or none, through the log.</summary>
+public class PoolSnapshotBatchTests
+{
+    [Fact]
+    public async Task A_batch_of_snapshots_is_one_instant_and_a_bad_one_takes_none()
+    {
+        var inner = new MemoryBlockDevice(32L << 20, 512, "disk");
+        var disk = new FaultInjectingDevice(inner, 3, leaveInnerOpen: true);
+        var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        await pool.CreateVolumeAsync("a", 4L << 20);
+        await pool.CreateVolumeAsync("b", 4L << 20);
+        var first = Bytes.Random(1 << 20, 6);
+        await pool.OpenVolume("a").WriteAsync(0, first);
+        await pool.OpenVolume("b").WriteAsync(0, first);
+        await pool.CreateSnapshotAsync("b", "taken");
+
+        await Assert.ThrowsAsync<PoolConfigurationException>(() => pool.CreateSnapshotsAsync([("a", "cut"), ("b", "taken")]));
+        await Assert.ThrowsAsync<PoolConfigurationException>(() => pool.CreateSnapshotsAsync([("a", "cut"), ("a", "cut")]));
+        await Assert.ThrowsAsync<PoolConfigurationException>(() => pool.CreateSnapshotsAsync([("a", "cut"), ("nope", "cut")]));
+        Assert.Empty(pool.ListSnapshots("a"));
+
+        await pool.CreateSnapshotsAsync([("a", "cut"), ("b", "cut")]);
+        await pool.OpenVolume("a").WriteAsync(0, Bytes.Random(1 << 20, 7));
+        await disk.CrashAsync(CrashMode.DropUnflushed);   // the batch comes back from the log
+        disk.Restart();
+
+        pool = await Pool.OpenAsync(disk);
+        var a = pool.ListSnapshots("a").Single();
+        var b = pool.ListSnapshots("b").Single(s => s.Name == "cut");
+        Assert.Equal(a.Version, b.Version);
+        var back = new byte[first.Length];
+        await pool.OpenSnapshot("a", "cut").ReadAsync(0, back);
+        Assert.Equal(first, back);
+        Assert.Null(pool.CheckSpace());
+        await pool.DisposeAsync();
+    }
+}

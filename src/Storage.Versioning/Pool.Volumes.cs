@@ -137,6 +137,42 @@ public sealed partial class Pool
         RaiseChanged();
     }
 
+    /// <summary>
+    /// Takes several snapshots in one transaction group and one commit: all at the same instant (every write completed
+    /// before this call, none after), as a group snapshot of several volumes of this pool needs. <paramref name="cut"/>
+    /// runs once they exist in memory, before they are durable: writes issued after it are not in them, so a caller
+    /// that holds writes for the cut can release them there instead of waiting for the commit.
+    /// </summary>
+    /// <exception cref="PoolConfigurationException">An unknown volume, a bad or taken name (nothing was taken).</exception>
+    public async Task CreateSnapshotsAsync(IReadOnlyList<(string Volume, string Snapshot)> snapshots, Action? cut = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(snapshots);
+        ThrowIfUnusable();
+        lock (_gate)
+        {
+            var owners = snapshots.Select(s => Find(s.Volume)).ToList();
+            foreach (var (volume, snapshot) in snapshots)
+            {
+                Names.Check(snapshot, "snapshot");
+                if (Find(volume).FindSnapshot(snapshot) is not null || snapshots.Count(s => s.Volume == volume && s.Snapshot == snapshot) > 1)
+                    throw new PoolConfigurationException($"Volume '{volume}' already has a snapshot '{snapshot}'.");
+            }
+            long time = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            for (int i = 0; i < snapshots.Count; i++)
+            {
+                LogLocked(new PoolOp
+                {
+                    Kind = PoolOpKind.CreateSnapshot, Volume = owners[i].Id, Snapshot = _state.NextSnapshotId, Name = snapshots[i].Snapshot,
+                    Time = time, SourcePool = Id,
+                });
+            }
+            CloseLocked();
+        }
+        cut?.Invoke();
+        await CommitCoreAsync(false, cancellationToken).ConfigureAwait(false);
+        RaiseChanged();
+    }
+
     /// <summary>Deletes a snapshot, freeing the blocks only it held.</summary>
     /// <exception cref="PoolConfigurationException">Unknown snapshot, or clones of it exist.</exception>
     public async Task DeleteSnapshotAsync(string volume, string snapshot, CancellationToken cancellationToken = default)

@@ -46,9 +46,13 @@ public sealed class PoolParticipant(string name, Pool pool)
 
     private static string Snapped(string transaction, string snapshot) => $"{StagedPrefix}{transaction}.s.{snapshot}";
 
-    /// <summary>Makes the reservation durable; a participant that returns has voted yes.</summary>
+    /// <summary>
+    /// Makes the reservation durable; a participant that returns has voted yes. <paramref name="cut"/> runs once the
+    /// snapshots of <see cref="SegmentWork.Snapshot"/> are taken in memory (writes after it are not in them), before
+    /// they are durable; with no snapshot to take, once the checks pass.
+    /// </summary>
     /// <exception cref="PoolConfigurationException">A segment to create exists already, or one to delete is not here: a no vote.</exception>
-    public async Task PrepareAsync(string transaction, SegmentWork work, CancellationToken cancellationToken = default)
+    public async Task PrepareAsync(string transaction, SegmentWork work, Action? cut = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
         await StepAsync($"{Name}:before-prepare").ConfigureAwait(false);
@@ -76,14 +80,19 @@ public sealed class PoolParticipant(string name, Pool pool)
             if (current < size)
                 await Pool.ResizeVolumeAsync(segment, size, cancellationToken).ConfigureAwait(false);
         }
+        var snapshots = new List<(string Volume, string Snapshot)>();
         foreach (var (volume, snapshot) in work.Snapshot)
         {
             var taken = Pool.ListSnapshots(volume, countSpace: false).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
             if (taken.Contains(snapshot))
                 throw new PoolConfigurationException($"Segment '{volume}' in pool '{Name}' already has a snapshot '{snapshot}'.");
             if (!taken.Contains(Snapped(transaction, snapshot)))
-                await Pool.CreateSnapshotAsync(volume, Snapped(transaction, snapshot), cancellationToken).ConfigureAwait(false);
+                snapshots.Add((volume, Snapped(transaction, snapshot)));
         }
+        if (snapshots.Count > 0)
+            await Pool.CreateSnapshotsAsync(snapshots, cut, cancellationToken).ConfigureAwait(false);   // one instant, one commit
+        else
+            cut?.Invoke();
         await StepAsync($"{Name}:after-prepare").ConfigureAwait(false);
     }
 

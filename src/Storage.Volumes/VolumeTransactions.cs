@@ -114,18 +114,26 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         var devices = open ?? [];
         await RunAsync(involved, work, changes, $"Snapshot '{snapshot}' was not taken", cancellationToken, prepare: async prepareAll =>
         {
-            // The cut: hold new writes, drain those in flight, let every pool take its snapshots, release.
+            // The cut: hold new writes, drain those in flight, let every pool take its snapshots in memory, release; the
+            // pools make them durable (the prepare) with writes flowing again.
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            await Task.WhenAll(devices.Select(d => d.PauseWritesAsync())).ConfigureAwait(false);
-            try
+            int released = 0;
+            void Release()
             {
-                await prepareAll().ConfigureAwait(false);
-            }
-            finally
-            {
+                if (Interlocked.Exchange(ref released, 1) != 0)
+                    return;
                 foreach (var device in devices)
                     device.ResumeWrites();
                 held = clock.Elapsed;
+            }
+            await Task.WhenAll(devices.Select(d => d.PauseWritesAsync())).ConfigureAwait(false);
+            try
+            {
+                await prepareAll(Release).ConfigureAwait(false);
+            }
+            finally
+            {
+                Release();   // a pool refused or the prepare was cut short before every pool cut
             }
         }).ConfigureAwait(false);
         return held;
@@ -204,7 +212,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         => RunAsync(involved, work, [change], failure, cancellationToken);
 
     private async Task RunAsync(IReadOnlyList<string> involved, Dictionary<string, SegmentWork> work, IReadOnlyList<MetadataCommand> changes, string failure,
-        CancellationToken cancellationToken, Func<Func<Task>, Task>? prepare = null)
+        CancellationToken cancellationToken, Func<Func<Action?, Task>, Task>? prepare = null)
     {
         string transaction = Guid.NewGuid().ToString("N")[..12];
         await StepAsync("before-begin").ConfigureAwait(false);
@@ -212,23 +220,32 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         await StepAsync("after-begin").ConfigureAwait(false);
 
         string? refusal = null;
-        async Task PrepareAll()
+        // Every pool prepares at once; the first no vote is the one reported. allCut runs when every pool has taken its
+        // snapshots in memory.
+        Task PrepareAll(Action? allCut)
         {
-            foreach (var pool in involved)
+            int uncut = involved.Count;
+            void Cut()
+            {
+                if (Interlocked.Decrement(ref uncut) == 0)
+                    allCut?.Invoke();
+            }
+            return Task.WhenAll(involved.Select(Prepare));
+
+            async Task Prepare(string pool)
             {
                 try
                 {
-                    await _pools[pool].PrepareAsync(transaction, work[pool], cancellationToken).ConfigureAwait(false);
+                    await _pools[pool].PrepareAsync(transaction, work[pool], Cut, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is PoolConfigurationException or PoolFullException or IOException)
                 {
-                    refusal = $"pool '{pool}' refused: {e.Message}";
-                    return;
+                    Interlocked.CompareExchange(ref refusal, $"pool '{pool}' refused: {e.Message}", null);
                 }
             }
         }
         if (prepare is null)
-            await PrepareAll().ConfigureAwait(false);
+            await PrepareAll(null).ConfigureAwait(false);
         else
             await prepare(PrepareAll).ConfigureAwait(false);
         await StepAsync("after-prepare").ConfigureAwait(false);
