@@ -76,8 +76,15 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         {
             Delete = [.. Enumerable.Range(0, volume.Segments.Count).Where(i => volume.Segments[i].Contains(p)).Select(i => SpannedVolume.SegmentName(name, i))],
         });
-        await RunAsync(involved, work, new DeleteCommand(SpannedVolume.Key(name), read.Version), $"Volume '{name}' was not deleted", cancellationToken).ConfigureAwait(false);
+        // The volume's snapshot records go with it, in the same decision (the pools delete the segments' snapshots).
+        var changes = (await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false)).Select(s => (MetadataCommand)new DeleteCommand(s.Key, s.Version))
+            .Prepend(new DeleteCommand(SpannedVolume.Key(name), read.Version)).ToList();
+        await RunAsync(involved, work, changes, $"Volume '{name}' was not deleted", cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>The catalogue records of <paramref name="volume"/>'s snapshots.</summary>
+    private Task<IReadOnlyList<KeyVersion>> SnapshotsOfAsync(string volume, CancellationToken cancellationToken)
+        => store.ListAsync(SpannedSnapshot.Key(volume, ""), cancellationToken);
 
     /// <summary>
     /// Snapshots every volume of <paramref name="volumes"/> at one cut, as <paramref name="snapshot"/> on each of their
@@ -153,6 +160,11 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         if (!read.IsOk)
             throw new VolumeException($"There is no volume '{name}'.");
         var volume = SpannedVolume.Decode(read.Value.Span);
+        if (size < volume.SizeBytes && await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 } snapshots)
+        {
+            throw new VolumeException($"Volume '{name}' has snapshots ({string.Join(", ", snapshots.Select(s => s.Key[SpannedSnapshot.Key(name, "").Length..]))}) " +
+                "that hold bytes past the new end; delete them first, or grow the volume instead.");
+        }
         int had = volume.Segments.Count, count = (int)((size + volume.SegmentBytes - 1) / volume.SegmentBytes);
         var segments = volume.Segments.Take(Math.Min(had, count)).ToList();
         if (count > had)
