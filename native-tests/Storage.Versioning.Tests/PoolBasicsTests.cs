@@ -178,15 +178,23 @@ public class PoolCleanerTests(ITestOutputHelper output)
     }
 }
 
+/// <summary>A pool on a memory disk that can lose its unflushed writes, committing every change at once.</summary>
+internal static class CrashablePool
+{
+    public static async Task<(FaultInjectingDevice Disk, Pool Pool)> CreateAsync()
+    {
+        var disk = new FaultInjectingDevice(new MemoryBlockDevice(32L << 20, 512, "disk"), 3, leaveInnerOpen: true);
+        return (disk, await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero }));
+    }
+}
+
 /// <summary>Renaming a snapshot: through the log (a crash before any checkpoint) and through a checkpoint.</summary>
 public class PoolSnapshotRenameTests
 {
     [Fact]
     public async Task A_renamed_snapshot_keeps_its_bytes_and_its_new_name_survives_replay_and_checkpoint()
     {
-        var inner = new MemoryBlockDevice(32L << 20, 512, "disk");
-        var disk = new FaultInjectingDevice(inner, 3, leaveInnerOpen: true);
-        var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        var (disk, pool) = await CrashablePool.CreateAsync();
         await pool.CreateVolumeAsync("v", 4L << 20);
         var before = Bytes.Random(1 << 20, 4);
         await pool.OpenVolume("v").WriteAsync(0, before);
@@ -217,9 +225,7 @@ public class PoolSnapshotBatchTests
     [Fact]
     public async Task A_batch_of_snapshots_is_one_instant_and_a_bad_one_takes_none()
     {
-        var inner = new MemoryBlockDevice(32L << 20, 512, "disk");
-        var disk = new FaultInjectingDevice(inner, 3, leaveInnerOpen: true);
-        var pool = await Pool.CreateAsync(disk, new PoolCreateOptions { Name = "p" }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
+        var (disk, pool) = await CrashablePool.CreateAsync();
         await pool.CreateVolumeAsync("a", 4L << 20);
         await pool.CreateVolumeAsync("b", 4L << 20);
         var first = Bytes.Random(1 << 20, 6);

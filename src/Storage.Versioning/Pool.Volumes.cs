@@ -105,11 +105,7 @@ public sealed partial class Pool
             Names.Check(snapshot, "snapshot");
             if (owner.FindSnapshot(snapshot) is not null)
                 throw new PoolConfigurationException($"Volume '{volume}' already has a snapshot '{snapshot}'.");
-            LogLocked(new PoolOp
-            {
-                Kind = PoolOpKind.CreateSnapshot, Volume = owner.Id, Snapshot = _state.NextSnapshotId, Name = snapshot,
-                Time = DateTimeOffset.UtcNow.ToUnixTimeSeconds(), SourcePool = Id,
-            });
+            LogSnapshotLocked(owner, snapshot, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
             CloseLocked();
             // O(1): a snapshot just taken sees exactly the head's mapped blocks, and holds none alone yet.
             info = Identify(owner, owner.FindSnapshot(snapshot)!) with { ReferencedBytes = owner.Head.Mapped * BlockSize };
@@ -151,27 +147,26 @@ public sealed partial class Pool
         lock (_gate)
         {
             var owners = snapshots.Select(s => Find(s.Volume)).ToList();
-            foreach (var (volume, snapshot) in snapshots)
+            var seen = new HashSet<(string, string)>();
+            for (int i = 0; i < snapshots.Count; i++)
             {
+                var (volume, snapshot) = snapshots[i];
                 Names.Check(snapshot, "snapshot");
-                if (Find(volume).FindSnapshot(snapshot) is not null || snapshots.Count(s => s.Volume == volume && s.Snapshot == snapshot) > 1)
+                if (owners[i].FindSnapshot(snapshot) is not null || !seen.Add((volume, snapshot)))
                     throw new PoolConfigurationException($"Volume '{volume}' already has a snapshot '{snapshot}'.");
             }
             long time = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
             for (int i = 0; i < snapshots.Count; i++)
-            {
-                LogLocked(new PoolOp
-                {
-                    Kind = PoolOpKind.CreateSnapshot, Volume = owners[i].Id, Snapshot = _state.NextSnapshotId, Name = snapshots[i].Snapshot,
-                    Time = time, SourcePool = Id,
-                });
-            }
+                LogSnapshotLocked(owners[i], snapshots[i].Snapshot, time);
             CloseLocked();
         }
         cut?.Invoke();
         await CommitCoreAsync(false, cancellationToken).ConfigureAwait(false);
         RaiseChanged();
     }
+
+    private void LogSnapshotLocked(VolumeState owner, string snapshot, long time)
+        => LogLocked(new PoolOp { Kind = PoolOpKind.CreateSnapshot, Volume = owner.Id, Snapshot = _state.NextSnapshotId, Name = snapshot, Time = time, SourcePool = Id });
 
     /// <summary>Deletes a snapshot, freeing the blocks only it held.</summary>
     /// <exception cref="PoolConfigurationException">Unknown snapshot, or clones of it exist.</exception>
