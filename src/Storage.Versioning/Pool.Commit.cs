@@ -22,6 +22,9 @@ public sealed partial class Pool
     private readonly SemaphoreSlim _commitLock = new(1, 1);
     private readonly ReadGuard _guard = new();
     private List<long> _pendingFrees = [];
+
+    /// <summary>Blocks freed by changes not yet committed: they come back with the commit (caller holds the gate).</summary>
+    private long PendingFreeBlocksLocked => _pendingFrees.Count + _closed.Sum(c => c.Frees.Count);
     private Action<long>? _queueFree;
     private List<long> _checkpointBlocks;
     private long _openTxg;

@@ -181,6 +181,9 @@ public sealed partial class Pool
         await PlaceAsync(volume, block, data, Crc32C.Compute(data.Span), map: true, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Commits a write waits for, when no space is free, before it fails with ENOSPC.</summary>
+    private const int MaxCommitRetries = 64;
+
     /// <summary>
     /// Puts one block's bytes into new space and returns where; with <paramref name="map"/>, maps it as
     /// <paramref name="block"/> of <paramref name="volume"/> too (else the caller maps it later or releases it).
@@ -243,7 +246,12 @@ public sealed partial class Pool
                 await WriteLooseAsync(volume, block, loose, data, crc, map, cancellationToken).ConfigureAwait(false);
                 return loose;
             }
-            if (attempt > 0)
+            // Full only when a commit has nothing left to give back: under many writers the blocks one commit frees can be
+            // taken by others before this one retries, so one retry is not enough (seen as a rare ENOSPC in a half-full pool).
+            long pending;
+            lock (_gate)
+                pending = PendingFreeBlocksLocked;
+            if (attempt > 0 && (pending == 0 || attempt >= MaxCommitRetries))
                 throw new PoolFullException($"Pool '{Name}' is full: {_usedBlocks} of {_super.BlockCount} blocks in use. Delete snapshots or volumes, or trim unused space, to make room.");
             // Blocks freed by uncommitted changes (ours, or those of a commit in progress) come back once committed.
             await CommitCoreAsync(forceCheckpoint: false, cancellationToken).ConfigureAwait(false);

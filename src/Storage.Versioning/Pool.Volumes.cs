@@ -265,7 +265,7 @@ public sealed partial class Pool
         ThrowIfUnusable();
         lock (_gate)
         {
-            long pending = _pendingFrees.Count + _closed.Sum(c => c.Frees.Count);
+            long pending = PendingFreeBlocksLocked;
             long fresh = 0;
             for (long i = 0; i < _segmentUsed.Length; i++)
             {
