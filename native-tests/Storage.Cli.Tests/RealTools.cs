@@ -112,7 +112,7 @@ public abstract class RealTools : ScratchFolder
     {
         foreach (string dir in mountPoints)
             StorageRaw("umount", dir);
-        foreach (var record in Directory.Exists(RunDir) ? Directory.GetFiles(RunDir, "*.json") : [])
+        foreach (var record in Directory.Exists(RunDir) ? Directory.GetFiles(RunDir, "*.json").Concat(Directory.GetFiles(RunDir, "*.daemon")) : [])
         {
             try
             {

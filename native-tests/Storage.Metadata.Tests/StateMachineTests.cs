@@ -118,6 +118,21 @@ public class StateMachineTests
     }
 
     [Fact]
+    public void A_device_belongs_to_one_pool_only()
+    {
+        var m = new MetadataStateMachine();
+        Assert.True(Run(m, new CreatePoolCommand("p", [new ArrayRecord(1, "raid6", ["n1:/d0", "n1:/d1"])])).Result.IsOk);
+        var clash = Run(m, new CreatePoolCommand("q", [new ArrayRecord(1, "device", ["n1:/d1"])])).Result;
+        Assert.Equal(ResultCode.Conflict, clash.Code);
+        Assert.Contains("n1:/d1 already belongs to pool p", clash.Message, StringComparison.Ordinal);
+        Assert.Null(m.GetPool("q"));
+        Assert.True(Run(m, new CreatePoolCommand("q", [new ArrayRecord(1, "device", ["n1:/d2"])])).Result.IsOk);
+        Assert.Equal(ResultCode.Conflict, Run(m, new AddArrayMemberCommand("q", 1, "n1:/d0")).Result.Code);
+        Assert.True(Run(m, new DeletePoolCommand("p")).Result.IsOk);
+        Assert.True(Run(m, new AddArrayMemberCommand("q", 1, "n1:/d0")).Result.IsOk);   // free again once its pool is gone
+    }
+
+    [Fact]
     public void Two_volumes_cannot_claim_the_same_physical_bytes_and_a_snapshot_keeps_its_own()
     {
         var m = new MetadataStateMachine();

@@ -45,6 +45,8 @@ public sealed partial class MetadataStateMachine
         var devices = c.Arrays.SelectMany(a => a.Members).ToList();
         if (devices.Count == 0 || devices.Distinct(StringComparer.Ordinal).Count() != devices.Count)
             return Fail(ResultCode.Invalid, "every array needs devices, each used once in the pool");
+        if (devices.Select(OwnerOf).FirstOrDefault(o => o is not null) is { } taken)
+            return Fail(ResultCode.Conflict, taken);
         return Write(PoolKey(c.Name), MetadataCodec.EncodePool(new PoolRecord(c.Name, c.Arrays)), events);
     }
 
@@ -59,6 +61,8 @@ public sealed partial class MetadataStateMachine
         bool inPool = pool.Arrays.Any(a => a.Members.Contains(device, StringComparer.Ordinal));
         if (add && inPool)
             return Fail(ResultCode.Conflict, $"{device} is already in pool {poolName}");
+        if (add && OwnerOf(device) is { } taken)
+            return Fail(ResultCode.Conflict, taken);
         if (!add && !array.Members.Contains(device, StringComparer.Ordinal))
             return Fail(ResultCode.NotFound, $"{device} is not in array {arrayId}");
         if (!add && array.Members.Count == 1)
@@ -67,6 +71,17 @@ public sealed partial class MetadataStateMachine
         var arrays = pool.Arrays.ToList();
         arrays[index] = array with { Members = members };
         return Write(PoolKey(poolName), MetadataCodec.EncodePool(pool with { Arrays = arrays }), events);
+    }
+
+    /// <summary>Why <paramref name="device"/> is taken ("… belongs to pool P"), or null when no pool has it: a device serves one pool.</summary>
+    private string? OwnerOf(string device)
+    {
+        foreach (var (key, _) in List("pools/"))
+        {
+            if (GetPool(key["pools/".Length..]) is { } pool && pool.Arrays.Any(a => a.Members.Contains(device, StringComparer.Ordinal)))
+                return $"{device} already belongs to pool {pool.Name}";
+        }
+        return null;
     }
 
     private CommandResult DeletePool(string name, List<WatchEvent> events)

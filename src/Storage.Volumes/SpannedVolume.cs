@@ -14,6 +14,18 @@ namespace Storage.Volumes;
 /// <param name="Segments">For segment i, the pools holding it (one, or two for a mirror).</param>
 public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentBytes, IReadOnlyList<string[]> Segments)
 {
+    /// <summary>The consistency group the volume belongs to (snapshotted together by name), or null.</summary>
+    public string? Group { get; init; }
+
+    /// <summary>How its segments were placed (new ones on growth are placed the same way), or null (round-robin).</summary>
+    public PlacementPolicy? Policy { get; init; }
+
+    /// <summary>How reads of mirrored segments choose a copy when it is served, or null (least queue depth).</summary>
+    public ReadPolicy? Reads { get; init; }
+
+    /// <summary>The pools its segments may go to (null: any pool).</summary>
+    public IReadOnlyList<string>? Pools { get; init; }
+
     /// <summary>Catalogue key of volume <paramref name="name"/>.</summary>
     public static string Key(string name) => "spanned/" + name;
 
@@ -39,6 +51,9 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
 /// <param name="Time">When, in Unix seconds.</param>
 public sealed record SpannedSnapshot(string Volume, string Name, IReadOnlyList<string> Group, long Time)
 {
+    /// <summary>The volume's size when taken (0 in records written before it was kept: the volume's size then).</summary>
+    public long SizeBytes { get; init; }
+
     /// <summary>Catalogue key of snapshot <paramref name="name"/> of volume <paramref name="volume"/>.</summary>
     public static string Key(string volume, string name) => $"spanned-snapshots/{volume}/{name}";
 

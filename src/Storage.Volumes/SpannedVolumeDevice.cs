@@ -27,8 +27,9 @@ public sealed class SpannedVolumeDevice : BlockDevice
     /// <param name="pools">The pools by name (every pool the record names).</param>
     /// <param name="readPolicy">How mirrored reads choose a copy.</param>
     /// <exception cref="VolumeException">A pool the record names is not given, or lacks the segment.</exception>
-    public SpannedVolumeDevice(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, ReadPolicy readPolicy = ReadPolicy.LeastQueueDepth)
-        : base((volume ?? throw new ArgumentNullException(nameof(volume))).Name, volume.SizeBytes, 512)
+    /// <param name="snapshot">Serve this snapshot of every segment (read-only, as the pools' snapshots are) instead of the live volume.</param>
+    public SpannedVolumeDevice(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, ReadPolicy readPolicy = ReadPolicy.LeastQueueDepth, string? snapshot = null)
+        : base((volume ?? throw new ArgumentNullException(nameof(volume))).Name + (snapshot is null ? "" : "@" + snapshot), volume.SizeBytes, 512)
     {
         ArgumentNullException.ThrowIfNull(pools);
         _volume = volume;
@@ -38,7 +39,7 @@ public sealed class SpannedVolumeDevice : BlockDevice
         {
             string segment = SpannedVolume.SegmentName(volume.Name, i);
             _copies[i] = [.. volume.Segments[i].Select(p => pools.TryGetValue(p, out var pool)
-                ? Open(pool, segment, p)
+                ? Open(pool, segment, p, snapshot)
                 : throw new VolumeException($"Volume '{volume.Name}' has segment {i} on pool '{p}', which is not here."))];
             _balancers[i] = new ReadBalancer(readPolicy, _copies[i].Length, seed: i);
         }
@@ -48,11 +49,11 @@ public sealed class SpannedVolumeDevice : BlockDevice
     /// <summary>Reads served by each copy of segment <paramref name="index"/> so far.</summary>
     public IReadOnlyList<long> ReadsServed(int index) => _balancers[index].Served;
 
-    private static PoolVolume Open(Pool pool, string segment, string poolName)
+    private static PoolVolume Open(Pool pool, string segment, string poolName, string? snapshot)
     {
         try
         {
-            return pool.OpenVolume(segment);
+            return snapshot is null ? pool.OpenVolume(segment) : pool.OpenSnapshot(segment, snapshot);
         }
         catch (PoolConfigurationException e)
         {

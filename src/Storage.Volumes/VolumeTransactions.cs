@@ -33,8 +33,19 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
     /// <paramref name="segmentBytes"/>, each with <paramref name="copies"/> copies placed by <paramref name="placement"/>.
     /// </summary>
     /// <exception cref="VolumeException">The name is taken, or a pool refused its part; nothing was created.</exception>
-    public async Task<SpannedVolume> CreateVolumeAsync(string name, long size, long segmentBytes, Placement placement, int copies = 1, CancellationToken cancellationToken = default)
+    public Task<SpannedVolume> CreateVolumeAsync(string name, long size, long segmentBytes, Placement placement, int copies = 1, CancellationToken cancellationToken = default)
+        => CreateVolumeAsync(new SpannedVolume(name, size, segmentBytes, []), placement, copies, cancellationToken);
+
+    /// <summary>
+    /// Creates <paramref name="template"/>'s volume (its name, size, segment size, group, policy and pools; its segments
+    /// are placed here) with <paramref name="copies"/> copies of each segment placed by <paramref name="placement"/>
+    /// among <see cref="SpannedVolume.Pools"/> (every pool when null).
+    /// </summary>
+    /// <exception cref="VolumeException">The name is taken, a pool is unknown, or a pool refused its part; nothing was created.</exception>
+    public async Task<SpannedVolume> CreateVolumeAsync(SpannedVolume template, Placement placement, int copies = 1, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(template);
+        var (name, size, segmentBytes) = (template.Name, template.SizeBytes, template.SegmentBytes);
         ArgumentNullException.ThrowIfNull(placement);
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(segmentBytes, 1);
@@ -44,8 +55,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         if ((await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false)).IsOk)
             throw new VolumeException($"Volume '{name}' exists; pick another name or delete it first.");
         int count = (int)((size + segmentBytes - 1) / segmentBytes);
-        // Thin pools: a segment reserves no space up front, so free space only weighs the choice.
-        var candidates = pools.Select(p => new PoolCandidate(p.Name, Math.Max(1, p.Pool.GetStatus().FreeBytes))).ToList();
+        var candidates = Candidates(template.Pools);
         IReadOnlyList<string[]> placed;
         try
         {
@@ -55,7 +65,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         {
             throw new VolumeException($"Volume '{name}' cannot be placed: {e.Message}");
         }
-        var volume = new SpannedVolume(name, size, segmentBytes, placed);
+        var volume = template with { Segments = placed };
         var involved = placed.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var work = involved.ToDictionary(p => p, p => new SegmentWork(
             [.. Enumerable.Range(0, count).Where(i => placed[i].Contains(p)).Select(i => (SpannedVolume.SegmentName(name, i), volume.SegmentSize(i)))]));
@@ -116,7 +126,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         long time = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string[] group = [.. records.Select(v => v.Name)];
         var changes = records.Select(v => (MetadataCommand)new PutCommand(SpannedSnapshot.Key(v.Name, snapshot),
-            new SpannedSnapshot(v.Name, snapshot, group, time).Encode(), ExpectedVersion: 0)).ToList();
+            new SpannedSnapshot(v.Name, snapshot, group, time) { SizeBytes = v.SizeBytes }.Encode(), ExpectedVersion: 0)).ToList();
         var held = TimeSpan.Zero;
         var devices = open ?? [];
         await RunAsync(involved, work, changes, $"Snapshot '{snapshot}' was not taken", cancellationToken, prepare: async prepareAll =>
@@ -169,7 +179,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         var segments = volume.Segments.Take(Math.Min(had, count)).ToList();
         if (count > had)
         {
-            var candidates = pools.Select(p => new PoolCandidate(p.Name, Math.Max(1, p.Pool.GetStatus().FreeBytes))).ToList();
+            var candidates = Candidates(volume.Pools);
             try
             {
                 segments.AddRange(placement.Place(candidates, had, count - had, copies, 1));
@@ -200,6 +210,18 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         await StepAsync("before-reconcile").ConfigureAwait(false);
         await ReconcileAsync(name, cancellationToken).ConfigureAwait(false);   // committed: trim the last segment to its new size
         return resized;
+    }
+
+    /// <summary>
+    /// The pools new segments may go to (<paramref name="allowed"/>, or every pool here), with their free space. Thin
+    /// pools: a segment reserves no space up front, so free space only weighs the choice.
+    /// </summary>
+    private List<PoolCandidate> Candidates(IReadOnlyList<string>? allowed)
+    {
+        if (allowed is not null && allowed.FirstOrDefault(p => !_pools.ContainsKey(p)) is { } unknown)
+            throw new VolumeException($"There is no pool '{unknown}' here; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
+        return [.. pools.Where(p => allowed is null || allowed.Contains(p.Name, StringComparer.Ordinal))
+            .Select(p => new PoolCandidate(p.Name, Math.Max(1, p.Pool.GetStatus().FreeBytes)))];
     }
 
     /// <summary>Gives every segment of <paramref name="name"/> in the pools here the size its catalogue record says.</summary>

@@ -44,6 +44,8 @@ internal static class Cli
         root.Subcommands.Add(ServeCommand.Build());
         root.Subcommands.Add(MountCommand.BuildMount());
         root.Subcommands.Add(MountCommand.BuildUnmount());
+        root.Subcommands.Add(DaemonCommands.Build());
+        root.Subcommands.Add(DaemonCommands.BuildCluster());
         root.Subcommands.Add(MetaCommand.Build());
         root.Subcommands.Add(BenchParityCommand.Build());
         var help = root.Options.OfType<HelpOption>().Single();

@@ -8,25 +8,26 @@ internal static class Disks
 {
     public static IBlockDevice Open(string path, long createSize = 0, bool readOnly = false)
     {
+        if (DaemonCommands.Holder(Path.GetFullPath(path)) is { } daemon)
+        {
+            throw new UsageException($"{path} belongs to a pool that the storage daemon of node '{daemon.Node}' (pid {daemon.Pid}) runs; ask it (leave out --disks/--device), " +
+                "or 'storage pool detach NAME' first.");
+        }
         try
         {
-            if (IsBlockDevicePath(path))
-                return RawBlockDevice.Open(path, readOnly);
-            if (File.Exists(path))
-                return FileBlockDevice.Open(path, readOnly: readOnly);
-            if (createSize > 0)
-                return FileBlockDevice.Create(path, createSize);
+            return DevicePaths.Open(path, createSize, readOnly);
+        }
+        catch (FileNotFoundException)
+        {
+            throw new UsageException($"{path} does not exist. Pass --size to create file-backed disks, or name existing files or block devices.");
         }
         catch (Exception e) when (e is BlockDeviceException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             throw new UsageException($"cannot open {path}: {e.Message}");
         }
-        throw new UsageException($"{path} does not exist. Pass --size to create file-backed disks, or name existing files or block devices.");
     }
 
-    /// <summary>Paths under /dev are block devices, except the tmpfs folders /dev/shm and /dev/mqueue.</summary>
-    public static bool IsBlockDevicePath(string path)
-        => path.StartsWith("/dev/", StringComparison.Ordinal) && !path.StartsWith("/dev/shm/", StringComparison.Ordinal) && !path.StartsWith("/dev/mqueue/", StringComparison.Ordinal);
+    public static bool IsBlockDevicePath(string path) => DevicePaths.IsBlockDevice(path);
 
     /// <summary>Opens every path; on failure closes the ones already open.</summary>
     public static List<IBlockDevice> OpenAll(IEnumerable<string> paths, long createSize = 0, bool readOnly = false)

@@ -43,25 +43,9 @@ internal static class LiveArrays
         }
     }
 
-    public static string Directory
-    {
-        get
-        {
-            string? configured = Environment.GetEnvironmentVariable("STORAGE_RUN_DIR");
-            if (!string.IsNullOrEmpty(configured))
-                return configured;
-            return Environment.IsPrivilegedProcess ? "/run/storage" : Path.Combine(Path.GetTempPath(), $"storage-{Environment.UserName}");
-        }
-    }
+    public static string Directory => Storage.Daemon.DaemonRecords.RunDirectory;
 
-    public static string Ensure()
-    {
-        string dir = Directory;
-        System.IO.Directory.CreateDirectory(dir);
-        if (!OperatingSystem.IsWindows())
-            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        return dir;
-    }
+    public static string Ensure() => Storage.Daemon.DaemonRecords.EnsureRunDirectory();
 
     /// <summary>Servers whose process is still alive.</summary>
     public static IEnumerable<ServerRecord> Running()
@@ -84,18 +68,7 @@ internal static class LiveArrays
         }
     }
 
-    private static bool Alive(int pid)
-    {
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
+    private static bool Alive(int pid) => Storage.Daemon.DaemonRecords.Alive(pid);
 
     /// <summary>The running server that holds any of these disks, or serves an array of this name.</summary>
     public static ServerRecord? Find(IEnumerable<string> disks, string? name = null)

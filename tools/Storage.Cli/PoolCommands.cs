@@ -104,7 +104,28 @@ internal static class PoolCommands
         var stop = t.Verb("stop", "stop the storage serve that serves the pool");
         stop.SetAction(p => Stop(t.Read(p)));
 
-        return Cli.Group("pool", "pools of thin volumes with snapshots on an array or a device", create, status, scrub, stop).WithNotes(Notes);
+        var attach = t.Verb("attach", "hand the pool on --disks (or --device) to the storage daemon: it opens it now and at every start", DaemonCommands.DaemonOption, t.Json);
+        attach.SetAction(p =>
+        {
+            var a = t.Read(p);
+            if (a.Paths.Count == 0)
+                throw new UsageException("give the pool's disks: storage pool attach --disks A,B,… (its array's members) or --device PATH.");
+            if (LiveArrays.Find(a.Paths) is { } server)
+                throw new UsageException($"{string.Join(",", a.Paths)} are served by 'storage serve' (pid {server.Pid}); stop it first ('storage pool stop --disks …').");
+            return DaemonCommands.Send(p, new Storage.Daemon.AttachPoolRequest(a.Paths), a.Json, r => JsonSerializer.Serialize(r.Pools!, Storage.Daemon.DaemonJson.Default.IReadOnlyListPoolView));
+        });
+        var poolName = new Argument<string?>("NAME") { Description = "the pool", Arity = ArgumentArity.ZeroOrOne };
+        var detach = new Command("detach", "the daemon closes the pool cleanly and drops it from the catalogue (refused while a volume has segments on it)");
+        detach.Arguments.Add(poolName);
+        detach.Options.Add(DaemonCommands.DaemonOption);
+        detach.SetAction(p => DaemonCommands.Send(p, new Storage.Daemon.DetachPoolRequest(p.GetValue(poolName) ?? throw new UsageException("give the pool's name: storage pool detach NAME.")), json: false, _ => null));
+        var list = new Command("list", "the pools in the daemon's catalogue: node, layout, state, size, free space, segments");
+        list.Options.Add(DaemonCommands.DaemonOption);
+        list.Options.Add(t.Json);
+        list.SetAction(p => DaemonCommands.Send(p, new Storage.Daemon.ListPoolsRequest(), p.GetValue(t.Json), r => JsonSerializer.Serialize(r.Pools!, Storage.Daemon.DaemonJson.Default.IReadOnlyListPoolView),
+            (r, o) => DaemonCommands.PrintPools(r.Pools!, o)));
+
+        return Cli.Group("pool", "pools of thin volumes with snapshots on an array or a device", create, status, scrub, stop, attach, detach, list).WithNotes(Notes);
     }
 
     private static int Stop(PoolArgs args)
@@ -309,19 +330,7 @@ internal static class PoolCommands
     }
 
     /// <summary>"512 B", "16 KiB", "1.5 GiB".</summary>
-    public static string Bytes(long bytes)
-    {
-        string[] units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-        double value = bytes;
-        int unit = 0;
-        while (Math.Abs(value) >= 1024 && unit < units.Length - 1)
-        {
-            value /= 1024;
-            unit++;
-        }
-        string number = unit == 0 || value == Math.Floor(value) ? value.ToString("0", CultureInfo.InvariantCulture) : value.ToString("0.0", CultureInfo.InvariantCulture);
-        return $"{number} {units[unit]}";
-    }
+    public static string Bytes(long bytes) => ByteSizes.Format(bytes);
 
     private static string Percent(long part, long whole) => whole == 0 ? "0%" : ((double)part / whole).ToString("P0", CultureInfo.InvariantCulture);
 }

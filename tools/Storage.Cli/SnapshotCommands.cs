@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
 using Storage.CommandLine;
+using Storage.Daemon;
 using Storage.Versioning;
 using static Storage.Cli.PoolCommands;
 
@@ -28,11 +29,18 @@ internal static class SnapshotCommands
         var output = PathOption("--output", "write the stream to this file ('-' or absent: standard output)", "FILE");
         var input = PathOption("--input", "read the stream from this file ('-' or absent: standard input)", "FILE");
 
-        var create = t.Verb("create", "take a read-only snapshot of a volume (O(1): no copy)", snapshot, t.Json);
+        var volumes = CliOptions.Text("--volumes", "daemon: also snapshot these volumes at the same cut (give SNAP alone, or VOL@SNAP)", "V1,V2,…");
+        var group = CliOptions.Text("--group", "daemon: snapshot every volume of this consistency group at one cut (give SNAP alone)", "GROUP");
+        var create = t.Verb("create", "take a read-only snapshot of a volume (O(1): no copy); through the daemon, of several volumes at one cut",
+            snapshot, volumes, group, DaemonCommands.DaemonOption, t.Json);
         create.SetAction(p =>
         {
-            var (vol, snap) = Parse(p.GetValue(snapshot), "create");
             var args = t.Read(p);
+            if (args.Paths.Count == 0)
+                return GroupSnapshot(p, p.GetValue(snapshot), DaemonCommands.List(p.GetValue(volumes)) ?? [], p.GetValue(group), args.Json);
+            if (p.GetResult(volumes) is { Implicit: false } || p.GetResult(group) is { Implicit: false })
+                throw new UsageException("--volumes and --group snapshot volumes across the daemon's pools; leave out --disks/--device.");
+            var (vol, snap) = Parse(p.GetValue(snapshot), "create");
             // A volume that storage mount has mounted is frozen meanwhile, so the snapshot holds a clean filesystem.
             using var frozen = Server(args) is { } server ? MountCommand.Freeze(server.Pid, vol, args.Human) : null;
             return RunAsync(args, async (pool, a) =>
@@ -42,8 +50,11 @@ internal static class SnapshotCommands
             }).GetAwaiter().GetResult();
         });
 
-        var list = t.Verb("list", "snapshots, oldest first: size, space referenced, space deleting would free, clones", volume, t.Json);
-        list.SetAction(p => RunAsync(t.Read(p), (pool, a) =>
+        var list = t.Verb("list", "snapshots, oldest first: size, space referenced, space deleting would free, clones", volume, DaemonCommands.DaemonOption, t.Json);
+        list.SetAction(p => t.Read(p) is { Paths.Count: 0 } args
+            ? DaemonCommands.Send(p, new ListSnapshotsRequest(p.GetValue(volume)), args.Json, r => JsonSerializer.Serialize(r.Snapshots!, DaemonJson.Default.IReadOnlyListSnapshotView),
+                (r, o) => DaemonCommands.PrintSnapshots(r.Snapshots!, o))
+            : RunAsync(t.Read(p), (pool, a) =>
         {
             var snapshots = pool.ListSnapshots(p.GetValue(volume));
             if (a.Json)
@@ -114,6 +125,27 @@ internal static class SnapshotCommands
     }
 
     /// <summary>"data@monday" → ("data", "monday").</summary>
+    /// <summary>Through the daemon: VOL@SNAP (plus --volumes), or SNAP with --volumes and/or --group, all at one cut.</summary>
+    private static int GroupSnapshot(ParseResult parse, string? spec, IReadOnlyList<string> volumes, string? group, bool json)
+    {
+        string name;
+        var names = new List<string>();
+        if (spec is not null && spec.Contains('@', StringComparison.Ordinal))
+        {
+            var (vol, snap) = Parse(spec, "create");
+            names.Add(vol);
+            name = snap;
+        }
+        else
+        {
+            name = spec ?? throw new UsageException("give the snapshot: 'storage snapshot create VOL@SNAP', or 'storage snapshot create SNAP --group G' (or --volumes A,B).");
+            if (volumes.Count == 0 && group is null)
+                throw new UsageException($"'{spec}' names no volume: give VOL@{spec}, or --volumes A,B or --group G to say which volumes to snapshot.");
+        }
+        names.AddRange(volumes);
+        return DaemonCommands.Send(parse, new CreateSnapshotRequest(name, names, group), json, r => JsonSerializer.Serialize(r.Snapshots!, DaemonJson.Default.IReadOnlyListSnapshotView));
+    }
+
     private static (string Volume, string Snapshot) Parse(string? text, string verb)
     {
         int at = text?.IndexOf('@', StringComparison.Ordinal) ?? -1;

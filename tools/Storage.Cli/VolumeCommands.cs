@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
 using Storage.CommandLine;
+using Storage.Daemon;
 using Storage.Versioning;
 using static Storage.Cli.PoolCommands;
 
@@ -20,20 +21,40 @@ internal static class VolumeCommands
         var name = new Argument<string?>("NAME") { Description = "the volume's name (its NBD export name)", Arity = ArgumentArity.ZeroOrOne };
         var size = CliOptions.Size("--size", "the volume's virtual size, e.g. 10G (a multiple of the device's sector)", 1, 1L << 56);
 
-        var create = t.Verb("create", "create an empty thin volume (space is taken on first write)", name, size, t.Json);
+        var pools = CliOptions.Text("--pools", "daemon: the pools its segments may go to (default: every pool)", "P1,P2,…");
+        var policy = CliOptions.Text("--policy", "daemon: segment placement: round-robin (default), random, weighted (by free space), least-loaded", "POLICY");
+        var mirror = CliOptions.Flag("--mirror", "daemon: two copies of every segment, on different pools");
+        var reads = CliOptions.Text("--read-policy", "daemon: which copy a mirrored read uses: least-queue-depth (default), round-robin, random", "POLICY");
+        var segment = CliOptions.Size("--segment-size", "daemon: bytes per segment, a whole number of MiB (default 1G)", 1 << 20, 1L << 56);
+        var group = CliOptions.Text("--group", "daemon: its consistency group ('storage snapshot create SNAP --group G' takes them all at one cut)", "GROUP");
+        Option[] spanned = [pools, policy, mirror, reads, segment, group];
+
+        var create = t.Verb("create", "create an empty thin volume (space is taken on first write); without --disks/--device, across the daemon's pools",
+            [name, size, .. spanned, DaemonCommands.DaemonOption, t.Json]);
         create.SetAction(p =>
         {
             string volume = Require(p.GetValue(name), "create");
             long bytes = RequireSize(p.GetValue(size), "create");
-            return RunAsync(t.Read(p), async (pool, a) =>
+            var args = t.Read(p);
+            if (args.Paths.Count == 0)
+            {
+                var request = new CreateVolumeRequest(volume, bytes, p.GetValue(segment) ?? 1L << 30, DaemonCommands.List(p.GetValue(pools)), DaemonCommands.ParsePolicy(p.GetValue(policy)),
+                    p.GetValue(mirror), DaemonCommands.ParseReads(p.GetValue(reads)), p.GetValue(group));
+                return DaemonCommands.Send(p, request, args.Json, r => JsonSerializer.Serialize(r.Volumes![0], DaemonJson.Default.VolumeView));
+            }
+            if (spanned.FirstOrDefault(o => p.GetResult(o) is { Implicit: false }) is { } used)
+                throw new UsageException($"{used.Name} is for volumes across the daemon's pools; leave out --disks/--device to create one there.");
+            return RunAsync(args, async (pool, a) =>
             {
                 var info = await pool.CreateVolumeAsync(volume, bytes).ConfigureAwait(false);
                 return PrintOne(info, a, $"created volume '{info.Name}' of {Bytes(info.Size)} in pool '{pool.Name}'");
             }).GetAwaiter().GetResult();
         });
 
-        var list = t.Verb("list", "every volume: size, space used, snapshots, origin", t.Json);
-        list.SetAction(p => RunAsync(t.Read(p), (pool, a) =>
+        var list = t.Verb("list", "every volume: size, space used, snapshots, origin (without --disks/--device: the daemon's volumes across pools)", DaemonCommands.DaemonOption, t.Json);
+        list.SetAction(p => t.Read(p) is { Paths.Count: 0 } args
+            ? DaemonCommands.Send(p, new ListVolumesRequest(), args.Json, r => JsonSerializer.Serialize(r.Volumes!, DaemonJson.Default.IReadOnlyListVolumeView), (r, o) => DaemonCommands.PrintVolumes(r.Volumes!, o))
+            : RunAsync(t.Read(p), (pool, a) =>
         {
             var volumes = pool.ListVolumes();
             if (a.Json)
@@ -45,11 +66,13 @@ internal static class VolumeCommands
             return Task.FromResult(Cli.Ok);
         }).GetAwaiter().GetResult());
 
-        var resize = t.Verb("resize", "change a volume's size (shrinking frees what lies beyond; snapshots keep theirs)", name, size, t.Json);
+        var resize = t.Verb("resize", "change a volume's size (shrinking frees what lies beyond; snapshots keep theirs)", name, size, DaemonCommands.DaemonOption, t.Json);
         resize.SetAction(p =>
         {
             string volume = Require(p.GetValue(name), "resize");
             long bytes = RequireSize(p.GetValue(size), "resize");
+            if (t.Read(p) is { Paths.Count: 0 } args)
+                return DaemonCommands.Send(p, new ResizeVolumeRequest(volume, bytes), args.Json, r => JsonSerializer.Serialize(r.Volumes![0], DaemonJson.Default.VolumeView));
             return RunAsync(t.Read(p), async (pool, a) =>
             {
                 await pool.ResizeVolumeAsync(volume, bytes).ConfigureAwait(false);
@@ -58,10 +81,12 @@ internal static class VolumeCommands
             }).GetAwaiter().GetResult();
         });
 
-        var delete = t.Verb("delete", "delete a volume and its snapshots, freeing the space only they hold", name, t.Json);
+        var delete = t.Verb("delete", "delete a volume and its snapshots, freeing the space only they hold", name, DaemonCommands.DaemonOption, t.Json);
         delete.SetAction(p =>
         {
             string volume = Require(p.GetValue(name), "delete");
+            if (t.Read(p) is { Paths.Count: 0 } args)
+                return DaemonCommands.Send(p, new DeleteVolumeRequest(volume), args.Json, _ => null);
             return RunAsync(t.Read(p), async (pool, a) =>
             {
                 var info = Find(pool, volume);

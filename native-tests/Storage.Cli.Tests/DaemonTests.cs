@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Storage.Cli.Tests;
+
+/// <summary>
+/// The node daemon as a user runs it: the real executable in the background, three pools attached (two on single
+/// files, one on a RAID-5 array), volumes striped and mirrored across them through the CLI, written and read over NBD
+/// with qemu-io, a consistency-group snapshot, kill -9 and restart, and a clean stop.
+/// </summary>
+public sealed class DaemonTests : RealTools
+{
+    private string DaemonDir => At("node");
+
+    private string Uri(string export) => $"nbd+unix:///{export}?socket={Path.Combine(DaemonDir, "nbd.sock")}";
+
+    [Fact]
+    public void Volumes_across_pools_are_served_snapshotted_at_one_cut_and_survive_kill_9()
+    {
+        Require("daemon test", root: false, "qemu-io", "nbdinfo");
+        Storage("pool", "create", "--device", At("p1.img"), "--size", "96M", "--name", "p1");
+        Storage("pool", "create", "--device", At("p2.img"), "--size", "96M", "--name", "p2");
+        Storage("array", "create", "--level", "5", "--disks", Disks("r", 3), "--size", "48M", "--name", "r5");
+        Storage("pool", "create", "--disks", Disks("r", 3), "--name", "p3");
+
+        var daemon = Start();
+        try
+        {
+            Storage("pool", "attach", "--device", At("p1.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            Assert.Contains("pool 'p3' is online", Storage("pool", "attach", "--disks", Disks("r", 3)), StringComparison.Ordinal);
+            using (var pools = Json("pool", "list", "--json"))
+                Assert.Equal(["online", "online", "online"], pools.RootElement.EnumerateArray().Select(p => p.GetProperty("state").GetString()));
+
+            // The daemon holds these disks: offline commands leave them alone, and bad requests change nothing.
+            var refused = StorageRaw("pool", "status", "--device", At("p1.img"));
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("storage daemon of node 'n1'", refused.Error, StringComparison.Ordinal);
+            refused = StorageRaw("volume", "create", "x", "--size", "64M", "--pools", "p1,nope");
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("no pool 'nope'", refused.Error, StringComparison.Ordinal);
+            Assert.Equal(2, StorageRaw("volume", "create", "x", "--size", "64M", "--policy", "fastest").Code);
+
+            using (var vm = Json("volume", "create", "vm", "--size", "160M", "--segment-size", "16M", "--group", "db", "--json"))
+            {
+                Assert.Equal(10, vm.RootElement.GetProperty("segments").GetInt32());
+                Assert.Equal(["p1", "p2", "p3"], vm.RootElement.GetProperty("pools").EnumerateArray().Select(p => p.GetString()));
+            }
+            using (var mirror = Json("volume", "create", "logs", "--size", "32M", "--segment-size", "16M", "--mirror", "--pools", "p1,p2", "--group", "db", "--json"))
+                Assert.Equal(2, mirror.RootElement.GetProperty("copies").GetInt32());
+
+            // Writes cross segment (and so pool) boundaries; the mirror's bytes read back from either copy.
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0xab 15M 34M", Uri("vm"));
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 32M", Uri("logs"));
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0xab 15M 34M", "-c", "read -P 0 0 15M", Uri("vm"));
+
+            // One cut over the group: each volume gets a read-only export of what it held then.
+            Assert.Contains("at one cut", Storage("snapshot", "create", "s1", "--group", "db"), StringComparison.Ordinal);
+            string list = Run("nbdinfo", "--list", $"nbd+unix://?socket={Path.Combine(DaemonDir, "nbd.sock")}");
+            foreach (string export in new[] { "vm", "logs", "vm@s1", "logs@s1" })
+                Assert.Contains($"export=\"{export}\"", list, StringComparison.Ordinal);
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0xcd 20M 8M", Uri("vm"));
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0xab 15M 34M", Uri("vm@s1"));
+            var (code, output) = RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0xee 0 1M", Uri("vm@s1"));
+            Assert.True(code != 0 || output.Contains("failed", StringComparison.OrdinalIgnoreCase), $"a write to a snapshot must fail: {output}");
+
+            using (var status = Json("cluster", "status", "--json"))
+            {
+                var root = status.RootElement;
+                Assert.Equal(JsonValueKind.Number, root.GetProperty("leader").ValueKind);
+                Assert.Equal(3, root.GetProperty("replicas").GetArrayLength());
+                Assert.Equal(3, root.GetProperty("pools").EnumerateArray().Count(p => p.GetProperty("state").GetString() == "online"));
+                Assert.Equal(0, root.GetProperty("inDoubt").GetArrayLength());
+                Assert.Equal(4, root.GetProperty("exports").GetInt32());
+            }
+            refused = StorageRaw("pool", "detach", "p3");
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("vm", refused.Error, StringComparison.Ordinal);
+
+            // kill -9, then a restart finds every pool, volume and snapshot again from the catalogue.
+            daemon.Kill();
+            Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)));
+            daemon.Dispose();
+            daemon = Start();
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0xab 15M 5M", "-c", "read -P 0xcd 20M 8M", "-c", "read -P 0xab 28M 21M", Uri("vm"));
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0x5a 0 32M", Uri("logs"));
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0xab 15M 34M", Uri("vm@s1"));
+            using (var snapshots = Json("snapshot", "list", "--json"))
+                Assert.Equal(["logs@s1", "vm@s1"], snapshots.RootElement.EnumerateArray().Select(s => s.GetProperty("fullName").GetString()).Order(StringComparer.Ordinal));
+
+            // Deleting frees the pools; then a pool with nothing on it may leave.
+            Storage("volume", "delete", "logs");
+            Storage("volume", "delete", "vm");
+            Assert.Contains("detached", Storage("pool", "detach", "p3"), StringComparison.Ordinal);
+
+            Assert.Contains("stopping", Storage("daemon", "stop"), StringComparison.Ordinal);
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)), "storage daemon did not stop");
+            Assert.Equal(0, daemon.ExitCode);
+        }
+        finally
+        {
+            daemon.Dispose();
+            Cleanup();
+        }
+        string log = File.ReadAllText(At("daemon.log"));
+        Assert.Contains("node 'n1' stopped cleanly", log, StringComparison.Ordinal);
+
+        // Offline again: the detached array-backed pool was closed cleanly and opens without the daemon.
+        Assert.Contains("stopped cleanly", Storage("array", "status", "--disks", Disks("r", 3)), StringComparison.Ordinal);
+        Storage("pool", "status", "--disks", Disks("r", 3));
+    }
+
+    [Fact]
+    public void Without_a_daemon_its_verbs_say_how_to_start_one_and_sockets_are_owner_only()
+    {
+        Require("daemon test", root: false);
+        Assert.SkipWhen(OperatingSystem.IsWindows(), "Unix sockets and modes");
+        var refused = StorageRaw("volume", "create", "x", "--size", "1G");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("storage daemon --dir", refused.Error, StringComparison.Ordinal);
+        Assert.Equal(2, StorageRaw("daemon").Code);
+        refused = StorageRaw("volume", "create", "x", "--size", "1G", "--device", At("pool.img"), "--mirror");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("--mirror is for volumes across the daemon's pools", refused.Error, StringComparison.Ordinal);
+
+        var daemon = Start();
+        try
+        {
+            if (OperatingSystem.IsWindows())
+                return;
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(DaemonDir, "control.sock")));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(DaemonDir));
+            var second = StorageRaw("daemon", "--dir", DaemonDir);
+            Assert.Equal(1, second.Code);
+            Assert.Contains("another storage daemon runs", second.Output, StringComparison.Ordinal);
+            refused = StorageRaw("volume", "create", "x", "--size", "1G");
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("No pool is online", refused.Error, StringComparison.Ordinal);
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+            Assert.Equal(0, daemon.ExitCode);
+        }
+        finally
+        {
+            daemon.Dispose();
+            Cleanup();
+        }
+    }
+
+    private Process Start()
+    {
+        var daemon = StartStorage(At("daemon.log"), "daemon", "--dir", DaemonDir);
+        WaitFor(() => PublishedPid() == daemon.Id || daemon.HasExited, "storage daemon to start");
+        Assert.False(daemon.HasExited, $"storage daemon exited: {File.ReadAllText(At("daemon.log"))}");
+        return daemon;
+    }
+
+    /// <summary>The pid in the daemon's record (a daemon killed with -9 leaves its record behind).</summary>
+    private int PublishedPid()
+    {
+        try
+        {
+            using var record = JsonDocument.Parse(File.ReadAllText(Path.Combine(RunDir, "n1.daemon")));
+            return record.RootElement.GetProperty("pid").GetInt32();
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+            return -1;
+        }
+    }
+
+    private JsonDocument Json(params string[] args) => JsonDocument.Parse(Storage(args));
+}

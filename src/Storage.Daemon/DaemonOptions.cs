@@ -1,0 +1,26 @@
+namespace Storage.Daemon;
+
+/// <summary>How a node daemon runs.</summary>
+public sealed record DaemonOptions
+{
+    /// <summary>
+    /// The daemon's directory: the metadata replicas' logs (<c>meta/1</c> … <c>meta/N</c>), the control socket
+    /// (<c>control.sock</c>, owner-only) and the NBD socket (<c>nbd.sock</c>). Owner-only (0700).
+    /// </summary>
+    public required string Directory { get; init; }
+
+    /// <summary>This node's name in the catalogue: the pools it hosts are recorded under it.</summary>
+    public string Node { get; init; } = "n1";
+
+    /// <summary>Metadata replicas run in this process, each with its own log directory (3 tolerates one lost).</summary>
+    public int Replicas { get; init; } = 3;
+
+    /// <summary>Also serve NBD on this TCP address (loopback unless TLS is configured), or null: the Unix socket only.</summary>
+    public string? Listen { get; init; }
+
+    /// <summary>The control socket.</summary>
+    public string ControlSocket => Path.Combine(Directory, "control.sock");
+
+    /// <summary>The NBD Unix socket.</summary>
+    public string NbdSocket => Path.Combine(Directory, "nbd.sock");
+}

@@ -1,0 +1,259 @@
+using Microsoft.Extensions.Logging;
+using Storage.Metadata;
+using Storage.Versioning;
+using Storage.Volumes;
+
+namespace Storage.Daemon;
+
+// The control requests, one at a time.
+internal sealed partial class StorageNode
+{
+    /// <summary>Longest accepted volume or segment size: 2^56 bytes, as thin pool volumes allow.</summary>
+    private const long MaxBytes = 1L << 56;
+
+    /// <summary>Runs <paramref name="request"/>; a refusal or failure is a reply with its code and message, never an exception.</summary>
+    public async Task<DaemonReply> HandleAsync(DaemonRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        await _requests.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return request switch
+            {
+                AttachPoolRequest r => await AttachAsync(r, cancellationToken).ConfigureAwait(false),
+                DetachPoolRequest r => await DetachAsync(r, cancellationToken).ConfigureAwait(false),
+                ListPoolsRequest => new DaemonReply(DaemonReply.Ok, "") { Pools = await PoolViewsAsync(cancellationToken).ConfigureAwait(false) },
+                CreateVolumeRequest r => await CreateVolumeAsync(r, cancellationToken).ConfigureAwait(false),
+                ResizeVolumeRequest r => await ResizeVolumeAsync(r, cancellationToken).ConfigureAwait(false),
+                DeleteVolumeRequest r => await DeleteVolumeAsync(r, cancellationToken).ConfigureAwait(false),
+                ListVolumesRequest => new DaemonReply(DaemonReply.Ok, "") { Volumes = [.. (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Select(View)] },
+                CreateSnapshotRequest r => await SnapshotAsync(r, cancellationToken).ConfigureAwait(false),
+                ListSnapshotsRequest r => new DaemonReply(DaemonReply.Ok, "") { Snapshots = await SnapshotViewsAsync(r.Volume, cancellationToken).ConfigureAwait(false) },
+                ClusterStatusRequest => new DaemonReply(DaemonReply.Ok, "") { Cluster = await ClusterAsync(cancellationToken).ConfigureAwait(false) },
+                StopRequest => Stop(),
+                _ => new DaemonReply(DaemonReply.Refused, $"Unknown request {request.GetType().Name}."),
+            };
+        }
+        catch (Exception e) when (e is DaemonRequestException or PoolConfigurationException or PlacementException or ArgumentException)
+        {
+            return new DaemonReply(DaemonReply.Refused, e.Message);
+        }
+        catch (Exception e) when (e is VolumeException or PoolFullException or IOException or MetadataUnavailableException or TimeoutException)
+        {
+            return new DaemonReply(DaemonReply.Failed, e.Message);
+        }
+        finally
+        {
+            _requests.Release();
+        }
+    }
+
+    private DaemonReply Stop()
+    {
+        StopRequested?.Invoke();
+        return new DaemonReply(DaemonReply.Ok, $"stopping node '{_options.Node}': connections closed, pools committed, arrays marked clean");
+    }
+
+    private async Task<DaemonReply> AttachAsync(AttachPoolRequest request, CancellationToken cancellationToken)
+    {
+        var paths = request.Disks.Select(Path.GetFullPath).ToList();
+        if (_pools.Values.FirstOrDefault(p => p.Members.Intersect(paths, StringComparer.Ordinal).Any()) is { } holder)
+            throw new DaemonRequestException($"{string.Join(",", paths.Intersect(holder.Members, StringComparer.Ordinal))} already belongs to pool '{holder.Name}' on this node.");
+        var pool = await HostedPool.OpenAsync(paths, _loggers, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_pools.ContainsKey(pool.Name))
+                throw new DaemonRequestException($"A pool named '{pool.Name}' is online here already; pool names are unique in the cluster.");
+            var read = await _store.ReadAsync(MetadataStateMachine.PoolKey(pool.Name), cancellationToken).ConfigureAwait(false);
+            if (read.IsOk)
+            {
+                var (node, members) = HostedPool.Locate(MetadataCodec.DecodePool(read.Value.Span));
+                if (node != _options.Node || !members.SequenceEqual(pool.Members, StringComparer.Ordinal))
+                    throw new DaemonRequestException($"The catalogue has pool '{pool.Name}' on node '{node}' ({string.Join(",", members)}); detach it there first, or rename one of them.");
+            }
+            else
+            {
+                var record = pool.Record(_options.Node);
+                var created = await _store.ExecuteAsync(new CreatePoolCommand(record.Name, record.Arrays), cancellationToken).ConfigureAwait(false);
+                if (!created.IsOk)
+                    throw new DaemonRequestException($"The catalogue refused pool '{pool.Name}': {created.Message}");
+            }
+        }
+        catch
+        {
+            await pool.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        _pools[pool.Name] = pool;
+        _offline.Remove(pool.Name);
+        _log.PoolOnline(pool.Name, "attached", pool.Layout, string.Join(",", pool.Members));
+        await RecoverAsync(cancellationToken).ConfigureAwait(false);   // it may hold a transaction prepared before it was detached
+        await _exports!.SyncAsync(cancellationToken).ConfigureAwait(false);
+        var view = (await PoolViewsAsync(cancellationToken).ConfigureAwait(false)).Single(v => v.Name == pool.Name);
+        return new DaemonReply(DaemonReply.Ok, $"pool '{pool.Name}' is online on node '{_options.Node}' ({pool.Layout}, {Bytes(view.FreeBytes)} free)") { Pools = [view] };
+    }
+
+    private async Task<DaemonReply> DetachAsync(DetachPoolRequest request, CancellationToken cancellationToken)
+    {
+        if (!_pools.TryGetValue(request.Name, out var pool))
+            throw new DaemonRequestException($"Pool '{request.Name}' is not online on node '{_options.Node}'; 'storage pool list' shows the pools.");
+        var users = (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Where(v => v.Segments.Any(s => s.Contains(request.Name))).Select(v => v.Name).ToList();
+        if (users.Count > 0)
+            throw new DaemonRequestException($"Pool '{request.Name}' holds segments of volume(s) {string.Join(", ", users)}; delete them (or move their segments) first.");
+        var deleted = await _store.ExecuteAsync(new DeletePoolCommand(request.Name), cancellationToken).ConfigureAwait(false);
+        if (!deleted.IsOk)
+            throw new DaemonRequestException($"The catalogue refused to drop pool '{request.Name}': {deleted.Message}");
+        _pools.Remove(request.Name);
+        await pool.DisposeAsync().ConfigureAwait(false);
+        _log.PoolClosed(request.Name, "detached");
+        return new DaemonReply(DaemonReply.Ok, $"pool '{request.Name}' detached: closed cleanly and dropped from the catalogue (its data stays on {string.Join(",", pool.Members)})");
+    }
+
+    private async Task<DaemonReply> CreateVolumeAsync(CreateVolumeRequest request, CancellationToken cancellationToken)
+    {
+        if (request.SizeBytes is < 1 or > MaxBytes || request.SizeBytes % 512 != 0)
+            throw new DaemonRequestException($"A volume's size must be a multiple of 512 bytes from 512 to 64 PiB; {request.SizeBytes} is not.");
+        if (request.SegmentBytes is < 1 << 20 or > MaxBytes || request.SegmentBytes % (1 << 20) != 0)
+            throw new DaemonRequestException($"The segment size must be a whole number of MiB; {request.SegmentBytes} bytes is not.");
+        if (_pools.Count == 0)
+            throw new DaemonRequestException($"No pool is online on node '{_options.Node}'; attach one with 'storage pool attach --disks …'.");
+        if (request.Group is { } group && (group.Length is 0 or > 64 || group.Contains('/', StringComparison.Ordinal)))
+            throw new DaemonRequestException($"'{group}' is not a valid group name: 1 to 64 characters, no '/'.");
+        if (request.Pools?.FirstOrDefault(p => !_pools.ContainsKey(p)) is { } unknown)
+            throw new DaemonRequestException($"There is no pool '{unknown}' online on node '{_options.Node}'; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
+        var template = new SpannedVolume(request.Name, request.SizeBytes, request.SegmentBytes, [])
+        {
+            Group = request.Group,
+            Policy = request.Policy,
+            Pools = request.Pools is { Count: > 0 } pools ? [.. pools.Distinct(StringComparer.Ordinal)] : null,
+            Reads = request.Reads,
+        };
+        var volume = await Transactions().CreateVolumeAsync(template, new Placement(request.Policy, Random.Shared.Next()), request.Mirror ? 2 : 1, cancellationToken).ConfigureAwait(false);
+        await _exports!.SyncAsync(cancellationToken).ConfigureAwait(false);
+        _log.VolumeCreated(volume.Name, volume.SizeBytes, volume.Segments.Count, string.Join(",", PoolsOf(volume)));
+        return new DaemonReply(DaemonReply.Ok, $"created volume '{volume.Name}' of {Bytes(volume.SizeBytes)}: {volume.Segments.Count} segment(s) of {Bytes(volume.SegmentBytes)}{(request.Mirror ? ", mirrored" : "")} over {string.Join(", ", PoolsOf(volume))}; export '{volume.Name}'")
+        {
+            Volumes = [View(volume)],
+        };
+    }
+
+    private async Task<DaemonReply> ResizeVolumeAsync(ResizeVolumeRequest request, CancellationToken cancellationToken)
+    {
+        if (request.SizeBytes is < 1 or > MaxBytes || request.SizeBytes % 512 != 0)
+            throw new DaemonRequestException($"A volume's size must be a multiple of 512 bytes from 512 to 64 PiB; {request.SizeBytes} is not.");
+        var volume = await VolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
+        await _exports!.WithdrawAsync(request.Name).ConfigureAwait(false);
+        try
+        {
+            var resized = await Transactions().ResizeVolumeAsync(request.Name, request.SizeBytes, new Placement(volume.Policy ?? PlacementPolicy.RoundRobin, Random.Shared.Next()),
+                volume.Segments.Count > 0 ? volume.Segments[0].Length : 1, cancellationToken).ConfigureAwait(false);
+            return new DaemonReply(DaemonReply.Ok, $"volume '{request.Name}' is now {Bytes(resized.SizeBytes)} ({resized.Segments.Count} segment(s)); clients see the new size when they reconnect")
+            {
+                Volumes = [View(resized)],
+            };
+        }
+        finally
+        {
+            await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<DaemonReply> DeleteVolumeAsync(DeleteVolumeRequest request, CancellationToken cancellationToken)
+    {
+        var volume = await VolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
+        await _exports!.WithdrawAsync(request.Name).ConfigureAwait(false);
+        try
+        {
+            await Transactions().DeleteVolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
+        }
+        _log.VolumeChanged(request.Name, "deleted");
+        return new DaemonReply(DaemonReply.Ok, $"deleted volume '{request.Name}' ({volume.Segments.Count} segment(s) on {string.Join(", ", PoolsOf(volume))}) and its snapshots");
+    }
+
+    private async Task<DaemonReply> SnapshotAsync(CreateSnapshotRequest request, CancellationToken cancellationToken)
+    {
+        var names = request.Volumes.ToList();
+        if (request.Group is { } group)
+        {
+            var members = (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Where(v => v.Group == group).Select(v => v.Name).ToList();
+            if (members.Count == 0)
+                throw new DaemonRequestException($"No volume is in group '{group}'; give volumes a group with 'storage volume create NAME --group {group} …'.");
+            names.AddRange(members);
+        }
+        names = [.. names.Distinct(StringComparer.Ordinal)];
+        if (names.Count == 0)
+            throw new DaemonRequestException("Name the volumes to snapshot (VOL@SNAP, or SNAP --volumes A,B) or their group (--group G).");
+        var held = await Transactions().SnapshotGroupAsync(request.Name, names, _exports!.Live(names), cancellationToken).ConfigureAwait(false);
+        await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
+        _log.SnapshotTaken(request.Name, string.Join(",", names), Math.Round(held.TotalMilliseconds, 2));
+        var taken = (await SnapshotViewsAsync(null, cancellationToken).ConfigureAwait(false)).Where(s => s.Name == request.Name && names.Contains(s.Volume)).ToList();
+        return new DaemonReply(DaemonReply.Ok, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"took snapshot '{request.Name}' of {string.Join(", ", names)} at one cut (writes held {held.TotalMilliseconds:F2} ms); exports {string.Join(", ", taken.Select(s => s.FullName))}"))
+        {
+            Snapshots = taken,
+        };
+    }
+
+    private async Task<SpannedVolume> VolumeAsync(string name, CancellationToken cancellationToken)
+    {
+        var read = await _store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false);
+        return read.IsOk ? SpannedVolume.Decode(read.Value.Span) : throw new DaemonRequestException($"There is no volume '{name}'; 'storage volume list' shows them.");
+    }
+
+    private async Task<IReadOnlyList<SpannedVolume>> VolumesAsync(CancellationToken cancellationToken)
+        => [.. (await _store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false)).Select(r => r.Record)];
+
+    private async Task<IReadOnlyList<SnapshotView>> SnapshotViewsAsync(string? volume, CancellationToken cancellationToken)
+    {
+        string prefix = volume is null ? "spanned-snapshots/" : SpannedSnapshot.Key(volume, "");
+        var views = (await _store.ReadAllAsync(prefix, SpannedSnapshot.Decode, cancellationToken).ConfigureAwait(false)).Select(r => r.Record)
+            .Select(s => new SnapshotView(s.Volume, s.Name, $"{s.Volume}@{s.Name}", s.SizeBytes, s.Group, DateTimeOffset.FromUnixTimeSeconds(s.Time)));
+        return [.. views.OrderBy(v => v.Created).ThenBy(v => v.FullName, StringComparer.Ordinal)];
+    }
+
+    private async Task<IReadOnlyList<PoolView>> PoolViewsAsync(CancellationToken cancellationToken)
+    {
+        var volumes = await VolumesAsync(cancellationToken).ConfigureAwait(false);
+        var views = new List<PoolView>();
+        foreach (var record in await PoolRecordsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var (node, members) = HostedPool.Locate(record);
+            int segments = volumes.Sum(v => v.Segments.Count(s => s.Contains(record.Name)));
+            string layout = record.Arrays[0].Level;
+            if (_pools.TryGetValue(record.Name, out var pool))
+            {
+                var status = pool.Pool.GetStatus();
+                views.Add(new PoolView(record.Name, node, layout, members, "online", status.TotalBytes, status.FreeBytes, segments));
+            }
+            else
+            {
+                string state = node != _options.Node ? $"on node '{node}'" : $"offline: {_offline.GetValueOrDefault(record.Name, "not open")}";
+                views.Add(new PoolView(record.Name, node, layout, members, state, 0, 0, segments));
+            }
+        }
+        return views;
+    }
+
+    private async Task<ClusterView> ClusterAsync(CancellationToken cancellationToken)
+    {
+        var replicas = ReplicaViews();
+        var inDoubt = (await _store.ReadAllAsync("tx/", MetadataCodec.DecodeTransaction, cancellationToken).ConfigureAwait(false))
+            .Select(r => new TransactionView(r.Record.Id, r.Record.State.ToString().ToLowerInvariant(), r.Record.Participants)).ToList();
+        int? leader = replicas.FirstOrDefault(r => r.Role == "leader")?.Id;
+        return new ClusterView(_options.Node, leader, replicas, await PoolViewsAsync(cancellationToken).ConfigureAwait(false), inDoubt, _options.NbdSocket, _tcp, _exports?.Count ?? 0);
+    }
+
+    private static IEnumerable<string> PoolsOf(SpannedVolume volume) => volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
+
+    private static VolumeView View(SpannedVolume v) => new(v.Name, v.SizeBytes, v.SegmentBytes, v.Segments.Count, v.Segments.Count > 0 ? v.Segments[0].Length : 1,
+        Kebab((v.Policy ?? PlacementPolicy.RoundRobin).ToString()), Kebab((v.Reads ?? ReadPolicy.LeastQueueDepth).ToString()), v.Group, [.. PoolsOf(v)], v.Name);
+
+    /// <summary>RoundRobin → round-robin: how the CLI spells policies.</summary>
+    public static string Kebab(string name) => string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString()));
+
+    private static string Bytes(long bytes) => Devices.ByteSizes.Format(bytes);
+}

@@ -1,0 +1,170 @@
+using Microsoft.Extensions.Logging;
+using Storage.Metadata;
+using Storage.Nbd;
+using Storage.Versioning;
+using Storage.Volumes;
+
+namespace Storage.Daemon;
+
+/// <summary>
+/// Keeps the NBD exports equal to the catalogue: every volume across pools as <c>VOL</c> (writable) and every snapshot
+/// as <c>VOL@SNAP</c> (read-only), each a <see cref="SpannedVolumeDevice"/> over the pools this node hosts. A record
+/// whose version changed (a resize) is withdrawn and offered again; a volume with a segment on a pool that is not
+/// online here is left out, with a warning. <see cref="SyncAsync"/> runs one at a time.
+/// </summary>
+internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func<IReadOnlyDictionary<string, Pool>> pools, ILogger log) : IAsyncDisposable
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Dictionary<string, (long Version, SpannedVolumeDevice Device)> _exported = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
+    private bool _closed;
+
+    public int Count
+    {
+        get
+        {
+            lock (_exported)
+                return _exported.Count;
+        }
+    }
+
+    /// <summary>The live devices of <paramref name="volumes"/> that are exported (a group snapshot holds their writes).</summary>
+    public IReadOnlyList<SpannedVolumeDevice> Live(IEnumerable<string> volumes)
+    {
+        lock (_exported)
+            return [.. volumes.Where(_exported.ContainsKey).Select(v => _exported[v].Device)];
+    }
+
+    /// <summary>For catalogue watches: syncs in the background.</summary>
+    public void Changed() => _ = Task.Run(async () =>
+    {
+        try
+        {
+            await SyncAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or MetadataUnavailableException or OperationCanceledException)
+        {
+            // Stopping, or the metadata service is between leaders: the next change or request syncs again.
+        }
+    });
+
+    /// <summary>Withdraws <paramref name="volume"/> and its snapshots (before they are deleted or resized).</summary>
+    public async Task WithdrawAsync(string volume)
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            foreach (string name in _exported.Keys.Where(n => n == volume || n.StartsWith(volume + "@", StringComparison.Ordinal)).ToList())
+                await RemoveAsync(name).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async Task SyncAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_closed)
+                return;
+            var volumes = (await store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false))
+                .ToDictionary(r => r.Record.Name, r => (r.Version, Volume: r.Record), StringComparer.Ordinal);
+            var wanted = new Dictionary<string, (long Version, SpannedVolume Volume, SpannedSnapshot? Snapshot)>(StringComparer.Ordinal);
+            foreach (var (name, (version, volume)) in volumes)
+                wanted[name] = (version, volume, null);
+            foreach (var (_, version, snapshot) in await store.ReadAllAsync("spanned-snapshots/", SpannedSnapshot.Decode, cancellationToken).ConfigureAwait(false))
+            {
+                if (volumes.TryGetValue(snapshot.Volume, out var of))
+                    wanted[$"{snapshot.Volume}@{snapshot.Name}"] = (version, AsTaken(of.Volume, snapshot), snapshot);
+            }
+
+            foreach (var (name, (version, _)) in _exported.ToList())
+            {
+                if (!wanted.TryGetValue(name, out var want) || want.Version != version)
+                    await RemoveAsync(name).ConfigureAwait(false);
+            }
+            var hosted = pools();
+            foreach (var (name, want) in wanted)
+            {
+                if (_exported.ContainsKey(name))
+                    continue;
+                if (want.Volume.Segments.SelectMany(s => s).FirstOrDefault(p => !hosted.ContainsKey(p)) is { } missing)
+                {
+                    if (_warned.Add($"{name} {missing}"))
+                        log.ExportWithoutPool(name, missing);
+                    continue;
+                }
+                SpannedVolumeDevice device;
+                try
+                {
+                    device = new SpannedVolumeDevice(want.Volume, hosted, want.Volume.Reads ?? ReadPolicy.LeastQueueDepth, want.Snapshot?.Name);
+                }
+                catch (VolumeException e)
+                {
+                    // Catalogue and pools disagree for a moment (a transaction is finishing): the next sync offers it.
+                    log.ExportNotReady(name, e.Message);
+                    continue;
+                }
+                string description = want.Snapshot is null
+                    ? $"volume over {string.Join(", ", want.Volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal))}, {want.Volume.SizeBytes} bytes"
+                    : $"snapshot of volume '{want.Snapshot.Volume}' taken {DateTimeOffset.FromUnixTimeSeconds(want.Snapshot.Time):yyyy-MM-dd HH:mm:ss}Z, read-only";
+                server.AddExport(new NbdExport(name, device, want.Snapshot is not null, description));
+                lock (_exported)
+                    _exported[name] = (want.Version, device);
+                log.ExportOffered(name, want.Snapshot is null ? "" : " read-only");
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>A volume as a snapshot saw it: its size then, and the segments that size covers.</summary>
+    public static SpannedVolume AsTaken(SpannedVolume volume, SpannedSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        ArgumentNullException.ThrowIfNull(snapshot);
+        if (snapshot.SizeBytes <= 0 || snapshot.SizeBytes >= volume.SizeBytes)
+            return volume;
+        int count = (int)((snapshot.SizeBytes + volume.SegmentBytes - 1) / volume.SegmentBytes);
+        return volume with { SizeBytes = snapshot.SizeBytes, Segments = [.. volume.Segments.Take(count)] };
+    }
+
+    private async Task RemoveAsync(string name)
+    {
+        await server.RemoveExportAsync(name).ConfigureAwait(false);
+        SpannedVolumeDevice device;
+        lock (_exported)
+        {
+            device = _exported[name].Device;
+            _exported.Remove(name);
+        }
+        device.Dispose();
+        log.ExportWithdrawn(name);
+    }
+
+    /// <summary>Stops syncing and closes the devices (after the server has stopped using them).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _closed = true;
+            lock (_exported)
+            {
+                foreach (var (_, device) in _exported.Values)
+                    device.Dispose();
+                _exported.Clear();
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+        _gate.Dispose();
+    }
+}

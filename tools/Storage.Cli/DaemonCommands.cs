@@ -1,0 +1,199 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using Storage.CommandLine;
+using Storage.Daemon;
+using Storage.Volumes;
+
+namespace Storage.Cli;
+
+/// <summary>
+/// <c>storage daemon</c> (run the node), <c>storage daemon stop</c>, <c>storage cluster status</c>, and the client
+/// side of every verb that acts through the daemon: typed requests on its owner-only control socket.
+/// </summary>
+internal static class DaemonCommands
+{
+    private const string Notes = """
+
+        The daemon hosts three metadata replicas (DIR/meta/1..3), the pools attached to it ('storage pool attach'),
+        and an NBD export of every volume (VOL) and snapshot (VOL@SNAP, read-only) on DIR/nbd.sock (and --listen).
+        Volume, snapshot and pool commands given no --disks or --device go to it. It logs to standard output and stops
+        cleanly on SIGTERM, Ctrl-C or 'storage daemon stop'. See docs/storage-daemon.service for a systemd unit.
+        """;
+
+    /// <summary>The daemon to ask: its directory (default: the one running on this machine).</summary>
+    public static Option<string?> DaemonOption { get; } = PoolCommands.PathOption("--daemon", "the storage daemon to ask, by its --dir (default: the one running here)", "DIR");
+
+    public static Command Build()
+    {
+        var dir = PoolCommands.PathOption("--dir", "the daemon's directory: metadata logs, control and NBD sockets (created owner-only)", "DIR");
+        var node = CliOptions.Text("--node", "this node's name in the catalogue (default n1)", "NAME");
+        var listen = CliOptions.Text("--listen", "also serve NBD on TCP, e.g. 127.0.0.1:10809", "ADDR:PORT");
+        var daemon = new Command("daemon", "run this node's storage daemon in the foreground (metadata replicas, pools, NBD exports)").WithNotes(Notes);
+        daemon.Options.Add(dir);
+        daemon.Options.Add(node);
+        daemon.Options.Add(listen);
+        daemon.SetAction(p =>
+        {
+            string directory = p.GetValue(dir) ?? throw new UsageException("--dir is required: where the daemon keeps its metadata logs and sockets, e.g. storage daemon --dir /var/lib/storage.");
+            string name = p.GetValue(node) ?? "n1";
+            if (name.Length is 0 or > 32 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+                throw new UsageException($"'{name}' is not a valid node name: 1 to 32 letters, digits, '-' or '_'.");
+            if (Path.Combine(directory, "control.sock").Length > 100)
+                throw new UsageException($"--dir {directory} is too long for a Unix socket path; use a shorter directory.");
+            return DaemonHost.RunAsync(new DaemonOptions { Directory = directory, Node = name, Listen = p.GetValue(listen) }).GetAwaiter().GetResult();
+        });
+        var stop = new Command("stop", "stop the running daemon cleanly (pools committed, arrays marked clean)");
+        stop.Options.Add(DaemonOption);
+        stop.SetAction(p => Send(p, new StopRequest(), json: false, _ => null));
+        daemon.Subcommands.Add(stop);
+        return daemon;
+    }
+
+    public static Command BuildCluster()
+    {
+        var json = CliOptions.Flag("--json", "print one JSON document and nothing else");
+        var status = new Command("status", "metadata replicas (role, leader, lag), pools, in-doubt transactions, exports");
+        status.Options.Add(DaemonOption);
+        status.Options.Add(json);
+        status.SetAction(p => Send(p, new ClusterStatusRequest(), p.GetValue(json), r => JsonSerializer.Serialize(r.Cluster!, DaemonJson.Default.ClusterView), PrintCluster));
+        return Cli.Group("cluster", "the cluster this node belongs to", status);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="request"/> to the daemon and prints the reply: its JSON (<paramref name="jsonOf"/>) with
+    /// --json, else <paramref name="print"/> or its message; a refusal or failure goes to standard error with its code.
+    /// </summary>
+    public static int Send(ParseResult parse, DaemonRequest request, bool json, Func<DaemonReply, string?> jsonOf, Action<DaemonReply, TextWriter>? print = null)
+    {
+        var reply = Ask(parse.GetValue(DaemonOption), request);
+        var output = parse.Out();
+        if (reply.Code != DaemonReply.Ok)
+        {
+            parse.InvocationConfiguration.Error.WriteLine($"storage: {reply.Message}");
+            return reply.Code;
+        }
+        if (json && jsonOf(reply) is { } document)
+            output.WriteLine(document);
+        else if (print is not null)
+            print(reply, output);
+        else
+            output.WriteLine(reply.Message);
+        return Cli.Ok;
+    }
+
+    private static DaemonReply Ask(string? dir, DaemonRequest request)
+    {
+        string control = ControlSocket(dir);
+        try
+        {
+            return DaemonClient.SendAsync(control, request).GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new OperationFailedException(e.Message);
+        }
+    }
+
+    /// <summary>The control socket of the daemon in <paramref name="dir"/>, or of the one daemon running here.</summary>
+    private static string ControlSocket(string? dir)
+    {
+        if (dir is not null)
+            return Path.Combine(dir, "control.sock");
+        var running = DaemonRecords.Running();
+        return running.Count switch
+        {
+            1 => running[0].Control,
+            0 => throw new UsageException("no storage daemon is running here; start one with 'storage daemon --dir DIR' (or give the pool's disks with --disks/--device to work offline)."),
+            _ => throw new UsageException($"{running.Count} storage daemons run here ({string.Join(", ", running.Select(r => $"node {r.Node} in {r.Dir}"))}); say which with --daemon DIR."),
+        };
+    }
+
+    /// <summary>The daemon that holds <paramref name="path"/> in one of its pools, if any.</summary>
+    public static DaemonRecord? Holder(string path) => DaemonRecords.Running().FirstOrDefault(r => r.Disks.Contains(path, StringComparer.Ordinal));
+
+    /// <summary>round-robin, random, weighted, least-loaded.</summary>
+    public static PlacementPolicy ParsePolicy(string? text) => text switch
+    {
+        null or "round-robin" => PlacementPolicy.RoundRobin,
+        "random" => PlacementPolicy.Random,
+        "weighted" or "weighted-by-free-space" => PlacementPolicy.WeightedByFreeSpace,
+        "least-loaded" => PlacementPolicy.LeastLoaded,
+        _ => throw new UsageException($"--policy {text}: want round-robin, random, weighted (by free space) or least-loaded."),
+    };
+
+    /// <summary>round-robin, random, least-queue-depth.</summary>
+    public static ReadPolicy ParseReads(string? text) => text switch
+    {
+        null or "least-queue-depth" => ReadPolicy.LeastQueueDepth,
+        "round-robin" => ReadPolicy.RoundRobin,
+        "random" => ReadPolicy.Random,
+        _ => throw new UsageException($"--read-policy {text}: want least-queue-depth, round-robin or random."),
+    };
+
+    /// <summary>"a,b , c" → [a, b, c]; null stays null.</summary>
+    public static IReadOnlyList<string>? List(string? text) => text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public static void PrintPools(IReadOnlyList<PoolView> pools, TextWriter output)
+    {
+        if (pools.Count == 0)
+        {
+            output.WriteLine("no pools; attach one with 'storage pool attach --disks A,B,… ' (after 'storage pool create').");
+            return;
+        }
+        var table = Tables.Create("pool", "node", "layout", "state", "size", "free", "segments", "members");
+        foreach (var p in pools)
+            table.AddRow(Tables.Cell(p.Name), Tables.Cell(p.Node), Tables.Cell(p.Layout), Tables.Cell(p.State), Tables.Cell(PoolCommands.Bytes(p.SizeBytes)),
+                Tables.Cell(PoolCommands.Bytes(p.FreeBytes)), Tables.Cell(p.Segments), Tables.Cell(string.Join(",", p.Members)));
+        Tables.Write(output, table);
+    }
+
+    public static void PrintVolumes(IReadOnlyList<VolumeView> volumes, TextWriter output)
+    {
+        if (volumes.Count == 0)
+        {
+            output.WriteLine("no volumes; create one with 'storage volume create NAME --size 10G'.");
+            return;
+        }
+        var table = Tables.Create("volume", "size", "segments", "copies", "policy", "reads", "group", "pools");
+        foreach (var v in volumes)
+            table.AddRow(Tables.Cell(v.Name), Tables.Cell(PoolCommands.Bytes(v.SizeBytes)), Tables.Cell($"{v.Segments} × {PoolCommands.Bytes(v.SegmentBytes)}"),
+                Tables.Cell(v.Copies), Tables.Cell(v.Policy), Tables.Cell(v.Copies > 1 ? v.Reads : "-"), Tables.Cell(v.Group ?? "-"), Tables.Cell(string.Join(",", v.Pools)));
+        Tables.Write(output, table);
+    }
+
+    public static void PrintSnapshots(IReadOnlyList<SnapshotView> snapshots, TextWriter output)
+    {
+        if (snapshots.Count == 0)
+        {
+            output.WriteLine("no snapshots; take one with 'storage snapshot create VOL@SNAP' (or SNAP --group G).");
+            return;
+        }
+        var table = Tables.Create("snapshot", "size", "taken", "cut with");
+        foreach (var s in snapshots)
+            table.AddRow(Tables.Cell(s.FullName), Tables.Cell(PoolCommands.Bytes(s.SizeBytes)), Tables.Cell(s.Created.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + "Z"),
+                Tables.Cell(string.Join(",", s.Group)));
+        Tables.Write(output, table);
+    }
+
+    private static void PrintCluster(DaemonReply reply, TextWriter output)
+    {
+        var c = reply.Cluster!;
+        output.WriteLine($"node '{c.Node}': metadata leader {(c.Leader is { } l ? $"replica {l}" : "NONE (election under way)")}; {c.Exports} NBD export(s) on {c.NbdSocket}{(c.NbdTcp is null ? "" : $" and {c.NbdTcp}")}");
+        var replicas = Tables.Create("replica", "role", "leader", "commit", "applied", "lag", "lease");
+        foreach (var r in c.Replicas)
+            replicas.AddRow(Tables.Cell(r.Id), Tables.Cell(r.Role), Tables.Cell(r.LeaderId), Tables.Cell(r.Commit), Tables.Cell(r.Applied), Tables.Cell(r.Lag < 0 ? "-" : r.Lag), Tables.Cell(r.HasLease ? "yes" : "no"));
+        Tables.Write(output, replicas);
+        PrintPools(c.Pools, output);
+        if (c.InDoubt.Count == 0)
+        {
+            output.WriteLine("no transactions in doubt");
+            return;
+        }
+        var transactions = Tables.Create("transaction", "state", "participants");
+        foreach (var t in c.InDoubt)
+            transactions.AddRow(Tables.Cell(t.Id), Tables.Cell(t.State), Tables.Cell(string.Join(",", t.Participants)));
+        Tables.Write(output, transactions);
+    }
+}
