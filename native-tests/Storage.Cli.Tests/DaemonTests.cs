@@ -53,6 +53,13 @@ public sealed class DaemonTests : RealTools
             Run("qemu-io", "-f", "raw", "-c", "write -P 0xab 15M 34M", Uri("vm"));
             Run("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 32M", Uri("logs"));
             Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0xab 15M 34M", "-c", "read -P 0 0 15M", Uri("vm"));
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0x5a 0 32M", Uri("logs"));
+            using (var listed = Json("volume", "list", "--json"))
+            {
+                var split = listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == "logs").GetProperty("readsByPool");
+                Assert.Equal(["p1", "p2"], split.EnumerateObject().Select(p => p.Name));
+                Assert.True(split.EnumerateObject().Sum(p => p.Value.GetInt64()) > 0, $"the mirror's reads were not counted: {split}");
+            }
 
             // One cut over the group: each volume gets a read-only export of what it held then.
             Assert.Contains("at one cut", Storage("snapshot", "create", "s1", "--group", "db"), StringComparison.Ordinal);
@@ -147,9 +154,63 @@ public sealed class DaemonTests : RealTools
         }
     }
 
-    private Process Start()
+    /// <summary>
+    /// The daemon is killed (SIGKILL, by itself: STORAGE_DAEMON_KILL_AT) at a step of a volume create; the restarted
+    /// daemon finishes a decided transaction and forgets an undecided one: all or nothing, nothing in doubt, and the
+    /// pools hold exactly the committed segments.
+    /// </summary>
+    [Theory]
+    [InlineData("after-begin", false)]
+    [InlineData("p2:after-prepare", false)]
+    [InlineData("after-prepare", false)]
+    [InlineData("after-decide", true)]
+    [InlineData("p1:after-commit", true)]
+    public void A_daemon_killed_inside_a_volume_create_finishes_or_forgets_it_on_restart(string step, bool committed)
     {
-        var daemon = StartStorage(At("daemon.log"), "daemon", "--dir", DaemonDir);
+        Require("daemon crash test", root: false, "qemu-io");
+        Storage("pool", "create", "--device", At("p1.img"), "--size", "64M", "--name", "p1");
+        Storage("pool", "create", "--device", At("p2.img"), "--size", "64M", "--name", "p2");
+        var daemon = Start(new Dictionary<string, string> { ["STORAGE_DAEMON_KILL_AT"] = step });
+        try
+        {
+            Storage("pool", "attach", "--device", At("p1.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            var cut = StorageRaw("volume", "create", "vm", "--size", "64M", "--segment-size", "16M");
+            Assert.Equal(1, cut.Code);
+            Assert.Contains("closed the connection without answering", cut.Error, StringComparison.Ordinal);
+            Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not die at " + step);
+            daemon.Dispose();
+
+            daemon = Start();
+            using (var status = Json("cluster", "status", "--json"))
+            {
+                Assert.Equal(0, status.RootElement.GetProperty("inDoubt").GetArrayLength());
+                Assert.Equal(committed ? 4 : 0, status.RootElement.GetProperty("pools").EnumerateArray().Sum(p => p.GetProperty("segments").GetInt32()));
+            }
+            using (var volumes = Json("volume", "list", "--json"))
+                Assert.Equal(committed ? ["vm"] : [], volumes.RootElement.EnumerateArray().Select(v => v.GetProperty("name").GetString()));
+            if (!committed)
+                Storage("volume", "create", "vm", "--size", "64M", "--segment-size", "16M");   // nothing staged is left in the way
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x77 8M 16M", "-c", "read -P 0x77 8M 16M", Uri("vm"));
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+        }
+        finally
+        {
+            daemon.Dispose();
+            Cleanup();
+        }
+        // Each pool holds its two segments and nothing staged.
+        foreach (string pool in new[] { "p1.img", "p2.img" })
+        {
+            using var status = JsonDocument.Parse(Storage("pool", "status", "--device", At(pool), "--json"));
+            Assert.Equal(2, status.RootElement.GetProperty("volumes").GetInt32());
+        }
+    }
+
+    private Process Start(IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var daemon = StartStorage(At("daemon.log"), environment ?? new Dictionary<string, string>(), "daemon", "--dir", DaemonDir);
         WaitFor(() => PublishedPid() == daemon.Id || daemon.HasExited, "storage daemon to start");
         Assert.False(daemon.HasExited, $"storage daemon exited: {File.ReadAllText(At("daemon.log"))}");
         return daemon;

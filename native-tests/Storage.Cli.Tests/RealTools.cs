@@ -55,13 +55,18 @@ public abstract class RealTools : ScratchFolder
     }
 
     /// <summary>Starts the real executable in the background (storage serve), its output to <paramref name="log"/>.</summary>
-    protected Process StartStorage(string log, params string[] args)
+    protected Process StartStorage(string log, params string[] args) => StartStorage(log, new Dictionary<string, string>(), args);
+
+    /// <summary>As <see cref="StartStorage(string, string[])"/>, with <paramref name="environment"/> added.</summary>
+    protected Process StartStorage(string log, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("bash") { ArgumentList = { "-c", "exec \"$0\" \"$@\" >\"$STORAGE_TEST_LOG\" 2>&1", Executable } };
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["STORAGE_RUN_DIR"] = RunDir;
         start.Environment["STORAGE_TEST_LOG"] = log;
+        foreach (var (name, value) in environment)
+            start.Environment[name] = value;
         return Process.Start(start)!;
     }
 

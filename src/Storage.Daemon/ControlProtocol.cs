@@ -101,7 +101,11 @@ public sealed record PoolView(string Name, string Node, string Layout, IReadOnly
 
 /// <summary>A volume across pools.</summary>
 public sealed record VolumeView(string Name, long SizeBytes, long SegmentBytes, int Segments, int Copies, string Policy, string Reads, string? Group,
-    IReadOnlyList<string> Pools, string Export);
+    IReadOnlyList<string> Pools, string Export)
+{
+    /// <summary>Reads its export has sent to each pool since it was offered (a mirror's read split), or null when not exported.</summary>
+    public IReadOnlyDictionary<string, long>? ReadsByPool { get; init; }
+}
 
 /// <summary>A snapshot of a volume across pools.</summary>
 public sealed record SnapshotView(string Volume, string Name, string FullName, long SizeBytes, IReadOnlyList<string> Group, DateTimeOffset Created);

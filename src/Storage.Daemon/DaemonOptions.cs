@@ -18,6 +18,12 @@ public sealed record DaemonOptions
     /// <summary>Also serve NBD on this TCP address (loopback unless TLS is configured), or null: the Unix socket only.</summary>
     public string? Listen { get; init; }
 
+    /// <summary>
+    /// Fault injection for crash tests: the daemon kills itself (SIGKILL, as kill -9) when a transaction reaches this
+    /// step, e.g. <c>after-prepare</c>, <c>after-decide</c> or <c>POOL:after-prepare</c>; null in normal use.
+    /// </summary>
+    public string? KillAtStep { get; init; }
+
     /// <summary>The control socket.</summary>
     public string ControlSocket => Path.Combine(Directory, "control.sock");
 

@@ -26,7 +26,10 @@ internal sealed partial class StorageNode
                 CreateVolumeRequest r => await CreateVolumeAsync(r, cancellationToken).ConfigureAwait(false),
                 ResizeVolumeRequest r => await ResizeVolumeAsync(r, cancellationToken).ConfigureAwait(false),
                 DeleteVolumeRequest r => await DeleteVolumeAsync(r, cancellationToken).ConfigureAwait(false),
-                ListVolumesRequest => new DaemonReply(DaemonReply.Ok, "") { Volumes = [.. (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Select(View)] },
+                ListVolumesRequest => new DaemonReply(DaemonReply.Ok, "")
+                {
+                    Volumes = [.. (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Select(v => View(v) with { ReadsByPool = _exports!.ReadsByPool(v.Name) })],
+                },
                 CreateSnapshotRequest r => await SnapshotAsync(r, cancellationToken).ConfigureAwait(false),
                 ListSnapshotsRequest r => new DaemonReply(DaemonReply.Ok, "") { Snapshots = await SnapshotViewsAsync(r.Volume, cancellationToken).ConfigureAwait(false) },
                 ClusterStatusRequest => new DaemonReply(DaemonReply.Ok, "") { Cluster = await ClusterAsync(cancellationToken).ConfigureAwait(false) },

@@ -83,7 +83,28 @@ internal sealed partial class StorageNode : IAsyncDisposable
 
     private Dictionary<string, Pool> OpenPools() => _pools.ToDictionary(p => p.Key, p => p.Value.Pool, StringComparer.Ordinal);
 
-    private VolumeTransactions Transactions() => new(_meta, [.. _pools.Values.Select(p => p.Participant)]);
+    private VolumeTransactions Transactions()
+    {
+        var transactions = new VolumeTransactions(_store, [.. _pools.Values.Select(p => p.Participant)]);
+        if (_options.KillAtStep is not null)
+        {
+            transactions.Step = KillAt;
+            foreach (var pool in _pools.Values)
+                pool.Participant.Step = KillAt;
+        }
+        return transactions;
+    }
+
+    /// <summary>The fault injection of <see cref="DaemonOptions.KillAtStep"/>: dies there, with no chance to clean up.</summary>
+    private Task KillAt(string step)
+    {
+        if (step == _options.KillAtStep)
+        {
+            using var self = System.Diagnostics.Process.GetCurrentProcess();
+            self.Kill();
+        }
+        return Task.CompletedTask;
+    }
 
     /// <summary>Opens every pool the catalogue places on this node; one that fails stays offline, with the reason.</summary>
     private async Task OpenPoolsAsync(CancellationToken cancellationToken)

@@ -35,6 +35,26 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
             return [.. volumes.Where(_exported.ContainsKey).Select(v => _exported[v].Device)];
     }
 
+    /// <summary>Reads the export of <paramref name="volume"/> has sent to each pool, or null when it is not exported.</summary>
+    public IReadOnlyDictionary<string, long>? ReadsByPool(string volume)
+    {
+        SpannedVolumeDevice device;
+        lock (_exported)
+        {
+            if (!_exported.TryGetValue(volume, out var exported))
+                return null;
+            device = exported.Device;
+        }
+        var reads = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        for (int i = 0; i < device.Volume.Segments.Count; i++)
+        {
+            var served = device.ReadsServed(i);
+            for (int copy = 0; copy < served.Count; copy++)
+                reads[device.Volume.Segments[i][copy]] = reads.GetValueOrDefault(device.Volume.Segments[i][copy]) + served[copy];
+        }
+        return reads;
+    }
+
     /// <summary>For catalogue watches: syncs in the background.</summary>
     public void Changed() => _ = Task.Run(async () =>
     {

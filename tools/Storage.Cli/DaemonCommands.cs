@@ -20,6 +20,8 @@ internal static class DaemonCommands
         and an NBD export of every volume (VOL) and snapshot (VOL@SNAP, read-only) on DIR/nbd.sock (and --listen).
         Volume, snapshot and pool commands given no --disks or --device go to it. It logs to standard output and stops
         cleanly on SIGTERM, Ctrl-C or 'storage daemon stop'. See docs/storage-daemon.service for a systemd unit.
+        STORAGE_DAEMON_KILL_AT=STEP (crash tests only): the daemon kills itself when a transaction reaches STEP
+        (after-begin, after-prepare, after-decide, POOL:after-prepare, POOL:after-commit, ...).
         """;
 
     /// <summary>The daemon to ask: its directory (default: the one running on this machine).</summary>
@@ -42,7 +44,14 @@ internal static class DaemonCommands
                 throw new UsageException($"'{name}' is not a valid node name: 1 to 32 letters, digits, '-' or '_'.");
             if (Path.Combine(directory, "control.sock").Length > 100)
                 throw new UsageException($"--dir {directory} is too long for a Unix socket path; use a shorter directory.");
-            return DaemonHost.RunAsync(new DaemonOptions { Directory = directory, Node = name, Listen = p.GetValue(listen) }).GetAwaiter().GetResult();
+            var options = new DaemonOptions
+            {
+                Directory = directory,
+                Node = name,
+                Listen = p.GetValue(listen),
+                KillAtStep = Environment.GetEnvironmentVariable("STORAGE_DAEMON_KILL_AT") is { Length: > 0 } step ? step : null,
+            };
+            return DaemonHost.RunAsync(options).GetAwaiter().GetResult();
         });
         var stop = new Command("stop", "stop the running daemon cleanly (pools committed, arrays marked clean)");
         stop.Options.Add(DaemonOption);
