@@ -154,6 +154,36 @@ public sealed class DaemonTests : RealTools
         }
     }
 
+    [Fact]
+    public void A_volume_of_the_daemon_mounts_with_a_filesystem_and_keeps_its_files()
+    {
+        Require("daemon mount test", root: true, "nbdfuse", "fusermount3", "losetup", "mkfs.ext4");
+        Storage("pool", "create", "--device", At("p1.img"), "--size", "256M", "--name", "p1");
+        Storage("pool", "create", "--device", At("p2.img"), "--size", "256M", "--name", "p2");
+        string mountPoint = At("mnt");
+        Directory.CreateDirectory(mountPoint);
+        var daemon = Start();
+        try
+        {
+            Storage("pool", "attach", "--device", At("p1.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            Storage("volume", "create", "fs", "--size", "128M", "--segment-size", "32M");
+            Assert.Contains("mounted volume 'fs' of daemon node 'n1'", Storage("mount", "--volume", "fs", mountPoint, "--mkfs", "ext4"), StringComparison.Ordinal);
+            File.WriteAllText(Path.Combine(mountPoint, "hello.txt"), "across pools");
+            Storage("umount", mountPoint);
+            Storage("mount", "--volume", "fs", mountPoint);
+            Assert.Equal("across pools", File.ReadAllText(Path.Combine(mountPoint, "hello.txt")));
+            Storage("umount", mountPoint);
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+        }
+        finally
+        {
+            daemon.Dispose();
+            Cleanup(mountPoint);
+        }
+    }
+
     /// <summary>
     /// The daemon is killed (SIGKILL, by itself: STORAGE_DAEMON_KILL_AT) at a step of a volume create; the restarted
     /// daemon finishes a decided transaction and forgets an undecided one: all or nothing, nothing in doubt, and the

@@ -84,7 +84,12 @@ internal static class MountCommand
             throw new UsageException($"{dir} is already a mount point.");
         if (fs is not null && fs is not ("ext4" or "ext3" or "ext2" or "xfs" or "btrfs"))
             throw new UsageException($"--mkfs takes a filesystem type (ext4, ext3, ext2, xfs, btrfs), got '{fs}'.");
-        if (disks.Count == 0 && name is null)
+        // --volume alone: a volume (or snapshot) the storage daemon serves.
+        var daemon = disks.Count == 0 && name is null && volume is not null ? Storage.Daemon.DaemonRecords.Running() : null;
+        if (daemon is { Count: not 1 })
+            throw new UsageException(daemon.Count == 0 ? $"no storage daemon is running to serve volume '{volume}'; start one ('storage daemon --dir DIR'), or say where the pool is with --disks/--device."
+                : "several storage daemons run here; mount through one with --name POOL/VOL of a storage serve instead.");
+        if (disks.Count == 0 && name is null && daemon is null)
             throw new UsageException("say which array: --disks A,B,… (started for you), --device PATH (a pool on one device) or --name ARRAY (already served by storage serve).");
         if (!Environment.IsPrivilegedProcess)
             throw new UsageException("mounting needs root (losetup and mount).");
@@ -98,7 +103,7 @@ internal static class MountCommand
         var undo = new Stack<Action>();
         try
         {
-            var server = LiveArrays.Find(disks, name);
+            var server = daemon is [var node] ? new ServerRecord($"node-{node.Node}", node.Pid, [], node.NbdSocket, node.Control, node.NbdTcp, $"daemon node '{node.Node}'") : LiveArrays.Find(disks, name);
             bool started = false;
             if (server is null)
             {
@@ -137,7 +142,7 @@ internal static class MountCommand
             ExternalTools.Run("mount", "mount", [.. When(readOnly, "-o", ReadOnlyOptions(loop)), loop, dir]);
             var record = new MountRecord(dir, server.Name, loop, fuseDir, fuse.Id, started, server.Pid, server.Disks, volume);
             File.WriteAllText(RecordPath(dir), JsonSerializer.Serialize(record, CliJson.Default.MountRecord));
-            string what = volume is null ? $"array '{server.Name}'" : $"{(readOnly ? "snapshot" : "volume")} '{volume}' of pool '{server.Pool}'{(readOnly ? " read-only" : "")}";
+            string what = volume is null ? $"array '{server.Name}'" : $"{(readOnly ? "snapshot" : "volume")} '{volume}' of {(daemon is null ? $"pool '{server.Pool}'" : server.Pool)}{(readOnly ? " read-only" : "")}";
             output.WriteLine($"mounted {what} on {dir} ({loop} ← {fuseDir}/nbd ← {server.NbdSocket})");
             return Cli.Ok;
         }
