@@ -66,7 +66,13 @@ internal static class DaemonCommands
         var status = new Command("status", "metadata replicas (role, leader, lag), pools, in-doubt transactions, exports");
         status.Options.Add(DaemonOption);
         status.Options.Add(json);
-        status.SetAction(p => Send(p, new ClusterStatusRequest(), p.GetValue(json), r => JsonSerializer.Serialize(r.Cluster!, DaemonJson.Default.ClusterView), PrintCluster));
+        // Exit 1 when the metadata service has no leader: nothing can change until it has one.
+        status.SetAction(p =>
+        {
+            ClusterView? cluster = null;
+            int code = Send(p, new ClusterStatusRequest(), p.GetValue(json), r => JsonSerializer.Serialize(cluster = r.Cluster!, DaemonJson.Default.ClusterView), (r, o) => PrintCluster(cluster = r.Cluster!, o));
+            return code == Cli.Ok && cluster?.Leader is null ? Cli.Failed : code;
+        });
         return Cli.Group("cluster", "the cluster this node belongs to", status);
     }
 
@@ -186,9 +192,8 @@ internal static class DaemonCommands
         Tables.Write(output, table);
     }
 
-    private static void PrintCluster(DaemonReply reply, TextWriter output)
+    private static void PrintCluster(ClusterView c, TextWriter output)
     {
-        var c = reply.Cluster!;
         output.WriteLine($"node '{c.Node}': metadata leader {(c.Leader is { } l ? $"replica {l}" : "NONE (election under way)")}; {c.Exports} NBD export(s) on {c.NbdSocket}{(c.NbdTcp is null ? "" : $" and {c.NbdTcp}")}");
         var replicas = Tables.Create("replica", "role", "leader", "commit", "applied", "lag", "lease");
         foreach (var r in c.Replicas)

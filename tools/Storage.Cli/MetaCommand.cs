@@ -184,24 +184,21 @@ internal static class MetaCommand
         string dir = o.Dir ?? throw new UsageException("serve needs --dir PATH (this replica's log directory).");
         if (!o.Peers.TryGetValue(id, out var self))
             throw new UsageException($"--peers has no endpoint for replica {id}.");
-        var config = new Configuration(o.Peers.Keys.Select(k => new Member(k, 0)));
-        using var replica = new MetadataReplica(new MetadataReplicaOptions
+        using var host = Storage.Daemon.ReplicaHost.Start(new MetadataReplicaOptions
         {
             Id = id,
             Directory = dir,
-            InitialConfig = config,
+            InitialConfig = Storage.Daemon.ReplicaHost.ConfigurationOf(o.Peers),
             Bootstrap = o.Bootstrap,
             TickInterval = TimeSpan.FromMilliseconds(o.TickMs),
             ElectionTimeout = TimeSpan.FromMilliseconds(o.ElectionMs),
             Batching = o.Batching,
             SnapshotEvery = o.SnapshotEvery,
-        }, new TcpTransport(id, self, o.Peers));
-        replica.Start();
-        using var server = new MetadataServer(replica, o.Clients[id]);
-        server.Start();
+        }, o.Peers, o.Clients[id]);
+        var replica = host.Replica;
         var s = replica.Status;
         await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-            $"replica {id} (incarnation {s.Consensus.Self.Incarnation}, {s.Recovery}) consensus on {self}, clients on {server.LocalEndpoint}, log in {dir}")).ConfigureAwait(false);
+            $"replica {id} (incarnation {s.Consensus.Self.Incarnation}, {s.Recovery}) consensus on {self}, clients on {host.ClientEndpoint}, log in {dir}")).ConfigureAwait(false);
         await output.FlushAsync(cancellationToken).ConfigureAwait(false);
         try
         {
