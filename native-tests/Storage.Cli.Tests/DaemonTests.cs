@@ -137,6 +137,10 @@ public sealed class DaemonTests : RealTools
                 return;
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(DaemonDir, "control.sock")));
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(DaemonDir));
+            // Records in a run directory others can write are not trusted (they could point at someone else's socket).
+            File.SetUnixFileMode(RunDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute);
+            Assert.Contains("no storage daemon is running", StorageRaw("volume", "list").Error, StringComparison.Ordinal);
+            File.SetUnixFileMode(RunDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             var second = StorageRaw("daemon", "--dir", DaemonDir);
             Assert.Equal(1, second.Code);
             Assert.Contains("another storage daemon runs", second.Output, StringComparison.Ordinal);
@@ -170,6 +174,9 @@ public sealed class DaemonTests : RealTools
             Storage("volume", "create", "fs", "--size", "128M", "--segment-size", "32M");
             Assert.Contains("mounted volume 'fs' of daemon node 'n1'", Storage("mount", "--volume", "fs", mountPoint, "--mkfs", "ext4"), StringComparison.Ordinal);
             File.WriteAllText(Path.Combine(mountPoint, "hello.txt"), "across pools");
+            var busy = StorageRaw("volume", "resize", "fs", "--size", "256M");   // would cut the mount's NBD connection
+            Assert.Equal(2, busy.Code);
+            Assert.Contains("while NBD clients use fs", busy.Error, StringComparison.Ordinal);
             Storage("umount", mountPoint);
             Storage("mount", "--volume", "fs", mountPoint);
             Assert.Equal("across pools", File.ReadAllText(Path.Combine(mountPoint, "hello.txt")));

@@ -158,6 +158,25 @@ public sealed class TransactionCrashTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_decided_transaction_stays_in_doubt_until_every_pool_it_touched_is_back()
+    {
+        var transactions = new VolumeTransactions(_cluster, _pools)
+        {
+            Step = s => s == "after-decide" ? throw new Crash(s) : Task.CompletedTask,
+        };
+        Assert.IsType<Crash>(await Record.ExceptionAsync(() => transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin))));
+
+        // A node that comes back with one pool missing resolves the pools it has, and keeps the record: forgetting it
+        // would make the missing pool, attached later, presume an abort and drop its committed segments.
+        await new VolumeTransactions(_cluster, [.. _pools.Skip(1)]).RecoverAsync();
+        Assert.NotEmpty(await _cluster.ListAsync("tx/"));
+        Assert.NotEmpty(_pools[0].Prepared());
+
+        await new VolumeTransactions(_cluster, _pools).RecoverAsync();
+        await CheckAsync("data", expectCreated: true);
+    }
+
+    [Fact]
     public async Task A_pool_prepared_for_a_transaction_the_metadata_service_does_not_know_aborts_it()
     {
         await _pools[2].Pool.CreateVolumeAsync("tx-0123456789ab.c.ghost.000000", Segment);   // prepared, and the record is gone

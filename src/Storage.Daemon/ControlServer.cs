@@ -75,7 +75,15 @@ internal sealed class ControlServer : IDisposable
                 await writer.WriteLineAsync(JsonSerializer.Serialize(reply, DaemonJson.Default.DaemonReply)).ConfigureAwait(false);
                 return;
             }
-            reply = request is null ? new DaemonReply(DaemonReply.Refused, "An empty request.") : await _handle(request, _stop.Token).ConfigureAwait(false);
+            try
+            {
+                // Not the stop token: a request that started finishes (the node waits for it before it closes).
+                reply = request is null ? new DaemonReply(DaemonReply.Refused, "An empty request.") : await _handle(request, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not (IOException or SocketException or OperationCanceledException or ObjectDisposedException))
+            {
+                reply = new DaemonReply(DaemonReply.Failed, $"The daemon failed on this request ({e.GetType().Name}: {e.Message}); see its log.");
+            }
             if (reply.Code != DaemonReply.Ok)
                 _log.RequestNotDone(request?.GetType().Name.Replace("Request", "", StringComparison.Ordinal) ?? "request", reply.Code == DaemonReply.Refused ? "refused" : "failed", reply.Message);
             await writer.WriteLineAsync(JsonSerializer.Serialize(reply, DaemonJson.Default.DaemonReply)).ConfigureAwait(false);

@@ -49,10 +49,27 @@ public static class DaemonRecords
         }
     }
 
+    /// <summary>
+    /// Whether the run directory exists and only its owner can change it: a real directory (not a symbolic link) with
+    /// no group or other permissions. Records in any other are not read: someone else could have planted them to
+    /// point commands at their own sockets.
+    /// </summary>
+    public static bool RunDirectoryIsTrusted()
+    {
+        var info = new DirectoryInfo(RunDirectory);
+        if (!info.Exists || info.LinkTarget is not null)
+            return false;
+        return OperatingSystem.IsWindows() || (info.UnixFileMode & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+            | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute)) == 0;
+    }
+
     /// <summary>Creates the run directory, owner-only.</summary>
+    /// <exception cref="IOException">It is a symbolic link (someone else's, perhaps).</exception>
     public static string EnsureRunDirectory()
     {
         string dir = RunDirectory;
+        if (new DirectoryInfo(dir) is { Exists: true, LinkTarget: not null })
+            throw new IOException($"The run directory {dir} is a symbolic link; remove it, or set STORAGE_RUN_DIR to a directory of your own.");
         Directory.CreateDirectory(dir);
         if (!OperatingSystem.IsWindows())
             File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
@@ -74,7 +91,7 @@ public static class DaemonRecords
     /// <summary>Daemons whose process is alive and whose control socket exists.</summary>
     public static IReadOnlyList<DaemonRecord> Running()
     {
-        if (!Directory.Exists(RunDirectory))
+        if (!RunDirectoryIsTrusted())
             return [];
         var running = new List<DaemonRecord>();
         foreach (string file in Directory.EnumerateFiles(RunDirectory, "*.daemon"))

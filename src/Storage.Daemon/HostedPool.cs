@@ -110,8 +110,14 @@ internal sealed class HostedPool : IAsyncDisposable
     /// <summary>Commits and closes the pool, then stops the array (marked clean) or closes the device.</summary>
     public async ValueTask DisposeAsync()
     {
-        await Pool.DisposeAsync().ConfigureAwait(false);
-        await CloseAsync(Device).ConfigureAwait(false);
+        try
+        {
+            await Pool.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            await CloseAsync(Device).ConfigureAwait(false);
+        }
     }
 
     private static async Task CloseAsync(IBlockDevice device)

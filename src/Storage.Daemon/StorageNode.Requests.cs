@@ -15,6 +15,8 @@ internal sealed partial class StorageNode
     public async Task<DaemonReply> HandleAsync(DaemonRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request is ClusterStatusRequest)   // answers even while a request waits for a metadata leader
+            return new DaemonReply(DaemonReply.Ok, "") { Cluster = await ClusterAsync(cancellationToken).ConfigureAwait(false) };
         await _requests.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -32,16 +34,16 @@ internal sealed partial class StorageNode
                 },
                 CreateSnapshotRequest r => await SnapshotAsync(r, cancellationToken).ConfigureAwait(false),
                 ListSnapshotsRequest r => new DaemonReply(DaemonReply.Ok, "") { Snapshots = await SnapshotViewsAsync(r.Volume, cancellationToken).ConfigureAwait(false) },
-                ClusterStatusRequest => new DaemonReply(DaemonReply.Ok, "") { Cluster = await ClusterAsync(cancellationToken).ConfigureAwait(false) },
                 StopRequest => Stop(),
                 _ => new DaemonReply(DaemonReply.Refused, $"Unknown request {request.GetType().Name}."),
             };
         }
-        catch (Exception e) when (e is DaemonRequestException or PoolConfigurationException or PlacementException or ArgumentException)
+        catch (Exception e) when (e is DaemonRequestException or PoolConfigurationException or PlacementException or ArgumentException or VolumeException)
         {
+            // A volume transaction that fails leaves nothing behind (VolumeException's contract): refused, nothing changed.
             return new DaemonReply(DaemonReply.Refused, e.Message);
         }
-        catch (Exception e) when (e is VolumeException or PoolFullException or IOException or MetadataUnavailableException or TimeoutException)
+        catch (Exception e) when (e is PoolFullException or IOException or MetadataUnavailableException or TimeoutException or InvalidDataException)
         {
             return new DaemonReply(DaemonReply.Failed, e.Message);
         }
@@ -87,7 +89,8 @@ internal sealed partial class StorageNode
             await pool.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-        _pools[pool.Name] = pool;
+        lock (_pools)
+            _pools[pool.Name] = pool;
         _offline.Remove(pool.Name);
         _log.PoolOnline(pool.Name, "attached", pool.Layout, string.Join(",", pool.Members));
         await RecoverAsync(cancellationToken).ConfigureAwait(false);   // it may hold a transaction prepared before it was detached
@@ -106,7 +109,8 @@ internal sealed partial class StorageNode
         var deleted = await _store.ExecuteAsync(new DeletePoolCommand(request.Name), cancellationToken).ConfigureAwait(false);
         if (!deleted.IsOk)
             throw new DaemonRequestException($"The catalogue refused to drop pool '{request.Name}': {deleted.Message}");
-        _pools.Remove(request.Name);
+        lock (_pools)
+            _pools.Remove(request.Name);
         await pool.DisposeAsync().ConfigureAwait(false);
         _log.PoolClosed(request.Name, "detached");
         return new DaemonReply(DaemonReply.Ok, $"pool '{request.Name}' detached: closed cleanly and dropped from the catalogue (its data stays on {string.Join(",", pool.Members)})");
@@ -145,6 +149,7 @@ internal sealed partial class StorageNode
         if (request.SizeBytes is < 1 or > MaxBytes || request.SizeBytes % 512 != 0)
             throw new DaemonRequestException($"A volume's size must be a multiple of 512 bytes from 512 to 64 PiB; {request.SizeBytes} is not.");
         var volume = await VolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
+        RefuseWhileConnected(request.Name, "resize");
         await _exports!.WithdrawAsync(request.Name).ConfigureAwait(false);
         try
         {
@@ -164,6 +169,7 @@ internal sealed partial class StorageNode
     private async Task<DaemonReply> DeleteVolumeAsync(DeleteVolumeRequest request, CancellationToken cancellationToken)
     {
         var volume = await VolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
+        RefuseWhileConnected(request.Name, "delete");
         await _exports!.WithdrawAsync(request.Name).ConfigureAwait(false);
         try
         {
@@ -199,6 +205,15 @@ internal sealed partial class StorageNode
         {
             Snapshots = taken,
         };
+    }
+
+    /// <summary>A resize or delete withdraws the export; refused while an NBD client (a mount) uses it or one of its snapshots.</summary>
+    private void RefuseWhileConnected(string volume, string verb)
+    {
+        var busy = _nbd!.Exports.Select(e => e.Name).Where(n => n == volume || n.StartsWith(volume + "@", StringComparison.Ordinal))
+            .Where(n => _nbd.GetConnectionCount(n) > 0).ToList();
+        if (busy.Count > 0)
+            throw new DaemonRequestException($"Cannot {verb} volume '{volume}' while NBD clients use {string.Join(", ", busy)}: unmount it ('storage umount DIR') or disconnect them first.");
     }
 
     private async Task<SpannedVolume> VolumeAsync(string name, CancellationToken cancellationToken)
@@ -244,9 +259,11 @@ internal sealed partial class StorageNode
     private async Task<ClusterView> ClusterAsync(CancellationToken cancellationToken)
     {
         var replicas = ReplicaViews();
+        int? leader = replicas.FirstOrDefault(r => r.Role == "leader")?.Id;
+        if (leader is null)   // the catalogue is read at the leader: without one, say so rather than wait
+            return new ClusterView(_options.Node, null, replicas, [], [], _options.NbdSocket, _tcp, _exports?.Count ?? 0);
         var inDoubt = (await _store.ReadAllAsync("tx/", MetadataCodec.DecodeTransaction, cancellationToken).ConfigureAwait(false))
             .Select(r => new TransactionView(r.Record.Id, r.Record.State.ToString().ToLowerInvariant(), r.Record.Participants)).ToList();
-        int? leader = replicas.FirstOrDefault(r => r.Role == "leader")?.Id;
         return new ClusterView(_options.Node, leader, replicas, await PoolViewsAsync(cancellationToken).ConfigureAwait(false), inDoubt, _options.NbdSocket, _tcp, _exports?.Count ?? 0);
     }
 

@@ -81,7 +81,11 @@ internal sealed partial class StorageNode : IAsyncDisposable
     /// <summary>The NBD TCP endpoint, when listening on one.</summary>
     public string? NbdTcp => _tcp;
 
-    private Dictionary<string, Pool> OpenPools() => _pools.ToDictionary(p => p.Key, p => p.Value.Pool, StringComparer.Ordinal);
+    private Dictionary<string, Pool> OpenPools()
+    {
+        lock (_pools)
+            return _pools.ToDictionary(p => p.Key, p => p.Value.Pool, StringComparer.Ordinal);
+    }
 
     private VolumeTransactions Transactions()
     {
@@ -122,7 +126,8 @@ internal sealed partial class StorageNode : IAsyncDisposable
                     await pool.DisposeAsync().ConfigureAwait(false);
                     throw new DaemonRequestException($"{string.Join(",", paths)} now holds pool '{pool.Name}', not '{record.Name}'.");
                 }
-                _pools[record.Name] = pool;
+                lock (_pools)
+                    _pools[record.Name] = pool;
                 _log.PoolOnline(record.Name, "online", pool.Layout, string.Join(",", paths));
             }
             catch (Exception e) when (e is DaemonRequestException or PoolConfigurationException or IOException)
@@ -168,6 +173,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
     /// <summary>Stops serving, commits and closes every pool (arrays marked clean), then the metadata replicas.</summary>
     public async ValueTask DisposeAsync()
     {
+        await _requests.WaitAsync().ConfigureAwait(false);   // the request in flight finishes first; none starts after
         _watch?.Dispose();
         if (_nbd is not null)
             await _nbd.StopAsync().ConfigureAwait(false);
@@ -175,11 +181,18 @@ internal sealed partial class StorageNode : IAsyncDisposable
             await _exports.DisposeAsync().ConfigureAwait(false);
         foreach (var pool in _pools.Values)
         {
-            await pool.DisposeAsync().ConfigureAwait(false);
-            _log.PoolClosed(pool.Name, "closed cleanly");
+            try
+            {
+                await pool.DisposeAsync().ConfigureAwait(false);
+                _log.PoolClosed(pool.Name, "closed cleanly");
+            }
+            catch (Exception e) when (e is IOException or PoolConfigurationException or ObjectDisposedException)
+            {
+                _log.PoolOffline(pool.Name, $"did not close cleanly: {e.Message}");   // the others still close
+            }
         }
-        _pools.Clear();
+        lock (_pools)
+            _pools.Clear();
         _meta.Dispose();
-        _requests.Dispose();
     }
 }

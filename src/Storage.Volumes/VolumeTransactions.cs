@@ -334,17 +334,21 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
 
     private async Task FinishAsync(string transaction, IReadOnlyList<string> involved, bool commit, CancellationToken cancellationToken, bool forget = true)
     {
+        bool everyPool = true;
         foreach (string pool in involved)
         {
             if (!_pools.TryGetValue(pool, out var participant))
-                continue;   // not hosted here: its own node resolves it
+            {
+                everyPool = false;   // not here (offline, or another node's): the record stays until it is resolved too
+                continue;
+            }
             if (commit)
                 await participant.CommitAsync(transaction, cancellationToken).ConfigureAwait(false);
             else
                 await participant.AbortAsync(transaction, cancellationToken).ConfigureAwait(false);
         }
         await StepAsync(commit ? "before-forget" : "before-forget-abort").ConfigureAwait(false);
-        if (forget)
+        if (forget && everyPool)
             Check(await store.ExecuteAsync(new ForgetTransactionCommand(transaction), cancellationToken).ConfigureAwait(false), "forget", allowNotFound: true);
     }
 

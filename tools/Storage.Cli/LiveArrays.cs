@@ -50,7 +50,7 @@ internal static class LiveArrays
     /// <summary>Servers whose process is still alive.</summary>
     public static IEnumerable<ServerRecord> Running()
     {
-        if (!System.IO.Directory.Exists(Directory))
+        if (!Storage.Daemon.DaemonRecords.RunDirectoryIsTrusted())
             yield break;
         foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "*.json"))
         {
