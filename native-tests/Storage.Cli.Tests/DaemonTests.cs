@@ -174,6 +174,7 @@ public sealed class DaemonTests : RealTools
             Storage("volume", "create", "fs", "--size", "128M", "--segment-size", "32M");
             Assert.Contains("mounted volume 'fs' of daemon node 'n1'", Storage("mount", "--volume", "fs", mountPoint, "--mkfs", "ext4"), StringComparison.Ordinal);
             File.WriteAllText(Path.Combine(mountPoint, "hello.txt"), "across pools");
+            Assert.Contains($"froze {mountPoint}", Storage("snapshot", "create", "fs@clean"), StringComparison.Ordinal);
             var busy = StorageRaw("volume", "resize", "fs", "--size", "256M");   // would cut the mount's NBD connection
             Assert.Equal(2, busy.Code);
             Assert.Contains("while NBD clients use fs", busy.Error, StringComparison.Ordinal);

@@ -32,7 +32,14 @@ public static class DaemonHost
         // The node starts before the host does, so that a node that cannot start is one logged line and exit code 1.
         if (!await host.Services.GetRequiredService<DaemonService>().PrepareAsync(cancellationToken).ConfigureAwait(false))
             return 1;
-        await host.RunAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await host.RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            return 1;   // the control socket could not be made; logged, and the node closed cleanly
+        }
         return Environment.ExitCode;
     }
 }
@@ -82,9 +89,22 @@ internal sealed class DaemonService(DaemonOptions options, ILoggerFactory logger
         if (_node is null)
             throw new InvalidOperationException("PrepareAsync first.");
         _node.StopRequested = lifetime.StopApplication;
-        _control = new ControlServer(options.ControlSocket, HandleAsync, _log);
-        _control.Start();
-        Publish();
+        try
+        {
+            _control = new ControlServer(options.ControlSocket, HandleAsync, _log);
+            _control.Start();
+            Publish();
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            // The pools were opened: close them cleanly before giving up.
+            _log.StartFailed(options.Node, e.Message);
+            _control?.Dispose();
+            _control = null;
+            await _node.DisposeAsync().ConfigureAwait(false);
+            _node = null;
+            throw;
+        }
         _watching = new CancellationTokenSource();
         _leaderWatch = WatchLeaderAsync(_watching.Token);
         var cluster = (await _node.HandleAsync(new ClusterStatusRequest(), cancellationToken).ConfigureAwait(false)).Cluster;

@@ -101,14 +101,18 @@ internal sealed partial class StorageNode
 
     private async Task<DaemonReply> DetachAsync(DetachPoolRequest request, CancellationToken cancellationToken)
     {
-        if (!_pools.TryGetValue(request.Name, out var pool))
-            throw new DaemonRequestException($"Pool '{request.Name}' is not online on node '{_options.Node}'; 'storage pool list' shows the pools.");
+        _pools.TryGetValue(request.Name, out var pool);
+        if (pool is null && !_offline.ContainsKey(request.Name))
+            throw new DaemonRequestException($"Pool '{request.Name}' is not on node '{_options.Node}'; 'storage pool list' shows the pools.");
         var users = (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Where(v => v.Segments.Any(s => s.Contains(request.Name))).Select(v => v.Name).ToList();
         if (users.Count > 0)
             throw new DaemonRequestException($"Pool '{request.Name}' holds segments of volume(s) {string.Join(", ", users)}; delete them (or move their segments) first.");
         var deleted = await _store.ExecuteAsync(new DeletePoolCommand(request.Name), cancellationToken).ConfigureAwait(false);
         if (!deleted.IsOk)
             throw new DaemonRequestException($"The catalogue refused to drop pool '{request.Name}': {deleted.Message}");
+        _offline.Remove(request.Name);   // an offline pool (its disks moved or gone) can leave the catalogue too
+        if (pool is null)
+            return new DaemonReply(DaemonReply.Ok, $"offline pool '{request.Name}' dropped from the catalogue; attach it again from wherever its disks are now");
         lock (_pools)
             _pools.Remove(request.Name);
         await pool.DisposeAsync().ConfigureAwait(false);

@@ -98,6 +98,16 @@ internal static class DaemonCommands
         return Cli.Ok;
     }
 
+    /// <summary>Sends <paramref name="request"/> to the daemon the command names (or the one running) and returns the reply.</summary>
+    public static DaemonReply Ask(ParseResult parse, DaemonRequest request) => Ask(parse.GetValue(DaemonOption), request);
+
+    /// <summary>The record of the daemon the command names (or of the one running), if it runs.</summary>
+    public static DaemonRecord? Target(ParseResult parse)
+    {
+        string control = ControlSocket(parse.GetValue(DaemonOption));
+        return DaemonRecords.Running().FirstOrDefault(r => r.Control == control);
+    }
+
     private static DaemonReply Ask(string? dir, DaemonRequest request)
     {
         string control = ControlSocket(dir);

@@ -207,6 +207,15 @@ internal static class MountCommand
     /// Freezes (fsfreeze) every filesystem that storage mount mounted from <paramref name="export"/> of the server
     /// with pid <paramref name="serverPid"/>, so that a snapshot taken now holds a clean filesystem; thawed on dispose.
     /// </summary>
+    /// <summary>The exports of server (or daemon) <paramref name="serverPid"/> that storage mount has mounted.</summary>
+    public static HashSet<string> MountedExports(int serverPid)
+    {
+        string mounts = Path.Combine(LiveArrays.Directory, "mounts");
+        return Directory.Exists(mounts)
+            ? [.. Directory.EnumerateFiles(mounts, "*.json").Select(ReadRecord).Where(r => r is { Export: not null } && r.ServerPid == serverPid && Mounted(r.Dir)).Select(r => r!.Export!)]
+            : [];
+    }
+
     public static IDisposable Freeze(int serverPid, string export, TextWriter notes)
     {
         string mounts = Path.Combine(LiveArrays.Directory, "mounts");

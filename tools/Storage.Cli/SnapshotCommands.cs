@@ -143,7 +143,23 @@ internal static class SnapshotCommands
                 throw new UsageException($"'{spec}' names no volume: give VOL@{spec}, or --volumes A,B or --group G to say which volumes to snapshot.");
         }
         names.AddRange(volumes);
-        return DaemonCommands.Send(parse, new CreateSnapshotRequest(name, names, group), json, r => JsonSerializer.Serialize(r.Snapshots!, DaemonJson.Default.IReadOnlyListSnapshotView));
+        // Volumes that storage mount has mounted are frozen meanwhile, so every snapshot holds a clean filesystem.
+        var frozen = new List<IDisposable>();
+        try
+        {
+            if (DaemonCommands.Target(parse) is { } daemon && MountCommand.MountedExports(daemon.Pid) is { Count: > 0 } mounted)
+            {
+                var members = group is null ? [] : DaemonCommands.Ask(parse, new ListVolumesRequest()).Volumes?.Where(v => v.Group == group).Select(v => v.Name) ?? [];
+                foreach (string volume in names.Concat(members).Distinct(StringComparer.Ordinal).Where(mounted.Contains))
+                    frozen.Add(MountCommand.Freeze(daemon.Pid, volume, json ? TextWriter.Null : parse.Out()));
+            }
+            return DaemonCommands.Send(parse, new CreateSnapshotRequest(name, names, group), json, r => JsonSerializer.Serialize(r.Snapshots!, DaemonJson.Default.IReadOnlyListSnapshotView));
+        }
+        finally
+        {
+            foreach (var thaw in frozen)
+                thaw.Dispose();
+        }
     }
 
     private static (string Volume, string Snapshot) Parse(string? text, string verb)
