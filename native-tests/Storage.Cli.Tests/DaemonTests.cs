@@ -80,6 +80,10 @@ public sealed class DaemonTests : RealTools
                 Assert.Equal(0, root.GetProperty("inDoubt").GetArrayLength());
                 Assert.Equal(4, root.GetProperty("exports").GetInt32());
             }
+            // A resize withdraws the export and offers it again at the new size.
+            using (var grown = Json("volume", "resize", "logs", "--size", "48M", "--json"))
+                Assert.Equal(3, grown.RootElement.GetProperty("segments").GetInt32());
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0x5a 0 32M", "-c", "read -P 0 32M 16M", Uri("logs"));
             refused = StorageRaw("pool", "detach", "p3");
             Assert.Equal(2, refused.Code);
             Assert.Contains("vm", refused.Error, StringComparison.Ordinal);

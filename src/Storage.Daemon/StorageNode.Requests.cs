@@ -166,6 +166,7 @@ internal sealed partial class StorageNode
         }
         finally
         {
+            await _exports.ReleaseAsync(request.Name).ConfigureAwait(false);
             await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
         }
     }
@@ -181,6 +182,7 @@ internal sealed partial class StorageNode
         }
         finally
         {
+            await _exports.ReleaseAsync(request.Name).ConfigureAwait(false);
             await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
         }
         _log.VolumeChanged(request.Name, "deleted");

@@ -17,6 +17,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<string, (long Version, SpannedVolumeDevice Device)> _exported = new(StringComparer.Ordinal);
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _held = new(StringComparer.Ordinal);   // withdrawn for a resize or delete: not offered until released
     private bool _closed;
 
     public int Count
@@ -68,14 +69,32 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         }
     });
 
-    /// <summary>Withdraws <paramref name="volume"/> and its snapshots (before they are deleted or resized).</summary>
+    /// <summary>
+    /// Withdraws <paramref name="volume"/> and its snapshots (before they are deleted or resized) and keeps them out,
+    /// whatever a background sync sees meanwhile, until <see cref="ReleaseAsync"/>.
+    /// </summary>
     public async Task WithdrawAsync(string volume)
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
+            _held.Add(volume);
             foreach (string name in _exported.Keys.Where(n => n == volume || n.StartsWith(volume + "@", StringComparison.Ordinal)).ToList())
                 await RemoveAsync(name).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Lets the next sync offer <paramref name="volume"/> (and its snapshots) again, as the catalogue then has them.</summary>
+    public async Task ReleaseAsync(string volume)
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _held.Remove(volume);
         }
         finally
         {
@@ -109,7 +128,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
             var hosted = pools();
             foreach (var (name, want) in wanted)
             {
-                if (_exported.ContainsKey(name))
+                if (_exported.ContainsKey(name) || _held.Contains(want.Snapshot?.Volume ?? name))
                     continue;
                 if (want.Volume.Segments.SelectMany(s => s).FirstOrDefault(p => !hosted.ContainsKey(p)) is { } missing)
                 {
