@@ -70,10 +70,16 @@ public static class DaemonRecords
         string dir = RunDirectory;
         if (new DirectoryInfo(dir) is { Exists: true, LinkTarget: not null })
             throw new IOException($"The run directory {dir} is a symbolic link; remove it, or set STORAGE_RUN_DIR to a directory of your own.");
+        CreateOwnerOnly(dir);
+        return dir;
+    }
+
+    /// <summary>Creates <paramref name="dir"/> (if need be) and makes it owner-only (0700).</summary>
+    internal static void CreateOwnerOnly(string dir)
+    {
         Directory.CreateDirectory(dir);
         if (!OperatingSystem.IsWindows())
             File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        return dir;
     }
 
     internal static string PathOf(string node) => Path.Combine(RunDirectory, $"{node}.daemon");

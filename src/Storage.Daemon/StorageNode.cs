@@ -44,10 +44,10 @@ internal sealed partial class StorageNode : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
-        OwnerOnlyDirectory(options.Directory);
+        DaemonRecords.CreateOwnerOnly(options.Directory);
         var directories = Enumerable.Range(1, options.Replicas).Select(i => Path.Combine(options.Directory, "meta", i.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToList();
         foreach (string dir in directories)
-            OwnerOnlyDirectory(dir);
+            DaemonRecords.CreateOwnerOnly(dir);
         var meta = MetadataCluster.Start(directories);
         var node = new StorageNode(options, loggers, meta);
         try
@@ -66,13 +66,6 @@ internal sealed partial class StorageNode : IAsyncDisposable
             await node.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-    }
-
-    private static void OwnerOnlyDirectory(string dir)
-    {
-        Directory.CreateDirectory(dir);
-        if (!OperatingSystem.IsWindows())
-            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
     }
 
     /// <summary>The disks of the pools open here.</summary>
@@ -152,10 +145,8 @@ internal sealed partial class StorageNode : IAsyncDisposable
     {
         var nbdLog = _loggers.CreateLogger("Storage.Nbd");
         _nbd = new NbdServer(new NbdServerOptions { Log = nbdLog.Event });
-        _exports = new VolumeExports(_meta, _nbd, OpenPools, _log);
-        _nbd.ListenUnix(_options.NbdSocket);
-        if (!OperatingSystem.IsWindows())
-            File.SetUnixFileMode(_options.NbdSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _exports = new VolumeExports(_store, _nbd, OpenPools, _log);
+        _nbd.ListenUnix(_options.NbdSocket);   // owner-only, as the server makes every Unix socket
         if (_options.Listen is { } listen)
             _tcp = _nbd.Listen(listen).ToString();
         _log.NbdListening(_options.NbdSocket, _tcp is null ? "" : $" and nbd://{_tcp}/VOL");

@@ -19,6 +19,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
     private readonly HashSet<string> _held = new(StringComparer.Ordinal);   // withdrawn for a resize or delete: not offered until released
     private bool _closed;
+    private int _queued;   // 1 while a background sync is queued and has not started reading
 
     public int Count
     {
@@ -56,18 +57,30 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         return reads;
     }
 
-    /// <summary>For catalogue watches: syncs in the background.</summary>
-    public void Changed() => _ = Task.Run(async () =>
+    /// <summary>
+    /// For catalogue watches: syncs in the background. A transaction changes several keys at once; the events that
+    /// arrive while a sync is queued share it, since that sync reads the catalogue as it is when it runs.
+    /// </summary>
+    public void Changed()
+    {
+        if (Interlocked.Exchange(ref _queued, 1) == 0)
+            _ = Task.Run(SyncQueuedAsync);
+    }
+
+    private async Task SyncQueuedAsync()
     {
         try
         {
+            await _gate.WaitAsync().ConfigureAwait(false);
+            _gate.Release();
+            Volatile.Write(ref _queued, 0);   // changes from here on queue another sync
             await SyncAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is ObjectDisposedException or MetadataUnavailableException or OperationCanceledException)
         {
             // Stopping, or the metadata service is between leaders: the next change or request syncs again.
         }
-    });
+    }
 
     /// <summary>
     /// Withdraws <paramref name="volume"/> and its snapshots (before they are deleted or resized) and keeps them out,

@@ -135,9 +135,6 @@ internal static class DaemonCommands
         };
     }
 
-    /// <summary>The daemon that holds <paramref name="path"/> in one of its pools, if any.</summary>
-    public static DaemonRecord? Holder(string path) => DaemonRecords.Running().FirstOrDefault(r => r.Disks.Contains(path, StringComparer.Ordinal));
-
     /// <summary>round-robin, random, weighted, least-loaded.</summary>
     public static PlacementPolicy ParsePolicy(string? text) => text switch
     {

@@ -1,4 +1,5 @@
 using Storage.CommandLine;
+using Storage.Daemon;
 using Storage.Devices;
 
 namespace Storage.Cli;
@@ -6,9 +7,13 @@ namespace Storage.Cli;
 /// <summary>Opens the disks a command names: block devices under /dev, files elsewhere (created on request).</summary>
 internal static class Disks
 {
-    public static IBlockDevice Open(string path, long createSize = 0, bool readOnly = false)
+    public static IBlockDevice Open(string path, long createSize = 0, bool readOnly = false) => Open(path, createSize, readOnly, DaemonRecords.Running());
+
+    /// <summary>Opens <paramref name="path"/> unless one of the running <paramref name="daemons"/> holds it.</summary>
+    private static IBlockDevice Open(string path, long createSize, bool readOnly, IReadOnlyList<DaemonRecord> daemons)
     {
-        if (DaemonCommands.Holder(Path.GetFullPath(path)) is { } daemon)
+        string full = Path.GetFullPath(path);
+        if (daemons.FirstOrDefault(r => r.Disks.Contains(full, StringComparer.Ordinal)) is { } daemon)
         {
             throw new UsageException($"{path} belongs to a pool that the storage daemon of node '{daemon.Node}' (pid {daemon.Pid}) runs; ask it (leave out --disks/--device), " +
                 "or 'storage pool detach NAME' first.");
@@ -35,8 +40,9 @@ internal static class Disks
         var opened = new List<IBlockDevice>();
         try
         {
+            var daemons = DaemonRecords.Running();   // once for all the disks: each record is probed on its socket
             foreach (var path in paths)
-                opened.Add(Open(path, createSize, readOnly));
+                opened.Add(Open(path, createSize, readOnly, daemons));
             return opened;
         }
         catch
