@@ -106,6 +106,52 @@ public sealed class NbdClientDeviceTests
         await server.StopAsync(cancellationToken: Ct);
     }
 
+    /// <summary>
+    /// A server that dies loses what it acknowledged and had not flushed; a flush on the next connection would then
+    /// report those writes durable. With <see cref="NbdClientOptions.ReplayUnflushed"/> the device sends them again
+    /// first; without it they are gone (the test's control: it shows the crash really loses them).
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Writes_a_crashed_server_acknowledged_but_never_flushed_are_sent_again_on_reconnect(bool replay)
+    {
+        using var directory = new TempDirectory();
+        string socket = directory.File("crash.sock");
+        using var disk = new FaultInjectingDevice(new MemoryBlockDevice(4 << 20, 512, "crash-disk"), seed: 7);
+        var server = Serve(disk, socket);
+        await using var device = await NbdClientDevice.ConnectAsync(new NbdClientOptions
+        {
+            UnixSocket = socket, ExportName = "disk", ReconnectAttempts = 10, ReconnectDelay = TimeSpan.FromMilliseconds(20), ReplayUnflushed = replay,
+        }, cancellationToken: Ct);
+        var reference = new byte[disk.Capacity];
+        var durable = new byte[65536];
+        new Random(1).NextBytes(durable);
+        await device.WriteAsync(0, durable, cancellationToken: Ct);
+        durable.CopyTo(reference, 0);
+        await device.FlushAsync(cancellationToken: Ct);
+        for (int i = 0; i < 32; i++)
+        {
+            var data = new byte[4096];
+            new Random(100 + i).NextBytes(data);
+            await device.WriteAsync(i * 8192L, data, cancellationToken: Ct);   // overwrites part of the durable bytes, too
+            data.CopyTo(reference, i * 8192L);
+        }
+        await device.TrimAsync(1 << 20, 4096, cancellationToken: Ct);
+
+        await server.StopAsync(cancellationToken: Ct);   // the server dies, and with it the writes it had not flushed
+        await disk.CrashAsync(CrashMode.DropUnflushed);
+        disk.Restart();
+        File.Delete(socket);
+        server = Serve(disk, socket);
+        await device.FlushAsync(cancellationToken: Ct);   // reconnects (replaying, or not), then flushes
+        Assert.True(device.Reconnects >= 1, "the device reconnected");
+        var actual = new byte[reference.Length];
+        await device.ReadAsync(0, actual, cancellationToken: Ct);
+        Assert.Equal(replay, reference.AsSpan().SequenceEqual(actual));
+        await server.StopAsync(cancellationToken: Ct);
+    }
+
     [Fact]
     public async Task Errors_say_what_the_server_refused()
     {

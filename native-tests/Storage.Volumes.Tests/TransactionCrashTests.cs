@@ -176,6 +176,71 @@ public sealed class TransactionCrashTests : IAsyncLifetime
         await CheckAsync("data", expectCreated: true);
     }
 
+    /// <summary>
+    /// With several coordinators, recovery leaves an undecided transaction alone until it may presume its coordinator
+    /// dead; then it aborts it through the log, and the coordinator, alive after all, is refused its commit and aborts.
+    /// </summary>
+    [Fact]
+    public async Task An_undecided_transaction_is_aborted_only_when_allowed_and_its_late_coordinator_then_aborts_too()
+    {
+        var other = new VolumeTransactions(_cluster, _pools);
+        var coordinator = new VolumeTransactions(_cluster, _pools);
+        IReadOnlyList<(string, bool)> early = [], late = [];
+        coordinator.Step = async s =>
+        {
+            if (s != "after-prepare")
+                return;
+            early = await other.RecoverAsync(mayAbort: _ => false);   // another node looks while this one is at work
+            Assert.NotEmpty(await _cluster.ListAsync("tx/"));
+            late = await other.RecoverAsync(mayAbort: _ => true);     // it has waited long enough
+        };
+        var refused = await Assert.ThrowsAsync<VolumeException>(() => coordinator.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin)));
+        Assert.Contains("nothing was changed", refused.Message, StringComparison.Ordinal);
+        Assert.Empty(early);
+        Assert.Equal([false], late.Select(r => r.Item2));
+        await CheckAsync("data", expectCreated: false);
+    }
+
+    /// <summary>A participant whose node does not answer at commit is not a failure of the commit: the record stays until it is back.</summary>
+    [Fact]
+    public async Task A_participant_unreachable_at_commit_keeps_the_record_until_it_answers()
+    {
+        var away = new Unreachable(_pools[1]);
+        var transactions = new VolumeTransactions(_cluster, [_pools[0], away, _pools[2]]);
+        await transactions.CreateVolumeAsync("data", 4 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin));
+        Assert.NotEmpty(await _cluster.ListAsync("tx/"));
+        Assert.NotEmpty(_pools[1].Prepared());
+        Assert.Empty(_pools[0].Prepared());
+
+        away.Back = true;
+        await transactions.RecoverAsync(mayAbort: _ => false);
+        await CheckAsync("data", expectCreated: true);
+    }
+
+    /// <summary>A pool whose node is down after it voted (until <see cref="Back"/>).</summary>
+    private sealed class Unreachable(PoolParticipant pool) : ITransactionParticipant
+    {
+        public bool Back { get; set; }
+
+        public string Name => pool.Name;
+
+        public Task<long> FreeBytesAsync(CancellationToken cancellationToken = default) => pool.FreeBytesAsync(cancellationToken);
+
+        public Task PrepareAsync(string transaction, SegmentWork work, Action? cut = null, CancellationToken cancellationToken = default)
+            => pool.PrepareAsync(transaction, work, cut, cancellationToken);
+
+        public Task CommitAsync(string transaction, CancellationToken cancellationToken = default)
+            => Back ? pool.CommitAsync(transaction, cancellationToken) : throw new ParticipantUnavailableException("node down");
+
+        public Task AbortAsync(string transaction, CancellationToken cancellationToken = default)
+            => Back ? pool.AbortAsync(transaction, cancellationToken) : throw new ParticipantUnavailableException("node down");
+
+        public Task<IReadOnlyList<string>> PreparedAsync(CancellationToken cancellationToken = default)
+            => Back ? pool.PreparedAsync(cancellationToken) : throw new ParticipantUnavailableException("node down");
+
+        public Task ReconcileAsync(SpannedVolume volume, CancellationToken cancellationToken = default) => pool.ReconcileAsync(volume, cancellationToken);
+    }
+
     [Fact]
     public async Task A_pool_prepared_for_a_transaction_the_metadata_service_does_not_know_aborts_it()
     {

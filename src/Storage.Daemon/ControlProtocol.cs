@@ -103,6 +103,9 @@ public sealed record PoolView(string Name, string Node, string Layout, IReadOnly
 public sealed record VolumeView(string Name, long SizeBytes, long SegmentBytes, int Segments, int Copies, string Policy, string Reads, string? Group,
     IReadOnlyList<string> Pools, string Export)
 {
+    /// <summary>The node that serves it, or null (any node: a record from before nodes were named).</summary>
+    public string? Node { get; init; }
+
     /// <summary>Reads its export has sent to each pool since it was offered (a mirror's read split), or null when not exported.</summary>
     public IReadOnlyDictionary<string, long>? ReadsByPool { get; init; }
 }

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 
@@ -9,104 +8,70 @@ namespace Storage.Daemon;
 /// The daemon's control socket: a Unix socket that only its owner may open (0600, in a 0700 directory). Each
 /// connection sends one JSON <see cref="DaemonRequest"/> line and gets one <see cref="DaemonReply"/> line.
 /// </summary>
-internal sealed class ControlServer : IDisposable
+internal sealed class ControlServer(string path, Func<DaemonRequest, CancellationToken, Task<DaemonReply>> handle, ILogger log) : IDisposable
 {
-    private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-    private readonly string _path;
-    private readonly Func<DaemonRequest, CancellationToken, Task<DaemonReply>> _handle;
-    private readonly ILogger _log;
-    private readonly CancellationTokenSource _stop = new();
-    private Task _accepting = Task.CompletedTask;
-
-    public ControlServer(string path, Func<DaemonRequest, CancellationToken, Task<DaemonReply>> handle, ILogger log)
-    {
-        _path = path;
-        _handle = handle;
-        _log = log;
-    }
+    private LineServer? _server;
 
     public void Start()
     {
-        File.Delete(_path);
-        _listener.Bind(new UnixDomainSocketEndPoint(_path));
-        if (!OperatingSystem.IsWindows())
-            File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        _listener.Listen(16);
-        _accepting = AcceptAsync();
-    }
-
-    private async Task AcceptAsync()
-    {
-        while (true)
-        {
-            Socket client;
-            try
-            {
-                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
-            {
-                return;
-            }
-            _ = Task.Run(() => ServeAsync(client));
-        }
-    }
-
-    private async Task ServeAsync(Socket client)
-    {
-        using var socket = client;
-        using var stream = new NetworkStream(socket, ownsSocket: false);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
+        File.Delete(path);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            string? line = await reader.ReadLineAsync(_stop.Token).ConfigureAwait(false);
-            if (line is null)
-                return;   // a probe (is the daemon alive?) or a client that gave up
-            DaemonReply reply;
-            DaemonRequest? request = null;
-            try
-            {
-                request = JsonSerializer.Deserialize(line, DaemonJson.Default.DaemonRequest);
-            }
-            catch (JsonException e)
-            {
-                reply = new DaemonReply(DaemonReply.Refused, $"Not a daemon request: {e.Message}");
-                await writer.WriteLineAsync(JsonSerializer.Serialize(reply, DaemonJson.Default.DaemonReply)).ConfigureAwait(false);
-                return;
-            }
-            try
-            {
-                // Not the stop token: a request that started finishes (the node waits for it before it closes).
-                reply = request is null ? new DaemonReply(DaemonReply.Refused, "An empty request.") : await _handle(request, CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not (IOException or SocketException or OperationCanceledException or ObjectDisposedException))
-            {
-                reply = new DaemonReply(DaemonReply.Failed, $"The daemon failed on this request ({e.GetType().Name}: {e.Message}); see its log.");
-            }
-            if (reply.Code != DaemonReply.Ok)
-                _log.RequestNotDone(request?.GetType().Name.Replace("Request", "", StringComparison.Ordinal) ?? "request", reply.Code == DaemonReply.Refused ? "refused" : "failed", reply.Message);
-            await writer.WriteLineAsync(JsonSerializer.Serialize(reply, DaemonJson.Default.DaemonReply)).ConfigureAwait(false);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            listener.Listen(16);
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        catch
         {
-            // The client went away, or the daemon is stopping: nothing to answer.
+            listener.Dispose();
+            throw;
         }
+        _server = new LineServer(listener, AnswerAsync);
+    }
+
+    private async Task<string> AnswerAsync(string line, CancellationToken cancellationToken)
+        => JsonSerializer.Serialize(await HandleLineAsync(line, handle, log, cancellationToken).ConfigureAwait(false), DaemonJson.Default.DaemonReply);
+
+    /// <summary>Parses and runs one control request line; a bad line or an unexpected error is a reply, not an exception.</summary>
+    internal static async Task<DaemonReply> HandleLineAsync(string line, Func<DaemonRequest, CancellationToken, Task<DaemonReply>> handle, ILogger log, CancellationToken cancellationToken)
+    {
+        DaemonRequest? request;
+        try
+        {
+            request = JsonSerializer.Deserialize(line, DaemonJson.Default.DaemonRequest);
+        }
+        catch (JsonException e)
+        {
+            return new DaemonReply(DaemonReply.Refused, $"Not a daemon request: {e.Message}");
+        }
+        return request is null ? new DaemonReply(DaemonReply.Refused, "An empty request.") : await HandleAsync(request, handle, log, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs one control request; an unexpected error is a Failed reply; refusals and failures are logged.</summary>
+    internal static async Task<DaemonReply> HandleAsync(DaemonRequest request, Func<DaemonRequest, CancellationToken, Task<DaemonReply>> handle, ILogger log, CancellationToken cancellationToken)
+    {
+        DaemonReply reply;
+        try
+        {
+            reply = await handle(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not (OperationCanceledException or ObjectDisposedException))
+        {
+            reply = new DaemonReply(DaemonReply.Failed, $"The daemon failed on this request ({e.GetType().Name}: {e.Message}); see its log.");
+        }
+        if (reply.Code != DaemonReply.Ok)
+            log.RequestNotDone(request.GetType().Name.Replace("Request", "", StringComparison.Ordinal), reply.Code == DaemonReply.Refused ? "refused" : "failed", reply.Message);
+        return reply;
     }
 
     public void Dispose()
     {
-        if (_stop.IsCancellationRequested)
+        if (_server is null)
             return;
-        _stop.Cancel();
-        _listener.Dispose();
-        File.Delete(_path);
-        try
-        {
-            _accepting.Wait(TimeSpan.FromSeconds(5));
-        }
-        catch (AggregateException)
-        {
-        }
+        _server.Dispose();
+        _server = null;
+        File.Delete(path);
     }
 }

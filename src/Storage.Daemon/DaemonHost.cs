@@ -130,7 +130,7 @@ internal sealed class DaemonService(DaemonOptions options, ILoggerFactory logger
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                int now = _node!.ReplicaViews().FirstOrDefault(r => r.Role == "leader")?.Id ?? -1;
+                int now = (await _node!.ReplicaViewsAsync(cancellationToken).ConfigureAwait(false)).FirstOrDefault(r => r.Role == "leader")?.Id ?? -1;
                 if (now == leader)
                     continue;
                 if (now < 0)

@@ -24,6 +24,21 @@ public sealed record DaemonOptions
     /// </summary>
     public string? KillAtStep { get; init; }
 
+    /// <summary>
+    /// The cluster this node belongs to (<see cref="ClusterNode.Parse"/>), one metadata replica per node, or null: this
+    /// process runs <see cref="Replicas"/> replicas of its own.
+    /// </summary>
+    public IReadOnlyList<ClusterNode>? Cluster { get; init; }
+
+    /// <summary>
+    /// In a cluster, how long a transaction may stay undecided before a node presumes its coordinator dead and aborts
+    /// it (through the Paxos log, so a coordinator still alive is refused its commit and aborts too).
+    /// </summary>
+    public TimeSpan InDoubtAfter { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>This node in <see cref="Cluster"/>, or null outside one.</summary>
+    public ClusterNode? Self => Cluster?.FirstOrDefault(n => n.Name == Node);
+
     /// <summary>The control socket.</summary>
     public string ControlSocket => Path.Combine(Directory, "control.sock");
 

@@ -116,6 +116,7 @@ internal sealed class HostedPool : IAsyncDisposable
         }
         finally
         {
+            Participant.Dispose();
             await CloseAsync(Device).ConfigureAwait(false);
         }
     }

@@ -70,4 +70,16 @@ internal static partial class Log
 
     [LoggerMessage(Level = LogLevel.Information, Message = "node '{Node}' {What}")]
     public static partial void Node(this ILogger log, string node, string what);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "metadata replica {Id} of cluster {Cluster} on {Endpoint}, log in {Dir}; leader is replica {Leader}")]
+    public static partial void ClusterReplicaStarted(this ILogger log, int id, string cluster, string endpoint, string dir, int leader);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "waiting for a majority of the cluster's metadata replicas ({Reason})")]
+    public static partial void WaitingForMajority(this ILogger log, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "peer requests on {Peer}, segments over NBD on {Segments}")]
+    public static partial void PeerListening(this ILogger log, string peer, string segments);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "resolving transactions in doubt failed, will retry: {Reason}")]
+    public static partial void ResolveFailed(this ILogger log, string reason);
 }

@@ -17,6 +17,8 @@ internal sealed partial class StorageNode
         ArgumentNullException.ThrowIfNull(request);
         if (request is ClusterStatusRequest)   // answers even while a request waits for a metadata leader
             return new DaemonReply(DaemonReply.Ok, "") { Cluster = await ClusterAsync(cancellationToken).ConfigureAwait(false) };
+        if (_options.Cluster is not null && await ForwardAsync(request, cancellationToken).ConfigureAwait(false) is { } forwarded)
+            return forwarded;
         await _requests.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -126,20 +128,22 @@ internal sealed partial class StorageNode
             throw new DaemonRequestException($"A volume's size must be a multiple of 512 bytes from 512 to 64 PiB; {request.SizeBytes} is not.");
         if (request.SegmentBytes is < 1 << 20 or > MaxBytes || request.SegmentBytes % (1 << 20) != 0)
             throw new DaemonRequestException($"The segment size must be a whole number of MiB; {request.SegmentBytes} bytes is not.");
-        if (_pools.Count == 0)
+        var known = (await PoolRecordsAsync(cancellationToken).ConfigureAwait(false)).Select(r => r.Name).Where(p => _pools.ContainsKey(p) || _options.Cluster is not null).ToList();
+        if (known.Count == 0)
             throw new DaemonRequestException($"No pool is online on node '{_options.Node}'; attach one with 'storage pool attach --disks …'.");
         if (request.Group is { } group && (group.Length is 0 or > 64 || group.Contains('/', StringComparison.Ordinal)))
             throw new DaemonRequestException($"'{group}' is not a valid group name: 1 to 64 characters, no '/'.");
-        if (request.Pools?.FirstOrDefault(p => !_pools.ContainsKey(p)) is { } unknown)
-            throw new DaemonRequestException($"There is no pool '{unknown}' online on node '{_options.Node}'; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
+        if (request.Pools?.FirstOrDefault(p => !known.Contains(p)) is { } unknown)
+            throw new DaemonRequestException($"There is no pool '{unknown}' {(_options.Cluster is null ? $"online on node '{_options.Node}'" : "in the cluster")}; the pools are {string.Join(", ", known.Order(StringComparer.Ordinal))}.");
         var template = new SpannedVolume(request.Name, request.SizeBytes, request.SegmentBytes, [])
         {
             Group = request.Group,
             Policy = request.Policy,
             Pools = request.Pools is { Count: > 0 } pools ? [.. pools.Distinct(StringComparer.Ordinal)] : null,
             Reads = request.Reads,
+            Node = _options.Node,
         };
-        var volume = await Transactions().CreateVolumeAsync(template, new Placement(request.Policy, Random.Shared.Next()), request.Mirror ? 2 : 1, cancellationToken).ConfigureAwait(false);
+        var volume = await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).CreateVolumeAsync(template, new Placement(request.Policy, Random.Shared.Next()), request.Mirror ? 2 : 1, cancellationToken).ConfigureAwait(false);
         await _exports!.SyncAsync(cancellationToken).ConfigureAwait(false);
         _log.VolumeCreated(volume.Name, volume.SizeBytes, volume.Segments.Count, string.Join(",", PoolsOf(volume)));
         return new DaemonReply(DaemonReply.Ok, $"created volume '{volume.Name}' of {Bytes(volume.SizeBytes)}: {volume.Segments.Count} segment(s) of {Bytes(volume.SegmentBytes)}{(request.Mirror ? ", mirrored" : "")} over {string.Join(", ", PoolsOf(volume))}; export '{volume.Name}'")
@@ -157,7 +161,7 @@ internal sealed partial class StorageNode
         await _exports!.WithdrawAsync(request.Name).ConfigureAwait(false);
         try
         {
-            var resized = await Transactions().ResizeVolumeAsync(request.Name, request.SizeBytes, new Placement(volume.Policy ?? PlacementPolicy.RoundRobin, Random.Shared.Next()),
+            var resized = await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).ResizeVolumeAsync(request.Name, request.SizeBytes, new Placement(volume.Policy ?? PlacementPolicy.RoundRobin, Random.Shared.Next()),
                 volume.Segments.Count > 0 ? volume.Segments[0].Length : 1, cancellationToken).ConfigureAwait(false);
             return new DaemonReply(DaemonReply.Ok, $"volume '{request.Name}' is now {Bytes(resized.SizeBytes)} ({resized.Segments.Count} segment(s)); clients see the new size when they reconnect")
             {
@@ -178,7 +182,7 @@ internal sealed partial class StorageNode
         await _exports!.WithdrawAsync(request.Name).ConfigureAwait(false);
         try
         {
-            await Transactions().DeleteVolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
+            await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).DeleteVolumeAsync(request.Name, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -202,7 +206,7 @@ internal sealed partial class StorageNode
         names = [.. names.Distinct(StringComparer.Ordinal)];
         if (names.Count == 0)
             throw new DaemonRequestException("Name the volumes to snapshot (VOL@SNAP, or SNAP --volumes A,B) or their group (--group G).");
-        var held = await Transactions().SnapshotGroupAsync(request.Name, names, _exports!.Live(names), cancellationToken).ConfigureAwait(false);
+        var held = await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).SnapshotGroupAsync(request.Name, names, _exports!.Live(names), cancellationToken).ConfigureAwait(false);
         await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
         _log.SnapshotTaken(request.Name, string.Join(",", names), Math.Round(held.TotalMilliseconds, 2));
         var taken = (await SnapshotViewsAsync(null, cancellationToken).ConfigureAwait(false)).Where(s => s.Name == request.Name && names.Contains(s.Volume)).ToList();
@@ -239,10 +243,12 @@ internal sealed partial class StorageNode
         return [.. views.OrderBy(v => v.Created).ThenBy(v => v.FullName, StringComparer.Ordinal)];
     }
 
-    private async Task<IReadOnlyList<PoolView>> PoolViewsAsync(CancellationToken cancellationToken)
+    /// <summary>Every pool in the catalogue; with <paramref name="askPeers"/>, the other nodes report theirs (a peer asking gets only this node's).</summary>
+    private async Task<IReadOnlyList<PoolView>> PoolViewsAsync(CancellationToken cancellationToken, bool askPeers = true)
     {
         var volumes = await VolumesAsync(cancellationToken).ConfigureAwait(false);
         var views = new List<PoolView>();
+        Dictionary<string, IReadOnlyList<PoolView>?>? remote = null;   // the pools each other node reports, asked once
         foreach (var record in await PoolRecordsAsync(cancellationToken).ConfigureAwait(false))
         {
             var (node, members) = HostedPool.Locate(record);
@@ -252,6 +258,14 @@ internal sealed partial class StorageNode
             {
                 var status = pool.Pool.GetStatus();
                 views.Add(new PoolView(record.Name, node, layout, members, "online", status.TotalBytes, status.FreeBytes, segments));
+            }
+            else if (node != _options.Node && askPeers && _peers.TryGetValue(node, out var peer))
+            {
+                remote ??= new Dictionary<string, IReadOnlyList<PoolView>?>(StringComparer.Ordinal);
+                if (!remote.TryGetValue(node, out var theirs))
+                    remote[node] = theirs = await PeerPoolsAsync(peer, cancellationToken).ConfigureAwait(false);
+                views.Add(theirs?.FirstOrDefault(v => v.Name == record.Name) is { } view ? view with { Segments = segments }
+                    : new PoolView(record.Name, node, layout, members, theirs is null ? $"node '{node}' does not answer" : $"offline on node '{node}'", 0, 0, segments));
             }
             else
             {
@@ -264,7 +278,7 @@ internal sealed partial class StorageNode
 
     private async Task<ClusterView> ClusterAsync(CancellationToken cancellationToken)
     {
-        var replicas = ReplicaViews();
+        var replicas = await ReplicaViewsAsync(cancellationToken).ConfigureAwait(false);
         int? leader = replicas.FirstOrDefault(r => r.Role == "leader")?.Id;
         if (leader is null)   // the catalogue is read at the leader: without one, say so rather than wait
             return new ClusterView(_options.Node, null, replicas, [], [], _options.NbdSocket, _tcp, _exports?.Count ?? 0);
@@ -273,10 +287,60 @@ internal sealed partial class StorageNode
         return new ClusterView(_options.Node, leader, replicas, await PoolViewsAsync(cancellationToken).ConfigureAwait(false), inDoubt, _options.NbdSocket, _tcp, _exports?.Count ?? 0);
     }
 
+    private static async Task<IReadOnlyList<PoolView>?> PeerPoolsAsync(PeerClient peer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await peer.SendAsync(new PeerPoolsRequest(), cancellationToken).ConfigureAwait(false)).Pools;
+        }
+        catch (ParticipantUnavailableException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// In a cluster, a resize, delete or snapshot runs on the node that serves the volumes (it withdraws the export, or
+    /// holds its writes for the cut): the reply of that node, or null when it is this one.
+    /// </summary>
+    private async Task<DaemonReply?> ForwardAsync(DaemonRequest request, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<string> names = request switch
+        {
+            ResizeVolumeRequest r => [r.Name],
+            DeleteVolumeRequest r => [r.Name],
+            CreateSnapshotRequest r => [.. r.Volumes],
+            _ => [],
+        };
+        if (names.Count == 0 && request is not CreateSnapshotRequest { Group: not null })
+            return null;
+        var volumes = await VolumesAsync(cancellationToken).ConfigureAwait(false);
+        var homes = volumes.Where(v => names.Contains(v.Name) || (request is CreateSnapshotRequest { Group: { } group } && v.Group == group))
+            .Select(v => v.Node ?? _options.Node).Distinct(StringComparer.Ordinal).ToList();
+        if (homes.Count > 1)
+        {
+            return new DaemonReply(DaemonReply.Refused, $"The volumes are served by nodes {string.Join(", ", homes.Order(StringComparer.Ordinal))}; a snapshot at one cut holds " +
+                "the writes of one node's exports. Snapshot each node's volumes separately, or create a group's volumes on one node.");
+        }
+        if (homes.Count == 0 || homes[0] == _options.Node)
+            return null;
+        if (!_peers.TryGetValue(homes[0], out var peer))
+            return new DaemonReply(DaemonReply.Failed, $"The volume is served by node '{homes[0]}', which is not in this cluster.");
+        try
+        {
+            return (await peer.SendAsync(new PeerForwardRequest(request), cancellationToken).ConfigureAwait(false)).Reply
+                ?? new DaemonReply(DaemonReply.Failed, $"Node '{homes[0]}' did not answer the request.");
+        }
+        catch (ParticipantUnavailableException e)
+        {
+            return new DaemonReply(DaemonReply.Failed, $"The volume is served by node '{homes[0]}', which does not answer ({e.Message}); nothing was changed. Start it, then try again.");
+        }
+    }
+
     private static IEnumerable<string> PoolsOf(SpannedVolume volume) => volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
 
     private static VolumeView View(SpannedVolume v) => new(v.Name, v.SizeBytes, v.SegmentBytes, v.Segments.Count, v.Segments.Count > 0 ? v.Segments[0].Length : 1,
-        Kebab((v.Policy ?? PlacementPolicy.RoundRobin).ToString()), Kebab((v.Reads ?? ReadPolicy.LeastQueueDepth).ToString()), v.Group, [.. PoolsOf(v)], v.Name);
+        Kebab((v.Policy ?? PlacementPolicy.RoundRobin).ToString()), Kebab((v.Reads ?? ReadPolicy.LeastQueueDepth).ToString()), v.Group, [.. PoolsOf(v)], v.Name) { Node = v.Node };
 
     /// <summary>RoundRobin → round-robin: how the CLI spells policies.</summary>
     public static string Kebab(string name) => string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString()));

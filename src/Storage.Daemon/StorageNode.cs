@@ -17,7 +17,9 @@ internal sealed partial class StorageNode : IAsyncDisposable
     private readonly DaemonOptions _options;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _log;
-    private readonly MetadataCluster _meta;
+    private readonly MetadataCluster? _meta;         // one process: its own replicas
+    private readonly ReplicaHost? _replica;          // a cluster: this node's replica
+    private readonly MetadataClient? _client;        // a cluster: the store, over TCP
     private readonly IMetadataStore _store;
     private readonly Dictionary<string, HostedPool> _pools = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _offline = new(StringComparer.Ordinal);   // pool → why it is not open here
@@ -36,6 +38,18 @@ internal sealed partial class StorageNode : IAsyncDisposable
         _store = meta;
     }
 
+    private StorageNode(DaemonOptions options, ILoggerFactory loggers, ReplicaHost replica, MetadataClient client)
+    {
+        _options = options;
+        _loggers = loggers;
+        _log = loggers.CreateLogger("Storage.Daemon");
+        _replica = replica;
+        _client = client;
+        _store = client;
+        foreach (var node in options.Cluster!.Where(n => n.Name != options.Node))
+            _peers[node.Name] = new PeerClient(options.Node, node);
+    }
+
     /// <summary>Asked for by a stop request; the host stops the node.</summary>
     public Action? StopRequested { get; set; }
 
@@ -45,6 +59,8 @@ internal sealed partial class StorageNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
         DaemonRecords.CreateOwnerOnly(options.Directory);
+        if (options.Cluster is not null)
+            return await StartInClusterAsync(options, loggers, cancellationToken).ConfigureAwait(false);
         var directories = Enumerable.Range(1, options.Replicas).Select(i => Path.Combine(options.Directory, "meta", i.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToList();
         foreach (string dir in directories)
             DaemonRecords.CreateOwnerOnly(dir);
@@ -56,9 +72,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
             node._log.MetadataStarted(options.Replicas, Path.Combine(options.Directory, "meta"), leader.Id);
             await node.OpenPoolsAsync(cancellationToken).ConfigureAwait(false);
             await node.RecoverAsync(cancellationToken).ConfigureAwait(false);
-            node.Serve();
-            await node._exports!.SyncAsync(cancellationToken).ConfigureAwait(false);
-            node._watch = node._store.Watch("spanned", _ => node._exports.Changed());
+            await node.ServeAsync(cancellationToken).ConfigureAwait(false);
             return node;
         }
         catch
@@ -66,6 +80,13 @@ internal sealed partial class StorageNode : IAsyncDisposable
             await node.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    private async Task ServeAsync(CancellationToken cancellationToken)
+    {
+        Serve();
+        await _exports!.SyncAsync(cancellationToken).ConfigureAwait(false);
+        _watch = _store.Watch("spanned", _ => _exports.Changed());
     }
 
     /// <summary>The disks of the pools open here.</summary>
@@ -80,9 +101,16 @@ internal sealed partial class StorageNode : IAsyncDisposable
             return _pools.ToDictionary(p => p.Key, p => p.Value.Pool, StringComparer.Ordinal);
     }
 
-    private VolumeTransactions Transactions()
+    /// <summary>Transactions over every pool: this node's, and in a cluster the other nodes' through their peer ports.</summary>
+    private async Task<VolumeTransactions> TransactionsAsync(CancellationToken cancellationToken)
     {
-        var transactions = new VolumeTransactions(_store, [.. _pools.Values.Select(p => p.Participant)]);
+        var participants = new List<ITransactionParticipant>(_pools.Values.Select(p => p.Participant));
+        if (_options.Cluster is not null)
+        {
+            foreach (var (name, node) in await RemotePoolsAsync(cancellationToken).ConfigureAwait(false))
+                participants.Add(new RemoteParticipant(name, _peers[node]));
+        }
+        var transactions = new VolumeTransactions(_store, participants);
         if (_options.KillAtStep is not null)
         {
             transactions.Step = KillAt;
@@ -91,6 +119,10 @@ internal sealed partial class StorageNode : IAsyncDisposable
         }
         return transactions;
     }
+
+    /// <summary>Pools the catalogue places on the other nodes of the cluster: name → node.</summary>
+    private async Task<IReadOnlyList<(string Pool, string Node)>> RemotePoolsAsync(CancellationToken cancellationToken)
+        => [.. (await PoolRecordsAsync(cancellationToken).ConfigureAwait(false)).Select(r => (r.Name, HostedPool.Locate(r).Node)).Where(p => _peers.ContainsKey(p.Node))];
 
     /// <summary>The fault injection of <see cref="DaemonOptions.KillAtStep"/>: dies there, with no chance to clean up.</summary>
     private Task KillAt(string step)
@@ -137,39 +169,84 @@ internal sealed partial class StorageNode : IAsyncDisposable
     /// <summary>Finishes what a crash left: decided transactions are completed, undecided ones aborted.</summary>
     private async Task RecoverAsync(CancellationToken cancellationToken)
     {
-        foreach (var (transaction, committed) in await Transactions().RecoverAsync(cancellationToken).ConfigureAwait(false))
+        // One process coordinates everything here: what it left undecided is dead. In a cluster, another node may be
+        // at work on what is undecided; the resolver aborts it only once it has stayed undecided too long.
+        var transactions = await TransactionsAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var (transaction, committed) in await transactions.RecoverAsync(_options.Cluster is null ? null : MayAbort, reconcile: false, cancellationToken).ConfigureAwait(false))
             _log.Recovered(transaction, committed ? "committed" : "aborted");
+        await new VolumeTransactions(_store, [.. _pools.Values.Select(p => p.Participant)]).ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private void Serve()
     {
         var nbdLog = _loggers.CreateLogger("Storage.Nbd");
         _nbd = new NbdServer(new NbdServerOptions { Log = nbdLog.Event });
-        _exports = new VolumeExports(_store, _nbd, OpenPools, _log);
+        _exports = new VolumeExports(_store, _nbd, SegmentPoolsAsync, v => v.Node is null || v.Node == _options.Node, _log);
         _nbd.ListenUnix(_options.NbdSocket);   // owner-only, as the server makes every Unix socket
         if (_options.Listen is { } listen)
             _tcp = _nbd.Listen(listen).ToString();
         _log.NbdListening(_options.NbdSocket, _tcp is null ? "" : $" and nbd://{_tcp}/VOL");
     }
 
-    /// <summary>The replicas' roles, for status and for logging leader changes.</summary>
-    public IReadOnlyList<ReplicaView> ReplicaViews()
+    /// <summary>The pools a volume's export reads and writes: this node's, and in a cluster the other nodes' over NBD.</summary>
+    private async Task<IReadOnlyDictionary<string, ISegmentPool>> SegmentPoolsAsync(CancellationToken cancellationToken)
     {
-        var statuses = _meta.Replicas.Select(r => (r.Id, Status: r.Status.Consensus)).OrderBy(r => r.Id).ToList();
-        long leaderCommit = statuses.Where(s => s.Status.Role == Role.Leader).Select(s => s.Status.Commit).DefaultIfEmpty(-1).Max();
-        return [.. statuses.Select(s => new ReplicaView(s.Id, s.Status.Role.ToString().ToLowerInvariant(), s.Status.LeaderId, s.Status.Commit, s.Status.Applied,
-            leaderCommit < 0 ? -1 : Math.Max(0, leaderCommit - s.Status.Commit), s.Status.HasLease))];
+        var pools = OpenPools().ToDictionary(p => p.Key, p => (ISegmentPool)new LocalSegmentPool(p.Key, p.Value), StringComparer.Ordinal);
+        if (_options.Cluster is not null)
+        {
+            foreach (var (name, node) in await RemotePoolsAsync(cancellationToken).ConfigureAwait(false))
+                pools[name] = new RemoteSegmentPool(name, _peers[node]);
+        }
+        return pools;
+    }
+
+    /// <summary>The replicas' roles, for status and for logging leader changes.</summary>
+    public async Task<IReadOnlyList<ReplicaView>> ReplicaViewsAsync(CancellationToken cancellationToken = default)
+    {
+        List<(int Id, string Role, int LeaderId, long Commit, long Applied, bool HasLease)> statuses;
+        if (_meta is not null)
+        {
+            statuses = [.. _meta.Replicas.Select(r => r.Status.Consensus).Select(c => (c.Self.Id, Role(c.Role), c.LeaderId, c.Commit, c.Applied, c.HasLease))];
+        }
+        else
+        {
+            statuses = [];
+            foreach (var node in _options.Cluster!)
+            {
+                if (node.Name == _options.Node)
+                {
+                    var c = _replica!.Replica.Status.Consensus;
+                    statuses.Add((node.Id, Role(c.Role), c.LeaderId, c.Commit, c.Applied, c.HasLease));
+                }
+                else if (await _client!.StatusAsync(node.Id, cancellationToken).ConfigureAwait(false) is { } remote)
+                {
+                    statuses.Add((node.Id, Role(remote.Role), remote.LeaderId, remote.Commit, remote.Applied, remote.HasLease));
+                }
+                else
+                {
+                    statuses.Add((node.Id, "unreachable", 0, -1, -1, false));
+                }
+            }
+        }
+        statuses.Sort((a, b) => a.Id.CompareTo(b.Id));
+        long leaderCommit = statuses.Where(s => s.Role == "leader").Select(s => s.Commit).DefaultIfEmpty(-1).Max();
+        return [.. statuses.Select(s => new ReplicaView(s.Id, s.Role, s.LeaderId, s.Commit, s.Applied,
+            leaderCommit < 0 || s.Commit < 0 ? -1 : Math.Max(0, leaderCommit - s.Commit), s.HasLease))];
+
+        static string Role(Role role) => role.ToString().ToLowerInvariant();
     }
 
     /// <summary>Stops serving, commits and closes every pool (arrays marked clean), then the metadata replicas.</summary>
     public async ValueTask DisposeAsync()
     {
+        await StopResolverAsync().ConfigureAwait(false);
         await _requests.WaitAsync().ConfigureAwait(false);   // the request in flight finishes first; none starts after
         _watch?.Dispose();
         if (_nbd is not null)
             await _nbd.StopAsync().ConfigureAwait(false);
         if (_exports is not null)
             await _exports.DisposeAsync().ConfigureAwait(false);
+        await StopPeersAsync().ConfigureAwait(false);
         foreach (var pool in _pools.Values)
         {
             try
@@ -184,6 +261,8 @@ internal sealed partial class StorageNode : IAsyncDisposable
         }
         lock (_pools)
             _pools.Clear();
-        _meta.Dispose();
+        _client?.Dispose();
+        _replica?.Dispose();
+        _meta?.Dispose();
     }
 }

@@ -12,7 +12,8 @@ namespace Storage.Daemon;
 /// whose version changed (a resize) is withdrawn and offered again; a volume with a segment on a pool that is not
 /// online here is left out, with a warning. <see cref="SyncAsync"/> runs one at a time.
 /// </summary>
-internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func<IReadOnlyDictionary<string, Pool>> pools, ILogger log) : IAsyncDisposable
+internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func<CancellationToken, Task<IReadOnlyDictionary<string, ISegmentPool>>> pools,
+    Func<SpannedVolume, bool> servedHere, ILogger log) : IAsyncDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<string, (long Version, SpannedVolumeDevice Device)> _exported = new(StringComparer.Ordinal);
@@ -138,10 +139,10 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                 if (!wanted.TryGetValue(name, out var want) || want.Version != version)
                     await RemoveAsync(name).ConfigureAwait(false);
             }
-            var hosted = pools();
+            var hosted = await pools(cancellationToken).ConfigureAwait(false);
             foreach (var (name, want) in wanted)
             {
-                if (_exported.ContainsKey(name) || _held.Contains(want.Snapshot?.Volume ?? name))
+                if (_exported.ContainsKey(name) || _held.Contains(want.Snapshot?.Volume ?? name) || !servedHere(want.Volume))
                     continue;
                 if (want.Volume.Segments.SelectMany(s => s).FirstOrDefault(p => !hosted.ContainsKey(p)) is { } missing)
                 {
@@ -152,12 +153,15 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                 SpannedVolumeDevice device;
                 try
                 {
-                    device = new SpannedVolumeDevice(want.Volume, hosted, want.Volume.Reads ?? ReadPolicy.LeastQueueDepth, want.Snapshot?.Name);
+                    device = await SpannedVolumeDevice.OpenAsync(want.Volume, hosted, want.Volume.Reads ?? ReadPolicy.LeastQueueDepth, want.Snapshot?.Name, cancellationToken)
+                        .ConfigureAwait(false);
                 }
-                catch (VolumeException e)
+                catch (Exception e) when (e is VolumeException or IOException)
                 {
-                    // Catalogue and pools disagree for a moment (a transaction is finishing): the next sync offers it.
-                    log.ExportNotReady(name, e.Message);
+                    // Catalogue and pools disagree for a moment (a transaction is finishing), or another node's pool does
+                    // not answer: the next sync offers it.
+                    if (_warned.Add($"{name} {e.Message}"))
+                        log.ExportNotReady(name, e.Message);
                     continue;
                 }
                 string description = want.Snapshot is null

@@ -161,6 +161,16 @@ public sealed partial class NbdServer : IAsyncDisposable
     /// <summary>The export a client asking for <paramref name="name"/> gets; null for none.</summary>
     internal NbdExport? FindExport(string name)
     {
+        if (name.Length != 0 && Options.OfferOnDemand is { } offer)
+        {
+            lock (_lock)
+            {
+                if (_exports.TryGetValue(name, out var known))
+                    return known;
+            }
+            if (!offer(name))
+                return null;
+        }
         lock (_lock)
         {
             if (_exports.TryGetValue(name, out var export))

@@ -45,6 +45,13 @@ public sealed class NbdServerOptions
     /// </summary>
     public string? DefaultExport { get; init; }
 
+    /// <summary>
+    /// Called when a client asks for a name that is not exported: it may add an export of that name
+    /// (<see cref="NbdServer.AddExport"/>) and return true, and the client gets it. Null: unknown names are refused.
+    /// Lets exports appear when first asked for, e.g. after a restart, for a client that reconnects.
+    /// </summary>
+    public Func<string, bool>? OfferOnDemand { get; init; }
+
     /// <summary>Receives one line per notable event (connections refused or dropped, protocol violations); may be called
     /// from any thread, concurrently. Null: nothing is logged.</summary>
     public Action<string>? Log { get; init; }

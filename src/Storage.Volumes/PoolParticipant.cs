@@ -27,9 +27,10 @@ public sealed record SegmentWork(IReadOnlyList<(string Name, long Size)> Create)
 /// are idempotent, so recovery may repeat them. <see cref="Prepared"/> lists the transactions this pool holds staged
 /// segments for: what recovery must resolve after a crash.
 /// </summary>
-public sealed class PoolParticipant(string name, Pool pool)
+public sealed class PoolParticipant(string name, Pool pool) : ITransactionParticipant, IDisposable
 {
     private const string StagedPrefix = "tx-";
+    private readonly SemaphoreSlim _gate = new(1, 1);   // one step at a time: recovery on several nodes may resolve the same transaction
 
     /// <summary>The participant's name in transaction records.</summary>
     public string Name { get; } = name;
@@ -55,6 +56,19 @@ public sealed class PoolParticipant(string name, Pool pool)
     public async Task PrepareAsync(string transaction, SegmentWork work, Action? cut = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await PrepareLockedAsync(transaction, work, cut, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task PrepareLockedAsync(string transaction, SegmentWork work, Action? cut, CancellationToken cancellationToken)
+    {
         await StepAsync($"{Name}:before-prepare").ConfigureAwait(false);
         var existing = Pool.ListVolumes().Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var (segment, size) in work.Create)
@@ -109,6 +123,19 @@ public sealed class PoolParticipant(string name, Pool pool)
 
     private async Task ResolveAsync(string transaction, bool commit, CancellationToken cancellationToken)
     {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ResolveLockedAsync(transaction, commit, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task ResolveLockedAsync(string transaction, bool commit, CancellationToken cancellationToken)
+    {
         string created = $"{StagedPrefix}{transaction}.c.", deleted = $"{StagedPrefix}{transaction}.d.", snapped = $"{StagedPrefix}{transaction}.s.";
         foreach (var staged in Pool.ListSnapshots(countSpace: false).Where(s => s.Name.StartsWith(snapped, StringComparison.Ordinal)))
         {
@@ -149,6 +176,12 @@ public sealed class PoolParticipant(string name, Pool pool)
         }
     }
 
+    /// <inheritdoc />
+    public Task<long> FreeBytesAsync(CancellationToken cancellationToken = default) => Task.FromResult(Pool.GetStatus().FreeBytes);
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<string>> PreparedAsync(CancellationToken cancellationToken = default) => Task.FromResult(Prepared());
+
     /// <summary>The transactions this pool holds prepared (staged) segments for.</summary>
     public IReadOnlyList<string> Prepared()
         => [.. Pool.ListVolumes().Select(v => v.Name).Concat(Pool.ListSnapshots(countSpace: false).Select(s => s.Name))
@@ -156,4 +189,7 @@ public sealed class PoolParticipant(string name, Pool pool)
             .Select(n => n[StagedPrefix.Length..n.IndexOf('.', StringComparison.Ordinal)]).Distinct(StringComparer.Ordinal)];
 
     private Task StepAsync(string step) => Step?.Invoke(step) ?? Task.CompletedTask;
+
+    /// <summary>Releases the step lock (the pool is not closed: its owner closes it).</summary>
+    public void Dispose() => _gate.Dispose();
 }

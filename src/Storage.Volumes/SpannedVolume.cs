@@ -23,6 +23,12 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
     /// <summary>How reads of mirrored segments choose a copy when it is served, or null (least queue depth).</summary>
     public ReadPolicy? Reads { get; init; }
 
+    /// <summary>
+    /// The node that serves it over NBD (and holds its writes for a group snapshot's cut): the node it was created on,
+    /// or null in records from before nodes were named (any node serves it).
+    /// </summary>
+    public string? Node { get; init; }
+
     /// <summary>The pools its segments may go to (null: any pool).</summary>
     public IReadOnlyList<string>? Pools { get; init; }
 

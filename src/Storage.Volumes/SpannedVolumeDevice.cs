@@ -15,51 +15,106 @@ public sealed class SpannedVolumeDevice : BlockDevice
 
     /// <summary>The catalogue record this device serves.</summary>
     public SpannedVolume Volume => _volume;
-    private readonly PoolVolume[][] _copies;
+    private readonly IBlockDevice[][] _copies;
     private readonly ReadBalancer[] _balancers;
-    private readonly Pool[] _pools;   // every pool holding a segment: a flush commits each once
+    private readonly (ISegmentPool Pool, IBlockDevice[] Opened)[] _pools;   // every pool holding a segment: a flush asks each once
     private readonly Lock _gate = new();
     private int _writing;                           // writes and trims in flight
     private TaskCompletionSource? _paused;          // set while paused: new writes wait for it
     private TaskCompletionSource? _drained;         // completed when the last write in flight leaves
 
+    /// <summary>Serves <paramref name="volume"/> from pools in this process.</summary>
     /// <param name="volume">The catalogue record.</param>
     /// <param name="pools">The pools by name (every pool the record names).</param>
     /// <param name="readPolicy">How mirrored reads choose a copy.</param>
-    /// <exception cref="VolumeException">A pool the record names is not given, or lacks the segment.</exception>
     /// <param name="snapshot">Serve this snapshot of every segment (read-only, as the pools' snapshots are) instead of the live volume.</param>
+    /// <exception cref="VolumeException">A pool the record names is not given, or lacks the segment.</exception>
     public SpannedVolumeDevice(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, ReadPolicy readPolicy = ReadPolicy.LeastQueueDepth, string? snapshot = null)
-        : base((volume ?? throw new ArgumentNullException(nameof(volume))).Name + (snapshot is null ? "" : "@" + snapshot), volume.SizeBytes, 512)
+        : this(volume ?? throw new ArgumentNullException(nameof(volume)), OpenLocal(volume, pools, snapshot), readPolicy, snapshot)
+    {
+    }
+
+    private SpannedVolumeDevice(SpannedVolume volume, (IBlockDevice[][] Copies, (ISegmentPool, IBlockDevice[])[] Pools) opened, ReadPolicy readPolicy, string? snapshot)
+        : base(volume.Name + (snapshot is null ? "" : "@" + snapshot), volume.SizeBytes, 512)
+    {
+        _volume = volume;
+        _copies = opened.Copies;
+        _pools = opened.Pools;
+        _balancers = [.. Enumerable.Range(0, volume.Segments.Count).Select(i => new ReadBalancer(readPolicy, _copies[i].Length, seed: i))];
+    }
+
+    /// <summary>Serves <paramref name="volume"/> from its pools, wherever they are.</summary>
+    /// <exception cref="VolumeException">A pool the record names is not given, or lacks the segment.</exception>
+    /// <exception cref="IOException">A pool cannot be reached.</exception>
+    public static async Task<SpannedVolumeDevice> OpenAsync(SpannedVolume volume, IReadOnlyDictionary<string, ISegmentPool> pools, ReadPolicy readPolicy = ReadPolicy.LeastQueueDepth,
+        string? snapshot = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        ArgumentNullException.ThrowIfNull(pools);
+        var copies = new IBlockDevice[volume.Segments.Count][];
+        var opened = new List<(string Pool, IBlockDevice Device)>();
+        try
+        {
+            for (int i = 0; i < volume.Segments.Count; i++)
+            {
+                copies[i] = new IBlockDevice[volume.Segments[i].Length];
+                for (int c = 0; c < copies[i].Length; c++)
+                {
+                    string name = volume.Segments[i][c];
+                    var pool = pools.GetValueOrDefault(name) ?? throw Missing(volume, i, name);
+                    copies[i][c] = await pool.OpenAsync(SpannedVolume.SegmentName(volume.Name, i), snapshot, cancellationToken).ConfigureAwait(false);
+                    opened.Add((name, copies[i][c]));
+                }
+            }
+        }
+        catch
+        {
+            foreach (var (_, device) in opened)
+                device.Dispose();
+            throw;
+        }
+        return new SpannedVolumeDevice(volume, (copies, Group(opened, pools)), readPolicy, snapshot);
+    }
+
+    private static (IBlockDevice[][], (ISegmentPool, IBlockDevice[])[]) OpenLocal(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, string? snapshot)
     {
         ArgumentNullException.ThrowIfNull(pools);
-        _volume = volume;
-        _copies = new PoolVolume[volume.Segments.Count][];
-        _balancers = new ReadBalancer[volume.Segments.Count];
-        for (int i = 0; i < volume.Segments.Count; i++)
+        var local = new Dictionary<string, ISegmentPool>(StringComparer.Ordinal);
+        foreach (var (name, pool) in pools)
+            local[name] = new LocalSegmentPool(name, pool);
+        var copies = new IBlockDevice[volume.Segments.Count][];
+        var opened = new List<(string Pool, IBlockDevice Device)>();
+        try
         {
-            string segment = SpannedVolume.SegmentName(volume.Name, i);
-            _copies[i] = [.. volume.Segments[i].Select(p => pools.TryGetValue(p, out var pool)
-                ? Open(pool, segment, p, snapshot)
-                : throw new VolumeException($"Volume '{volume.Name}' has segment {i} on pool '{p}', which is not here."))];
-            _balancers[i] = new ReadBalancer(readPolicy, _copies[i].Length, seed: i);
+            for (int i = 0; i < volume.Segments.Count; i++)
+            {
+                string segment = SpannedVolume.SegmentName(volume.Name, i);
+                copies[i] = new IBlockDevice[volume.Segments[i].Length];
+                for (int c = 0; c < copies[i].Length; c++)
+                {
+                    string name = volume.Segments[i][c];
+                    copies[i][c] = local.TryGetValue(name, out var pool) ? ((LocalSegmentPool)pool).Open(segment, snapshot) : throw Missing(volume, i, name);
+                    opened.Add((name, copies[i][c]));
+                }
+            }
         }
-        _pools = [.. volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal).Select(p => pools[p])];
+        catch
+        {
+            foreach (var (_, device) in opened)
+                device.Dispose();
+            throw;
+        }
+        return (copies, Group(opened, local));
     }
+
+    private static VolumeException Missing(SpannedVolume volume, int index, string pool)
+        => new($"Volume '{volume.Name}' has segment {index} on pool '{pool}', which is not here.");
+
+    private static (ISegmentPool, IBlockDevice[])[] Group(List<(string Pool, IBlockDevice Device)> opened, IReadOnlyDictionary<string, ISegmentPool> pools)
+        => [.. opened.GroupBy(o => o.Pool, StringComparer.Ordinal).Select(g => (pools[g.Key], g.Select(o => o.Device).ToArray()))];
 
     /// <summary>Reads served by each copy of segment <paramref name="index"/> so far.</summary>
     public IReadOnlyList<long> ReadsServed(int index) => _balancers[index].Served;
-
-    private static PoolVolume Open(Pool pool, string segment, string poolName, string? snapshot)
-    {
-        try
-        {
-            return snapshot is null ? pool.OpenVolume(segment) : pool.OpenSnapshot(segment, snapshot);
-        }
-        catch (PoolConfigurationException e)
-        {
-            throw new VolumeException($"Pool '{poolName}' has no segment '{segment}': {e.Message}");
-        }
-    }
 
     /// <inheritdoc />
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
@@ -190,8 +245,8 @@ public sealed class SpannedVolumeDevice : BlockDevice
     /// <inheritdoc />
     protected override async ValueTask FlushCoreAsync(CancellationToken cancellationToken)
     {
-        // One commit per pool makes every segment it holds durable.
-        await Task.WhenAll(_pools.Select(p => p.CommitAsync(cancellationToken))).ConfigureAwait(false);
+        // One flush per pool makes every segment it holds durable (a local pool commits once).
+        await Task.WhenAll(_pools.Select(p => p.Pool.FlushAsync(p.Opened, cancellationToken))).ConfigureAwait(false);
     }
 
     /// <summary>The segment pieces of [offset, offset + length): segment, offset in it, offset in the buffer, length.</summary>

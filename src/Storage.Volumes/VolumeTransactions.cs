@@ -21,9 +21,9 @@ public sealed class VolumeException(string message) : Exception(message);
 /// <see cref="PoolConfigurationException"/>, <see cref="PoolFullException"/> and I/O errors count as "no"; anything else
 /// propagates as if the process had stopped there (which is how the tests cut it short).
 /// </summary>
-public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolParticipant> pools)
+public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITransactionParticipant> pools)
 {
-    private readonly Dictionary<string, PoolParticipant> _pools = pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
+    private readonly Dictionary<string, ITransactionParticipant> _pools = pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
 
     /// <summary>Called with a step name between the coordinator's durable steps (tests cut the process short there).</summary>
     public Func<string, Task>? Step { get; set; }
@@ -55,7 +55,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         if ((await store.ReadAsync(SpannedVolume.Key(name), cancellationToken).ConfigureAwait(false)).IsOk)
             throw new VolumeException($"Volume '{name}' exists; pick another name or delete it first.");
         int count = (int)((size + segmentBytes - 1) / segmentBytes);
-        var candidates = Candidates(template.Pools);
+        var candidates = await CandidatesAsync(template.Pools, cancellationToken).ConfigureAwait(false);
         IReadOnlyList<string[]> placed;
         try
         {
@@ -179,7 +179,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
         var segments = volume.Segments.Take(Math.Min(had, count)).ToList();
         if (count > had)
         {
-            var candidates = Candidates(volume.Pools);
+            var candidates = await CandidatesAsync(volume.Pools, cancellationToken).ConfigureAwait(false);
             try
             {
                 segments.AddRange(placement.Place(candidates, had, count - had, copies, 1));
@@ -216,12 +216,27 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
     /// The pools new segments may go to (<paramref name="allowed"/>, or every pool here), with their free space. Thin
     /// pools: a segment reserves no space up front, so free space only weighs the choice.
     /// </summary>
-    private List<PoolCandidate> Candidates(IReadOnlyList<string>? allowed)
+    private async Task<List<PoolCandidate>> CandidatesAsync(IReadOnlyList<string>? allowed, CancellationToken cancellationToken)
     {
         if (allowed is not null && allowed.FirstOrDefault(p => !_pools.ContainsKey(p)) is { } unknown)
             throw new VolumeException($"There is no pool '{unknown}' here; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
-        return [.. pools.Where(p => allowed is null || allowed.Contains(p.Name, StringComparer.Ordinal))
-            .Select(p => new PoolCandidate(p.Name, Math.Max(1, p.Pool.GetStatus().FreeBytes)))];
+        var candidates = new List<PoolCandidate>();
+        foreach (var pool in pools.Where(p => allowed is null || allowed.Contains(p.Name, StringComparer.Ordinal)))
+        {
+            try
+            {
+                candidates.Add(new PoolCandidate(pool.Name, Math.Max(1, await pool.FreeBytesAsync(cancellationToken).ConfigureAwait(false))));
+            }
+            catch (ParticipantUnavailableException e) when (allowed is null)
+            {
+                _ = e;   // a pool that does not answer gets no new segment
+            }
+            catch (ParticipantUnavailableException e)
+            {
+                throw new VolumeException($"Pool '{pool.Name}' was named but does not answer: {e.Message}");
+            }
+        }
+        return candidates;
     }
 
     /// <summary>Gives every segment of <paramref name="name"/> in the pools here the size its catalogue record says.</summary>
@@ -232,7 +247,16 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
             return;
         var volume = SpannedVolume.Decode(read.Value.Span);
         foreach (var pool in pools)
-            await pool.ReconcileAsync(volume, cancellationToken).ConfigureAwait(false);
+        {
+            try
+            {
+                await pool.ReconcileAsync(volume, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ParticipantUnavailableException)
+            {
+                // Its node reconciles its own pools when it is back.
+            }
+        }
     }
 
     /// <summary>Longest volume name: its staged segment names must fit a pool's 64 characters.</summary>
@@ -294,20 +318,43 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
             }
             refusal = decided.Message ?? decided.Code.ToString();
         }
-        Check(await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: false), cancellationToken).ConfigureAwait(false), "abort");
+        // Not found: another node's recovery presumed this coordinator dead, aborted and forgot the transaction (it never
+        // commits what is undecided), so abort it is.
+        Check(await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: false), cancellationToken).ConfigureAwait(false), "abort", allowNotFound: true);
         await FinishAsync(transaction, involved, commit: false, cancellationToken).ConfigureAwait(false);
         throw new VolumeException($"{failure} ({refusal}); nothing was changed.");
     }
 
     /// <summary>
     /// Resolves every transaction left by a crash: those in the metadata service and those any pool holds prepared.
-    /// No decision (or no record: presumed abort) → abort; committed → commit everywhere; then forget it. Returns the
-    /// transactions resolved.
+    /// No decision (or no record: presumed abort) → abort; committed → commit everywhere; then forget it once every
+    /// participant has done its part. Returns the transactions resolved.
     /// </summary>
-    public async Task<IReadOnlyList<(string Transaction, bool Committed)>> RecoverAsync(CancellationToken cancellationToken = default)
+    /// <param name="mayAbort">
+    /// Whether an undecided transaction may be aborted now; null: every one (one node, whose coordinator is this
+    /// process, restarting). With several coordinators, an undecided transaction is aborted only once it has been
+    /// undecided long enough that its coordinator is presumed dead; if the coordinator is alive after all, its commit
+    /// decision is refused (the abort came first in the log) and it aborts too.
+    /// </param>
+    /// <param name="reconcile">Also give every segment the size the catalogue says (after a resize cut short).</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    public async Task<IReadOnlyList<(string Transaction, bool Committed)>> RecoverAsync(Func<string, bool>? mayAbort = null, bool reconcile = true, CancellationToken cancellationToken = default)
     {
+        var prepared = new Dictionary<string, List<string>>(StringComparer.Ordinal);   // transaction → pools holding it prepared
+        foreach (var pool in pools)
+        {
+            try
+            {
+                foreach (string transaction in await pool.PreparedAsync(cancellationToken).ConfigureAwait(false))
+                    (prepared.TryGetValue(transaction, out var holders) ? holders : prepared[transaction] = []).Add(pool.Name);
+            }
+            catch (ParticipantUnavailableException)
+            {
+                // Its node resolves what it holds when it is back.
+            }
+        }
         var ids = (await store.ListAsync("tx/", cancellationToken).ConfigureAwait(false)).Select(k => k.Key["tx/".Length..])
-            .Concat(pools.SelectMany(p => p.Prepared())).Distinct(StringComparer.Ordinal).ToList();
+            .Concat(prepared.Keys).Distinct(StringComparer.Ordinal).ToList();
         var resolved = new List<(string, bool)>();
         foreach (string transaction in ids)
         {
@@ -315,21 +362,34 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
             var record = read.IsOk ? MetadataCodec.DecodeTransaction(read.Value.Span) : null;
             if (record is { State: TransactionState.Pending })
             {
+                if (mayAbort is not null && !mayAbort(transaction))
+                    continue;   // its coordinator may still be at work
                 var aborted = await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: false), cancellationToken).ConfigureAwait(false);
                 if (!aborted.IsOk)   // decided meanwhile: read what
-                    record = MetadataCodec.DecodeTransaction((await store.ReadAsync(MetadataStateMachine.TransactionKey(transaction), cancellationToken).ConfigureAwait(false)).Value.Span);
+                {
+                    var again = await store.ReadAsync(MetadataStateMachine.TransactionKey(transaction), cancellationToken).ConfigureAwait(false);
+                    record = again.IsOk ? MetadataCodec.DecodeTransaction(again.Value.Span) : null;
+                }
                 else
+                {
                     record = record with { State = TransactionState.Aborted };
+                }
             }
             bool commit = record?.State == TransactionState.Committed;
-            var involved = record?.Participants ?? [.. pools.Where(p => p.Prepared().Contains(transaction)).Select(p => p.Name)];
+            var involved = record?.Participants ?? prepared.GetValueOrDefault(transaction) ?? [];
             await FinishAsync(transaction, involved, commit, cancellationToken, forget: record is not null).ConfigureAwait(false);
             resolved.Add((transaction, commit));
         }
-        // A resize cut short leaves segments at the other size: the catalogue says which.
+        if (reconcile)
+            await ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
+        return resolved;
+    }
+
+    /// <summary>Gives every segment in these pools the size the catalogue says (a resize cut short leaves segments at the other size).</summary>
+    public async Task ReconcileAllAsync(CancellationToken cancellationToken = default)
+    {
         foreach (var key in await store.ListAsync("spanned/", cancellationToken).ConfigureAwait(false))
             await ReconcileAsync(key.Key["spanned/".Length..], cancellationToken).ConfigureAwait(false);
-        return resolved;
     }
 
     private async Task FinishAsync(string transaction, IReadOnlyList<string> involved, bool commit, CancellationToken cancellationToken, bool forget = true)
@@ -342,10 +402,17 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<PoolP
                 everyPool = false;   // not here (offline, or another node's): the record stays until it is resolved too
                 continue;
             }
-            if (commit)
-                await participant.CommitAsync(transaction, cancellationToken).ConfigureAwait(false);
-            else
-                await participant.AbortAsync(transaction, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (commit)
+                    await participant.CommitAsync(transaction, cancellationToken).ConfigureAwait(false);
+                else
+                    await participant.AbortAsync(transaction, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ParticipantUnavailableException)
+            {
+                everyPool = false;   // its node is down: it asks the metadata service when it is back
+            }
         }
         await StepAsync(commit ? "before-forget" : "before-forget-abort").ConfigureAwait(false);
         if (forget && everyPool)

@@ -18,6 +18,13 @@ internal static class DaemonCommands
 
         The daemon hosts three metadata replicas (DIR/meta/1..3), the pools attached to it ('storage pool attach'),
         and an NBD export of every volume (VOL) and snapshot (VOL@SNAP, read-only) on DIR/nbd.sock (and --listen).
+        With --cluster n1=127.0.0.1:7100,n2=127.0.0.1:7110,n3=127.0.0.1:7120 --node n2 it is one node of a cluster:
+        one metadata replica per node (replica ids are positions in the list; give every node the same list), the pools
+        attached to each node, volumes across all of them (prepare and commit sent to the node hosting each pool, data
+        over NBD), each volume served by the node it was created on. A node uses four ports from its own: consensus,
+        metadata clients, requests between nodes, segment NBD. Loopback addresses only: node-to-node traffic is not
+        authenticated yet. A transaction undecided for --in-doubt-after seconds (default 10) is presumed abandoned
+        and aborted through the Paxos log.
         Volume, snapshot and pool commands given no --disks or --device go to it. It logs to standard output and stops
         cleanly on SIGTERM, Ctrl-C or 'storage daemon stop'. See docs/storage-daemon.service for a systemd unit.
         STORAGE_DAEMON_KILL_AT=STEP (crash tests only): the daemon kills itself when a transaction reaches STEP
@@ -32,10 +39,14 @@ internal static class DaemonCommands
         var dir = PoolCommands.PathOption("--dir", "the daemon's directory: metadata logs, control and NBD sockets (created owner-only)", "DIR");
         var node = CliOptions.Text("--node", "this node's name in the catalogue (default n1)", "NAME");
         var listen = CliOptions.Text("--listen", "also serve NBD on TCP, e.g. 127.0.0.1:10809", "ADDR:PORT");
+        var cluster = CliOptions.Text("--cluster", "run as one node of this cluster: NAME=HOST:PORT,... (loopback only)", "NODES");
+        var inDoubt = CliOptions.Text("--in-doubt-after", "seconds a cluster transaction may stay undecided before it is aborted (default 10)", "SECONDS");
         var daemon = new Command("daemon", "run this node's storage daemon in the foreground (metadata replicas, pools, NBD exports)").WithNotes(Notes);
         daemon.Options.Add(dir);
         daemon.Options.Add(node);
         daemon.Options.Add(listen);
+        daemon.Options.Add(cluster);
+        daemon.Options.Add(inDoubt);
         daemon.SetAction(p =>
         {
             string directory = p.GetValue(dir) ?? throw new UsageException("--dir is required: where the daemon keeps its metadata logs and sockets, e.g. storage daemon --dir /var/lib/storage.");
@@ -44,10 +55,31 @@ internal static class DaemonCommands
                 throw new UsageException($"'{name}' is not a valid node name: 1 to 32 letters, digits, '-' or '_'.");
             if (Path.Combine(directory, "control.sock").Length > 100)
                 throw new UsageException($"--dir {directory} is too long for a Unix socket path; use a shorter directory.");
+            IReadOnlyList<ClusterNode>? nodes = null;
+            if (p.GetValue(cluster) is { } list)
+            {
+                try
+                {
+                    nodes = ClusterNode.Parse(list);
+                }
+                catch (FormatException e)
+                {
+                    throw new UsageException($"--cluster: {e.Message}");
+                }
+                if (p.GetValue(node) is null)
+                    throw new UsageException($"--cluster needs --node NAME: which of {string.Join(", ", nodes.Select(n => n.Name))} this daemon is.");
+                if (nodes.All(n => n.Name != name))
+                    throw new UsageException($"--node {name} is not in --cluster; the nodes are {string.Join(", ", nodes.Select(n => n.Name))}.");
+            }
+            double seconds = 10;
+            if (p.GetValue(inDoubt) is { } text && (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out seconds) || seconds is < 0.5 or > 3600))
+                throw new UsageException($"--in-doubt-after {text}: give seconds from 0.5 to 3600.");
             var options = new DaemonOptions
             {
                 Directory = directory,
                 Node = name,
+                Cluster = nodes,
+                InDoubtAfter = TimeSpan.FromSeconds(seconds),
                 Listen = p.GetValue(listen),
                 KillAtStep = Environment.GetEnvironmentVariable("STORAGE_DAEMON_KILL_AT") is { Length: > 0 } step ? step : null,
             };

@@ -23,6 +23,7 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
     private readonly Slot[] _slots;
     private readonly ExportInfo _export;
     private readonly int _maxRequest;
+    private readonly UnflushedWrites? _unflushed;
     private int _next;
 
     private NbdClientDevice(NbdClientOptions options, NbdClientConnection first, int sectorSize)
@@ -30,7 +31,9 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
     {
         _options = options;
         _export = first.Export;
-        int connections = _export.Has(NbdProtocol.TxCanMultiConn) ? options.Connections : 1;
+        int connections = _export.Has(NbdProtocol.TxCanMultiConn) && !options.ReplayUnflushed ? options.Connections : 1;
+        if (options.ReplayUnflushed && _export.Has(NbdProtocol.TxSendFlush))
+            _unflushed = new UnflushedWrites();
         _slots = [.. Enumerable.Range(0, connections).Select(_ => new Slot())];
         _slots[0].Connection = first;
         // Whole sectors, at most 4 MiB a request (so one large read does not hold a connection for long).
@@ -101,10 +104,14 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
     {
         ThrowIfReadOnly();
         bool fua = forceUnitAccess && _export.Has(NbdProtocol.TxSendFua);
+        if (_unflushed is not null && _unflushed.Bytes + buffer.Length > _options.ReplayLimitBytes)
+            await FlushCoreAsync(cancellationToken).ConfigureAwait(false);   // keeps the copies bounded
         for (int done = 0; done < buffer.Length;)
         {
             int length = Math.Min(_maxRequest, buffer.Length - done);
-            await RequestAsync(NbdProtocol.CmdWrite, fua ? NbdProtocol.CmdFlagFua : (ushort)0, offset + done, length, default, buffer.Slice(done, length), cancellationToken).ConfigureAwait(false);
+            var piece = buffer.Slice(done, length);
+            var held = _unflushed?.Write(offset + done, piece.Span);
+            await HeldAsync(held, RequestAsync(NbdProtocol.CmdWrite, fua ? NbdProtocol.CmdFlagFua : (ushort)0, offset + done, length, default, piece, cancellationToken)).ConfigureAwait(false);
             done += length;
         }
         if (forceUnitAccess && !fua)
@@ -117,7 +124,26 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
         if (!_export.Has(NbdProtocol.TxSendFlush))
             return;   // the server does not cache writes (it says so by not offering flush)
         // With multi-conn a flush on one connection covers writes completed on all; without it there is one connection.
+        var covered = _unflushed?.Covered();
         await RequestAsync(NbdProtocol.CmdFlush, 0, 0, 0, default, default, cancellationToken).ConfigureAwait(false);
+        if (covered is not null)
+            _unflushed!.Flushed(covered);
+    }
+
+    /// <summary>Waits for a write or trim that <see cref="_unflushed"/> holds (<paramref name="held"/>), marking it acknowledged or dropping it.</summary>
+    private async Task HeldAsync(object? held, Task request)
+    {
+        try
+        {
+            await request.ConfigureAwait(false);
+        }
+        catch when (held is not null)
+        {
+            _unflushed!.Failed(held);
+            throw;
+        }
+        if (held is not null)
+            UnflushedWrites.Acknowledged(held);
     }
 
     /// <inheritdoc />
@@ -129,7 +155,8 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
         for (long done = 0; done < length;)
         {
             int part = (int)Math.Min(length - done, 1L << 30);
-            await RequestAsync(NbdProtocol.CmdTrim, 0, offset + done, part, default, default, cancellationToken).ConfigureAwait(false);
+            var held = _unflushed?.Trim(offset + done, part);
+            await HeldAsync(held, RequestAsync(NbdProtocol.CmdTrim, 0, offset + done, part, default, default, cancellationToken)).ConfigureAwait(false);
             done += part;
         }
     }
@@ -187,6 +214,8 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
             }
             if (slot.Connection is { } old)
                 await old.DisposeAsync().ConfigureAwait(false);
+            if (_unflushed is not null)
+                await ReplayAsync(fresh, cancellationToken).ConfigureAwait(false);   // before any other request can use it
             slot.Connection = fresh;
             Interlocked.Increment(ref _reconnects);
             return fresh;
@@ -194,6 +223,27 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
         finally
         {
             slot.Gate.Release();
+        }
+    }
+
+    /// <summary>Sends every write and trim not yet covered by a flush again, in order, on <paramref name="fresh"/>.</summary>
+    private async Task ReplayAsync(NbdClientConnection fresh, CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (var (offset, length, data) in _unflushed!.Snapshot())
+            {
+                int error = data is null
+                    ? await fresh.SendAsync(NbdProtocol.CmdTrim, 0, offset, length, default, default, cancellationToken).ConfigureAwait(false)
+                    : await fresh.SendAsync(NbdProtocol.CmdWrite, 0, offset, length, default, data.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+                if (error != 0)
+                    throw Failure(data is null ? NbdProtocol.CmdTrim : NbdProtocol.CmdWrite, offset, length, error);
+            }
+        }
+        catch
+        {
+            await fresh.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
     }
 

@@ -33,6 +33,16 @@ public sealed record NbdClientOptions
     /// <summary>The wait before the first reconnection; it doubles with each further attempt.</summary>
     public TimeSpan ReconnectDelay { get; init; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Keep a copy of every write and trim until a flush covers it, and send them again on a new connection: a server
+    /// that restarts (kill -9, a crash) loses the writes it acknowledged but had not made durable, and without this a
+    /// flush on the new connection would report them durable. Costs a copy of each write; implies one connection.
+    /// </summary>
+    public bool ReplayUnflushed { get; init; }
+
+    /// <summary>With <see cref="ReplayUnflushed"/>: past this many unflushed bytes a write first flushes.</summary>
+    public long ReplayLimitBytes { get; init; } = 64L << 20;
+
     /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the first that is wrong.</summary>
     public void Validate()
     {
@@ -44,6 +54,7 @@ public sealed record NbdClientOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(Port, 1, nameof(Port));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(Port, 65535, nameof(Port));
         ArgumentNullException.ThrowIfNull(ExportName);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ReplayLimitBytes, 1, nameof(ReplayLimitBytes));
     }
 
     /// <summary>The export as an NBD URI, for messages.</summary>

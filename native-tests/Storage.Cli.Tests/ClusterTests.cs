@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace Storage.Cli.Tests;
+
+/// <summary>
+/// Three daemons on loopback, each with its own directory, ports and pool, one metadata replica each: a volume striped
+/// across the three pools written by fio with verification through one node's NBD export, while the coordinator of
+/// another transaction is killed (-9) right after its decision and the metadata leader is killed too. After the
+/// restarts: fio's verification passes, the transaction is all there, nothing is in doubt, and every pool holds
+/// exactly the segments the catalogue gives it.
+/// </summary>
+public sealed class ClusterTests : RealTools
+{
+    private static readonly string[] Nodes = ["n1", "n2", "n3"];
+    private readonly Dictionary<string, Process> _daemons = new(StringComparer.Ordinal);
+    private string _cluster = "";
+
+    private string NodeDir(string node) => At("node-" + node);
+
+    private string Uri(string node, string export) => $"nbd+unix:///{export}?socket={Path.Combine(NodeDir(node), "nbd.sock")}";
+
+    [Fact]
+    public void A_volume_across_three_daemons_keeps_every_acknowledged_write_through_kill_9_of_coordinator_and_leader()
+    {
+        Require("cluster test", root: false, "fio", "qemu-io");
+        int port = FreePorts();
+        _cluster = string.Join(",", Nodes.Select((n, i) => $"{n}=127.0.0.1:{port + i * 10}"));
+        for (int i = 1; i <= 3; i++)
+            Storage("pool", "create", "--device", At($"p{i}.img"), "--size", "160M", "--name", $"p{i}");
+        try
+        {
+            Start("n1");
+            Start("n2", new Dictionary<string, string> { ["STORAGE_DAEMON_KILL_AT"] = "after-decide" });
+            Start("n3");
+            for (int i = 1; i <= 3; i++)
+                Assert.Contains($"pool 'p{i}' is online on node 'n{i}'", Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}")), StringComparison.Ordinal);
+            Storage("volume", "create", "data", "--size", "48M", "--segment-size", "8M", "--daemon", NodeDir("n1"));
+            using (var volumes = Json("n2", "volume", "list", "--json"))
+            {
+                var data = volumes.RootElement.EnumerateArray().Single();
+                Assert.Equal(["p1", "p2", "p3"], data.GetProperty("pools").EnumerateArray().Select(p => p.GetString()));
+                Assert.Equal("n1", data.GetProperty("node").GetString());
+            }
+
+            // fio writes every block once (crc32c headers), paced so that it runs through the kills.
+            using var fio = StartFio("--do_verify=0", "--rate_iops=1500", "--end_fsync=1");
+            Thread.Sleep(1000);
+            var cut = StorageRaw("volume", "create", "extra", "--size", "24M", "--segment-size", "8M", "--daemon", NodeDir("n2"));
+            Assert.Equal(1, cut.Code);
+            Assert.True(_daemons["n2"].WaitForExit(TimeSpan.FromSeconds(30)), "n2 did not die after its decision");
+            Start("n2");   // fio's writes to p2 wait for it (the NBD client reconnects)
+
+            int leader = Leader("n1");
+            if (leader != 1)
+                KillAndRestart($"n{leader}");
+            Assert.True(fio.WaitForExit(TimeSpan.FromMinutes(3)), "fio hung");
+            Assert.True(fio.ExitCode == 0, $"fio failed: {File.ReadAllText(At("fio.log"))}");
+            if (leader == 1)
+                KillAndRestart("n1");   // the node serving the volume: what fio was told is durable must be there
+
+            using (var verify = StartFio("--verify_only"))
+            {
+                Assert.True(verify.WaitForExit(TimeSpan.FromMinutes(3)), "fio verify hung");
+                Assert.True(verify.ExitCode == 0, $"fio verification failed: {File.ReadAllText(At("fio.log"))}");
+            }
+
+            // All or nothing: the decided transaction is complete on every pool, and nothing stays in doubt.
+            WaitFor(() => { using var s = Json("n3", "cluster", "status", "--json"); return s.RootElement.GetProperty("inDoubt").GetArrayLength() == 0; }, "transactions to be resolved");
+            using (var volumes = Json("n3", "volume", "list", "--json"))
+                Assert.Equal(["data", "extra"], volumes.RootElement.EnumerateArray().Select(v => v.GetProperty("name").GetString()).Order());
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x5a 4M 16M", "-c", "read -P 0x5a 4M 16M", Uri("n2", "extra"));
+            Dictionary<string, int> segments;
+            using (var status = Json("n1", "cluster", "status", "--json"))
+            {
+                Assert.Equal(3, status.RootElement.GetProperty("replicas").EnumerateArray().Count(r => r.GetProperty("role").GetString() is "leader" or "follower"));
+                segments = status.RootElement.GetProperty("pools").EnumerateArray().ToDictionary(p => p.GetProperty("name").GetString()!, p => p.GetProperty("segments").GetInt32());
+            }
+            Assert.Equal(6 + 3, segments.Values.Sum());
+            foreach (string node in Nodes)
+                Storage("daemon", "stop", "--daemon", NodeDir(node));
+            foreach (var daemon in _daemons.Values)
+                Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)), "a daemon did not stop");
+
+            // Each pool holds exactly its segments: nothing staged, nothing leaked.
+            for (int i = 1; i <= 3; i++)
+            {
+                using var pool = JsonDocument.Parse(Storage("pool", "status", "--device", At($"p{i}.img"), "--json"));
+                Assert.Equal(segments[$"p{i}"], pool.RootElement.GetProperty("volumes").GetInt32());
+            }
+        }
+        finally
+        {
+            foreach (var daemon in _daemons.Values)
+            {
+                if (!daemon.HasExited)
+                    daemon.Kill();
+                daemon.Dispose();
+            }
+            Cleanup();
+        }
+    }
+
+    [Fact]
+    public void Cluster_options_that_cannot_work_are_refused_before_anything_starts()
+    {
+        var wide = StorageRaw("daemon", "--dir", At("x"), "--node", "n1", "--cluster", "n1=10.1.2.3:7100,n2=127.0.0.1:7110,n3=127.0.0.1:7120");
+        Assert.Equal(2, wide.Code);
+        Assert.Contains("not a loopback address", wide.Error, StringComparison.Ordinal);
+        var overlap = StorageRaw("daemon", "--dir", At("x"), "--node", "n1", "--cluster", "n1=127.0.0.1:7100,n2=127.0.0.1:7102");
+        Assert.Equal(2, overlap.Code);
+        Assert.Contains("overlap", overlap.Error, StringComparison.Ordinal);
+        var stranger = StorageRaw("daemon", "--dir", At("x"), "--node", "n9", "--cluster", "n1=127.0.0.1:7100,n2=127.0.0.1:7110");
+        Assert.Equal(2, stranger.Code);
+        Assert.Contains("--node n9 is not in --cluster", stranger.Error, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(At("x")));
+    }
+
+    private Process StartFio(params string[] extra)
+    {
+        var args = new List<string>
+        {
+            "fio", "--name=data", "--ioengine=nbd", $"--uri={Uri("n1", "data")}", "--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=48M",
+            "--verify=crc32c", "--randrepeat=1", "--verify_fatal=1", $"--output={At("fio.log")}",
+        };
+        args.AddRange(extra);
+        var start = new ProcessStartInfo("bash") { ArgumentList = { "-c", "exec \"$@\"", "fio" } };
+        foreach (string arg in args)
+            start.ArgumentList.Add(arg);
+        return Process.Start(start)!;
+    }
+
+    private void Start(string node, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        _daemons.Remove(node, out var old);
+        old?.Dispose();
+        var daemon = StartStorage(At($"{node}.log"), environment ?? new Dictionary<string, string>(), "daemon", "--dir", NodeDir(node), "--node", node, "--cluster", _cluster,
+            "--in-doubt-after", "3");
+        _daemons[node] = daemon;
+        // A node is up once it publishes its record; the first needs a second node for a metadata majority.
+        if (node != "n1" || _daemons.Count > 1)
+            WaitFor(() => PublishedPid(node) == daemon.Id || daemon.HasExited, $"daemon {node} to start");
+        if (daemon.HasExited)
+            Assert.Fail($"daemon {node} exited: {File.ReadAllText(At($"{node}.log"))}");
+        if (node == "n2" && _daemons.TryGetValue("n1", out var first))
+            WaitFor(() => PublishedPid("n1") == first.Id, "daemon n1 to start");
+    }
+
+    private void KillAndRestart(string node)
+    {
+        _daemons[node].Kill();
+        Assert.True(_daemons[node].WaitForExit(TimeSpan.FromSeconds(30)));
+        Start(node);
+    }
+
+    private int Leader(string askNode)
+    {
+        int leader = 0;
+        WaitFor(() =>
+        {
+            using var status = Json(askNode, "cluster", "status", "--json");
+            leader = status.RootElement.TryGetProperty("leader", out var l) && l.ValueKind == JsonValueKind.Number ? l.GetInt32() : 0;
+            return leader > 0;
+        }, "a metadata leader");
+        return leader;
+    }
+
+    private int PublishedPid(string node)
+    {
+        try
+        {
+            using var record = JsonDocument.Parse(File.ReadAllText(Path.Combine(RunDir, node + ".daemon")));
+            return record.RootElement.GetProperty("pid").GetInt32();
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+            return -1;
+        }
+    }
+
+    private JsonDocument Json(string node, params string[] args) => JsonDocument.Parse(Storage([.. args, "--daemon", NodeDir(node)]));
+
+    /// <summary>A base port with the twelve from it free on loopback (three nodes, four ports each, ten apart).</summary>
+    private static int FreePorts()
+    {
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            int base_ = 20000 + Random.Shared.Next(0, 3000) * 10;
+            var listeners = new List<TcpListener>();
+            try
+            {
+                foreach (int port in Enumerable.Range(0, 3).SelectMany(n => Enumerable.Range(base_ + n * 10, 4)))
+                {
+                    var listener = new TcpListener(IPAddress.Loopback, port);
+                    listener.Start();
+                    listeners.Add(listener);
+                }
+                return base_;
+            }
+            catch (SocketException)
+            {
+            }
+            finally
+            {
+                foreach (var listener in listeners)
+                    listener.Stop();
+            }
+        }
+        throw new InvalidOperationException("no free loopback ports");
+    }
+}

@@ -1,0 +1,71 @@
+using System.Globalization;
+using System.Net;
+
+namespace Storage.Daemon;
+
+/// <summary>
+/// One node of a cluster as <c>--cluster</c> names it: <c>NAME=HOST:PORT</c>. A node uses four ports from PORT on:
+/// PORT its metadata replica's consensus traffic, PORT+1 the metadata clients, PORT+2 requests between nodes
+/// (two-phase-commit participants, forwarded requests), PORT+3 NBD for the segments other nodes read and write.
+/// </summary>
+/// <param name="Name">The node's name (its pools are recorded under it).</param>
+/// <param name="Id">Its metadata replica's id: its position in the list, from 1.</param>
+/// <param name="Address">Where it listens.</param>
+/// <param name="Port">Its first port.</param>
+public sealed record ClusterNode(string Name, int Id, IPAddress Address, int Port)
+{
+    /// <summary>Consensus traffic between replicas.</summary>
+    public IPEndPoint Consensus => new(Address, Port);
+
+    /// <summary>The metadata client protocol.</summary>
+    public IPEndPoint Metadata => new(Address, Port + 1);
+
+    /// <summary>Requests between nodes.</summary>
+    public IPEndPoint Peer => new(Address, Port + 2);
+
+    /// <summary>NBD exports of the segments this node's pools hold.</summary>
+    public IPEndPoint Segments => new(Address, Port + 3);
+
+    /// <summary>The form <c>--cluster</c> takes.</summary>
+    public override string ToString() => $"{Name}={(Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{Address}]" : Address.ToString())}:{Port}";
+
+    /// <summary>
+    /// Parses <c>n1=127.0.0.1:7100,n2=127.0.0.1:7110,…</c>. Every address must be a loopback address: traffic between
+    /// nodes is not authenticated yet, so a cluster may not reach beyond this machine.
+    /// </summary>
+    /// <exception cref="FormatException">What is wrong with the list, and how to write it.</exception>
+    public static IReadOnlyList<ClusterNode> Parse(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        var nodes = new List<ClusterNode>();
+        foreach (string entry in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int equals = entry.IndexOf('=', StringComparison.Ordinal), colon = entry.LastIndexOf(':');
+            if (equals <= 0 || colon < equals + 2)
+                throw new FormatException($"'{entry}' is not NAME=HOST:PORT (e.g. n1=127.0.0.1:7100).");
+            string name = entry[..equals], host = entry[(equals + 1)..colon].Trim('[', ']');
+            if (!name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+                throw new FormatException($"'{name}' is not a valid node name: letters, digits, '-' and '_'.");
+            if (!int.TryParse(entry[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65532)
+                throw new FormatException($"'{entry[(colon + 1)..]}' in '{entry}' is not a port from 1 to 65532 (a node uses four ports from it).");
+            var address = host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(host, out var parsed) ? parsed
+                : throw new FormatException($"'{host}' in '{entry}' is not an IP address.");
+            if (!IPAddress.IsLoopback(address))
+            {
+                throw new FormatException($"{address} in '{entry}' is not a loopback address. Traffic between nodes is not authenticated yet, so a cluster " +
+                    "runs on one machine only (127.0.0.1 with a port range per node); across machines it would let anyone on the network vote and propose.");
+            }
+            nodes.Add(new ClusterNode(name, nodes.Count + 1, address, port));
+        }
+        if (nodes.Count is < 1 or > 7)
+            throw new FormatException($"A cluster has 1 to 7 nodes (3 or 5 tolerate one or two lost); '{value}' names {nodes.Count}.");
+        if (nodes.GroupBy(n => n.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new FormatException($"Node '{twice.Key}' is named twice in '{value}'.");
+        foreach (var node in nodes)
+        {
+            if (nodes.FirstOrDefault(o => o != node && o.Address.Equals(node.Address) && Math.Abs(o.Port - node.Port) < 4) is { } close)
+                throw new FormatException($"Nodes '{node.Name}' and '{close.Name}' overlap: each uses four ports from its own, so leave at least 4 between them.");
+        }
+        return nodes;
+    }
+}

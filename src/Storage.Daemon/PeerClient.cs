@@ -1,0 +1,49 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Storage.Volumes;
+
+namespace Storage.Daemon;
+
+/// <summary>Sends <see cref="PeerRequest"/>s to another node's peer port.</summary>
+internal sealed class PeerClient(string from, ClusterNode node)
+{
+    /// <summary>How long a connection attempt may take before the node counts as unreachable.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
+
+    public ClusterNode Node => node;
+
+    /// <summary>Sends <paramref name="request"/> and returns the reply.</summary>
+    /// <exception cref="ParticipantUnavailableException">The node does not answer, or the connection broke before its reply.</exception>
+    public async Task<PeerReply> SendAsync(PeerRequest request, CancellationToken cancellationToken = default)
+    {
+        using var socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true, NoDelay = true };
+        try
+        {
+            using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                connecting.CancelAfter(ConnectTimeout);
+                await socket.ConnectAsync(new IPEndPoint(node.Address.AddressFamily == AddressFamily.InterNetwork ? node.Address.MapToIPv6() : node.Address, node.Peer.Port), connecting.Token)
+                    .ConfigureAwait(false);
+            }
+            using var stream = new NetworkStream(socket, ownsSocket: false);
+            using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            await writer.WriteLineAsync(JsonSerializer.Serialize(request with { From = from }, PeerJson.Default.PeerRequest)).ConfigureAwait(false);
+            string line = await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false)
+                ?? throw new ParticipantUnavailableException($"Node '{node.Name}' closed the connection without answering (it may be stopping).");
+            return JsonSerializer.Deserialize(line, PeerJson.Default.PeerReply) ?? throw new ParticipantUnavailableException($"Node '{node.Name}' sent an empty reply.");
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            if (e is ParticipantUnavailableException)
+                throw;
+            throw new ParticipantUnavailableException($"Node '{node.Name}' ({node.Peer}) does not answer: {e.Message}", e);
+        }
+        catch (JsonException e)
+        {
+            throw new ParticipantUnavailableException($"Node '{node.Name}' sent a reply this node cannot read ({e.Message}); are both the same version?", e);
+        }
+    }
+}

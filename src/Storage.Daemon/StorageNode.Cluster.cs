@@ -1,0 +1,282 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Storage.Metadata;
+using Storage.Nbd;
+using Storage.Versioning;
+using Storage.Volumes;
+
+namespace Storage.Daemon;
+
+// A node of a cluster: one metadata replica here, the others on the other nodes; the other nodes' pools reached
+// through their peer ports (transactions) and segment NBD ports (data).
+internal sealed partial class StorageNode
+{
+    private readonly Dictionary<string, PeerClient> _peers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _undecidedSince = new(StringComparer.Ordinal);   // transaction → when first seen undecided
+    private readonly HashSet<string> _reported = new(StringComparer.Ordinal);   // resolutions logged (a node down repeats them until it is back)
+    private LineServer? _peerServer;
+    private NbdServer? _segmentNbd;
+    private SegmentExports? _segments;
+    private CancellationTokenSource? _resolving;
+    private Task _resolver = Task.CompletedTask;
+
+    /// <summary>How often a cluster node looks for transactions in doubt (and exports that could not be opened).</summary>
+    private static readonly TimeSpan ResolveEvery = TimeSpan.FromSeconds(2);
+
+    private static async Task<StorageNode> StartInClusterAsync(DaemonOptions options, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        var self = options.Self ?? throw new DaemonRequestException($"--node {options.Node} is not one of the cluster's nodes ({string.Join(", ", options.Cluster!.Select(n => n.Name))}).");
+        CheckClusterFile(options);
+        string dir = Path.Combine(options.Directory, "meta", self.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        DaemonRecords.CreateOwnerOnly(dir);
+        bool bootstrap = !File.Exists(Path.Combine(dir, Storage.Consensus.DurableLog.LogFileName));
+        var peers = options.Cluster!.ToDictionary(n => n.Id, n => n.Consensus);
+        var replica = ReplicaHost.Start(new MetadataReplicaOptions { Id = self.Id, Directory = dir, InitialConfig = ReplicaHost.ConfigurationOf(peers), Bootstrap = bootstrap },
+            peers, self.Metadata);
+        var client = new MetadataClient(options.Cluster!.ToDictionary(n => n.Id, n => n.Metadata));
+        var node = new StorageNode(options, loggers, replica, client);
+        try
+        {
+            await node.WaitForMajorityAsync(cancellationToken).ConfigureAwait(false);
+            int leader = (await node.ReplicaViewsAsync(cancellationToken).ConfigureAwait(false)).FirstOrDefault(r => r.Role == "leader")?.Id ?? 0;
+            node._log.ClusterReplicaStarted(self.Id, string.Join(",", options.Cluster!), self.Consensus.ToString(), dir, leader);
+            await node.OpenPoolsAsync(cancellationToken).ConfigureAwait(false);
+            node.ServePeers(self);
+            await node.RecoverAsync(cancellationToken).ConfigureAwait(false);
+            await node.ServeAsync(cancellationToken).ConfigureAwait(false);
+            node._resolving = new CancellationTokenSource();
+            node._resolver = node.ResolveLoopAsync(node._resolving.Token);
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The cluster a directory was first started with is written in it (<c>cluster</c>); a later start with another
+    /// list is refused: replica ids are positions in the list, and a changed list would give a log to another replica.
+    /// </summary>
+    private static void CheckClusterFile(DaemonOptions options)
+    {
+        string path = Path.Combine(options.Directory, "cluster"), wanted = string.Join(",", options.Cluster!) + $" node={options.Node}";
+        if (!File.Exists(path))
+        {
+            File.WriteAllText(path, wanted + "\n");
+            return;
+        }
+        string had = File.ReadAllText(path).Trim();
+        if (had != wanted)
+            throw new DaemonRequestException($"{options.Directory} belongs to cluster '{had}', not '{wanted}'; start it with the same --cluster and --node, or use a new directory.");
+    }
+
+    private async Task WaitForMajorityAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await _store.ListAsync("pools/", cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (MetadataUnavailableException e)
+            {
+                _log.WaitingForMajority(e.Message);   // the other nodes are not up yet: start them
+            }
+        }
+    }
+
+    private void ServePeers(ClusterNode self)
+    {
+        var listener = new Socket(self.Peer.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            listener.Bind(self.Peer);
+            listener.Listen(64);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+        _peerServer = new LineServer(listener, AnswerPeerAsync);
+        _segments = new SegmentExports(OpenPools);
+        _segmentNbd = new NbdServer(new NbdServerOptions { Log = _loggers.CreateLogger("Storage.Nbd.Segments").Event, OfferOnDemand = _segments.OfferByName });
+        _segments.Server = _segmentNbd;
+        _segmentNbd.ListenTcp(self.Segments);
+        _log.PeerListening(self.Peer.ToString(), self.Segments.ToString());
+    }
+
+    private async Task<string> AnswerPeerAsync(string line, CancellationToken cancellationToken)
+    {
+        PeerReply reply;
+        try
+        {
+            var request = JsonSerializer.Deserialize(line, PeerJson.Default.PeerRequest);
+            reply = request is null ? new PeerReply(DaemonReply.Refused, "An empty request.")
+                : !_peers.ContainsKey(request.From) ? new PeerReply(DaemonReply.Refused, $"'{request.From}' is not a node of this cluster.")
+                : await HandlePeerAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JsonException e)
+        {
+            reply = new PeerReply(DaemonReply.Refused, $"Not a peer request: {e.Message}");
+        }
+        catch (Exception e) when (e is PoolConfigurationException or PoolFullException or IOException or VolumeException)
+        {
+            reply = new PeerReply(DaemonReply.Refused, e.Message);   // for a prepare: a no vote
+        }
+        catch (Exception e) when (e is MetadataUnavailableException or InvalidDataException or ObjectDisposedException)
+        {
+            reply = new PeerReply(DaemonReply.Failed, e.Message);
+        }
+        return JsonSerializer.Serialize(reply, PeerJson.Default.PeerReply);
+    }
+
+    private async Task<PeerReply> HandlePeerAsync(PeerRequest request, CancellationToken cancellationToken)
+    {
+        switch (request)
+        {
+            case PeerFreeRequest r:
+                return new PeerReply(DaemonReply.Ok, "") { Free = Hosted(r.Pool).Pool.GetStatus().FreeBytes };
+            case PeerPrepareRequest r:
+                foreach (string segment in r.Work.Delete)
+                    await _segments!.WithdrawAsync(r.Pool, segment).ConfigureAwait(false);
+                await Participant(r.Pool).PrepareAsync(r.Transaction, new SegmentWork([.. r.Work.Create.Select(c => (c.Name, c.Size))])
+                {
+                    Delete = r.Work.Delete,
+                    Snapshot = [.. r.Work.Snapshot.Select(s => (s.Segment, s.Name))],
+                    Grow = [.. r.Work.Grow.Select(g => (g.Name, g.Size))],
+                }, null, cancellationToken).ConfigureAwait(false);
+                return new PeerReply(DaemonReply.Ok, "prepared");
+            case PeerResolveRequest r:
+                var participant = Participant(r.Pool);
+                if (r.Commit)
+                    await participant.CommitAsync(r.Transaction, cancellationToken).ConfigureAwait(false);
+                else
+                    await participant.AbortAsync(r.Transaction, cancellationToken).ConfigureAwait(false);
+                await _segments!.SweepAsync().ConfigureAwait(false);
+                await ReconcileHereAsync(cancellationToken).ConfigureAwait(false);   // an aborted growth shrinks back
+                return new PeerReply(DaemonReply.Ok, r.Commit ? "committed" : "aborted");
+            case PeerPreparedRequest r:
+                return new PeerReply(DaemonReply.Ok, "") { Transactions = Participant(r.Pool).Prepared() };
+            case PeerReconcileRequest r:
+                var read = await _store.ReadAsync(SpannedVolume.Key(r.Volume), cancellationToken).ConfigureAwait(false);
+                if (read.IsOk)
+                    await Participant(r.Pool).ReconcileAsync(SpannedVolume.Decode(read.Value.Span), cancellationToken).ConfigureAwait(false);
+                return new PeerReply(DaemonReply.Ok, "");
+            case PeerExportRequest r:
+                return new PeerReply(DaemonReply.Ok, "") { Export = await _segments!.OfferAsync(r.Pool, r.Segment, r.Snapshot).ConfigureAwait(false) };
+            case PeerPoolsRequest:
+                return new PeerReply(DaemonReply.Ok, "") { Pools = [.. (await PoolViewsAsync(cancellationToken, askPeers: false).ConfigureAwait(false)).Where(v => v.Node == _options.Node)] };
+            case PeerForwardRequest r:
+                return new PeerReply(DaemonReply.Ok, "") { Reply = await ControlServer.HandleAsync(r.Request, HandleAsync, _log, cancellationToken).ConfigureAwait(false) };
+            default:
+                return new PeerReply(DaemonReply.Refused, $"Unknown peer request {request.GetType().Name}.");
+        }
+    }
+
+    private HostedPool Hosted(string pool)
+    {
+        lock (_pools)
+            return _pools.GetValueOrDefault(pool) ?? throw new ParticipantUnavailableException($"Pool '{pool}' is not online on node '{_options.Node}'.");
+    }
+
+    private PoolParticipant Participant(string pool)
+    {
+        var participant = Hosted(pool).Participant;
+        if (_options.KillAtStep is not null)
+            participant.Step = KillAt;
+        return participant;
+    }
+
+    private async Task ReconcileHereAsync(CancellationToken cancellationToken)
+        => await new VolumeTransactions(_store, [.. _pools.Values.Select(p => p.Participant)]).ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Whether an undecided transaction may be aborted: once it has been undecided for <see cref="DaemonOptions.InDoubtAfter"/>
+    /// since this node first saw it so, its coordinator is presumed dead.
+    /// </summary>
+    private bool MayAbort(string transaction)
+    {
+        long now = Stopwatch.GetTimestamp();
+        lock (_undecidedSince)
+        {
+            if (!_undecidedSince.TryGetValue(transaction, out long since))
+            {
+                _undecidedSince[transaction] = now;
+                return false;
+            }
+            return Stopwatch.GetElapsedTime(since, now) >= _options.InDoubtAfter;
+        }
+    }
+
+    /// <summary>
+    /// A cluster node's background work: resolves transactions in doubt that touch any pool (a prepared participant
+    /// with no word asks the metadata service; an undecided one is aborted after <see cref="DaemonOptions.InDoubtAfter"/>),
+    /// and offers exports that could not be opened before (a node was down).
+    /// </summary>
+    private async Task ResolveLoopAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(ResolveEvery);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await _requests.WaitAsync(cancellationToken).ConfigureAwait(false);   // no transaction of this node's is under way meanwhile
+                try
+                {
+                    var resolved = await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).RecoverAsync(MayAbort, reconcile: false, cancellationToken).ConfigureAwait(false);
+                    foreach (var (transaction, committed) in resolved.Where(r => _reported.Add(r.Transaction)))
+                        _log.Recovered(transaction, committed ? "committed" : "aborted");
+                    if (resolved.Count > 0)
+                    {
+                        await _segments!.SweepAsync().ConfigureAwait(false);
+                        await ReconcileHereAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    lock (_undecidedSince)
+                    {
+                        foreach (var (transaction, _) in resolved)
+                            _undecidedSince.Remove(transaction);
+                    }
+                }
+                catch (Exception e) when (e is MetadataUnavailableException or IOException or VolumeException or PoolConfigurationException or InvalidDataException)
+                {
+                    _log.ResolveFailed(e.Message);
+                }
+                finally
+                {
+                    _requests.Release();
+                }
+                _exports?.Changed();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task StopResolverAsync()
+    {
+        if (_resolving is null)
+            return;
+        await _resolving.CancelAsync().ConfigureAwait(false);
+        await _resolver.ConfigureAwait(false);
+        _resolving.Dispose();
+        _resolving = null;
+    }
+
+    /// <summary>Stops answering other nodes (before the pools close).</summary>
+    private async Task StopPeersAsync()
+    {
+        _peerServer?.Dispose();
+        if (_segmentNbd is not null)
+            await _segmentNbd.StopAsync().ConfigureAwait(false);
+        if (_segments is not null)
+            await _segments.DisposeAsync().ConfigureAwait(false);
+    }
+}
