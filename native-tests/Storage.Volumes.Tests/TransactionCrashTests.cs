@@ -213,7 +213,12 @@ public sealed class TransactionCrashTests : IAsyncLifetime
         Assert.Empty(_pools[0].Prepared());
 
         away.Back = true;
+        // Another node's resolver commits it everywhere, but forgets it only once its coordinator may be presumed gone
+        // (a coordinator whose decision's reply was lost would read "unknown" as aborted).
         await transactions.RecoverAsync(mayAbort: _ => false);
+        Assert.Empty(_pools[1].Prepared());
+        Assert.NotEmpty(await _cluster.ListAsync("tx/"));
+        await transactions.RecoverAsync(mayAbort: _ => true);
         await CheckAsync("data", expectCreated: true);
     }
 

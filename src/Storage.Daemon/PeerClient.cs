@@ -12,6 +12,9 @@ internal sealed class PeerClient(string from, ClusterNode node)
     /// <summary>How long a connection attempt may take before the node counts as unreachable.</summary>
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long a reply may take (a prepare that snapshots many segments included) before the node counts as unreachable.</summary>
+    public static readonly TimeSpan ReplyTimeout = TimeSpan.FromSeconds(60);
+
     public ClusterNode Node => node;
 
     /// <summary>Sends <paramref name="request"/> and returns the reply.</summary>
@@ -31,7 +34,9 @@ internal sealed class PeerClient(string from, ClusterNode node)
             using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
             using var reader = new StreamReader(stream, Encoding.UTF8);
             await writer.WriteLineAsync(JsonSerializer.Serialize(request with { From = from }, PeerJson.Default.PeerRequest)).ConfigureAwait(false);
-            string line = await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false)
+            using var replying = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            replying.CancelAfter(ReplyTimeout);
+            string line = await reader.ReadLineAsync(replying.Token).ConfigureAwait(false)
                 ?? throw new ParticipantUnavailableException($"Node '{node.Name}' closed the connection without answering (it may be stopping).");
             return JsonSerializer.Deserialize(line, PeerJson.Default.PeerReply) ?? throw new ParticipantUnavailableException($"Node '{node.Name}' sent an empty reply.");
         }

@@ -20,7 +20,7 @@ internal sealed class RemoteParticipant(string pool, PeerClient peer) : ITransac
         ArgumentNullException.ThrowIfNull(work);
         var wire = new PeerWork([.. work.Create.Select(c => new PeerSegment(c.Name, c.Size))], work.Delete,
             [.. work.Snapshot.Select(s => new PeerSnapshot(s.Volume, s.Name))], [.. work.Grow.Select(g => new PeerSegment(g.Name, g.Size))]);
-        await AskAsync(new PeerPrepareRequest(pool, transaction, wire), cancellationToken).ConfigureAwait(false);
+        await AskAsync(new PeerPrepareRequest(pool, transaction, wire), cancellationToken, refusalIsVote: true).ConfigureAwait(false);
         cut?.Invoke();   // the snapshots there are taken (and durable): the writes the coordinator holds are not in them
     }
 
@@ -39,14 +39,14 @@ internal sealed class RemoteParticipant(string pool, PeerClient peer) : ITransac
         return AskAsync(new PeerReconcileRequest(pool, volume.Name), cancellationToken);
     }
 
-    private async Task<PeerReply> AskAsync(PeerRequest request, CancellationToken cancellationToken)
+    /// <summary>Sends <paramref name="request"/>; only a prepare's refusal is a no vote, any other failure means the pool cannot be reached now.</summary>
+    private async Task<PeerReply> AskAsync(PeerRequest request, CancellationToken cancellationToken, bool refusalIsVote = false)
     {
         var reply = await peer.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        return reply.Code switch
-        {
-            DaemonReply.Ok => reply,
-            DaemonReply.Refused => throw new PoolConfigurationException(reply.Message),
-            _ => throw new ParticipantUnavailableException($"Node '{peer.Node.Name}' could not do its part for pool '{pool}': {reply.Message}"),
-        };
+        if (reply.Code == DaemonReply.Ok)
+            return reply;
+        if (refusalIsVote && reply.Code == DaemonReply.Refused)
+            throw new PoolConfigurationException(reply.Message);
+        throw new ParticipantUnavailableException($"Node '{peer.Node.Name}' could not do its part for pool '{pool}': {reply.Message}");
     }
 }

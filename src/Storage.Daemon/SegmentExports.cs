@@ -84,10 +84,10 @@ internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> poo
     public Task SweepAsync()
     {
         var open = pools();
-        var live = open.ToDictionary(p => p.Key, p => (Volumes: p.Value.ListVolumes().Select(v => v.Name).ToHashSet(StringComparer.Ordinal),
+        var live = open.ToDictionary(p => p.Key, p => (Volumes: p.Value.ListVolumes().ToDictionary(v => v.Name, v => v.Size, StringComparer.Ordinal),
             Snapshots: p.Value.ListSnapshots(countSpace: false).Select(s => (s.Volume, s.Name)).ToHashSet()), StringComparer.Ordinal);
-        return RemoveWhereAsync(o => !live.TryGetValue(o.Pool, out var pool) || !pool.Volumes.Contains(o.Segment)
-            || (o.Snapshot is { } snapshot && !pool.Snapshots.Contains((o.Segment, snapshot))));
+        return RemoveWhereAsync(o => !live.TryGetValue(o.Pool, out var pool) || !pool.Volumes.TryGetValue(o.Segment, out long size)
+            || (o.Snapshot is { } snapshot ? !pool.Snapshots.Contains((o.Segment, snapshot)) : size != o.Device.Capacity));
     }
 
     private async Task RemoveWhereAsync(Func<(string Pool, string Segment, string? Snapshot, PoolVolume Device), bool> gone)

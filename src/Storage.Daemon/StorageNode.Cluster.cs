@@ -104,11 +104,11 @@ internal sealed partial class StorageNode
             listener.Dispose();
             throw;
         }
-        _peerServer = new LineServer(listener, AnswerPeerAsync);
         _segments = new SegmentExports(OpenPools);
         _segmentNbd = new NbdServer(new NbdServerOptions { Log = _loggers.CreateLogger("Storage.Nbd.Segments").Event, OfferOnDemand = _segments.OfferByName });
         _segments.Server = _segmentNbd;
         _segmentNbd.ListenTcp(self.Segments);
+        _peerServer = new LineServer(listener, AnswerPeerAsync);
         _log.PeerListening(self.Peer.ToString(), self.Segments.ToString());
     }
 
@@ -126,13 +126,17 @@ internal sealed partial class StorageNode
         {
             reply = new PeerReply(DaemonReply.Refused, $"Not a peer request: {e.Message}");
         }
+        catch (ParticipantUnavailableException e)
+        {
+            reply = new PeerReply(DaemonReply.Failed, e.Message);   // the pool is not online here: not a vote
+        }
         catch (Exception e) when (e is PoolConfigurationException or PoolFullException or IOException or VolumeException)
         {
             reply = new PeerReply(DaemonReply.Refused, e.Message);   // for a prepare: a no vote
         }
-        catch (Exception e) when (e is MetadataUnavailableException or InvalidDataException or ObjectDisposedException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            reply = new PeerReply(DaemonReply.Failed, e.Message);
+            reply = new PeerReply(DaemonReply.Failed, $"Node '{_options.Node}' failed on this request ({e.GetType().Name}: {e.Message}); see its log.");
         }
         return JsonSerializer.Serialize(reply, PeerJson.Default.PeerReply);
     }
@@ -144,8 +148,8 @@ internal sealed partial class StorageNode
             case PeerFreeRequest r:
                 return new PeerReply(DaemonReply.Ok, "") { Free = Hosted(r.Pool).Pool.GetStatus().FreeBytes };
             case PeerPrepareRequest r:
-                foreach (string segment in r.Work.Delete)
-                    await _segments!.WithdrawAsync(r.Pool, segment).ConfigureAwait(false);
+                foreach (string segment in r.Work.Delete.Concat(r.Work.Grow.Select(g => g.Name)))
+                    await _segments!.WithdrawAsync(r.Pool, segment).ConfigureAwait(false);   // deleted, or offered again at the new size
                 await Participant(r.Pool).PrepareAsync(r.Transaction, new SegmentWork([.. r.Work.Create.Select(c => (c.Name, c.Size))])
                 {
                     Delete = r.Work.Delete,
@@ -159,8 +163,7 @@ internal sealed partial class StorageNode
                     await participant.CommitAsync(r.Transaction, cancellationToken).ConfigureAwait(false);
                 else
                     await participant.AbortAsync(r.Transaction, cancellationToken).ConfigureAwait(false);
-                await _segments!.SweepAsync().ConfigureAwait(false);
-                await ReconcileHereAsync(cancellationToken).ConfigureAwait(false);   // an aborted growth shrinks back
+                await SweepAsync().ConfigureAwait(false);   // the coordinator reconciles sizes (PeerReconcileRequest) for what it resized
                 return new PeerReply(DaemonReply.Ok, r.Commit ? "committed" : "aborted");
             case PeerPreparedRequest r:
                 return new PeerReply(DaemonReply.Ok, "") { Transactions = Participant(r.Pool).Prepared() };
@@ -173,10 +176,25 @@ internal sealed partial class StorageNode
                 return new PeerReply(DaemonReply.Ok, "") { Export = await _segments!.OfferAsync(r.Pool, r.Segment, r.Snapshot).ConfigureAwait(false) };
             case PeerPoolsRequest:
                 return new PeerReply(DaemonReply.Ok, "") { Pools = [.. (await PoolViewsAsync(cancellationToken, askPeers: false).ConfigureAwait(false)).Where(v => v.Node == _options.Node)] };
+            case PeerForwardRequest when _exports is null:
+                return new PeerReply(DaemonReply.Ok, "") { Reply = new DaemonReply(DaemonReply.Failed, $"Node '{_options.Node}' is still starting; try again in a moment.") };
             case PeerForwardRequest r:
                 return new PeerReply(DaemonReply.Ok, "") { Reply = await ControlServer.HandleAsync(r.Request, HandleAsync, _log, cancellationToken).ConfigureAwait(false) };
             default:
                 return new PeerReply(DaemonReply.Refused, $"Unknown peer request {request.GetType().Name}.");
+        }
+    }
+
+    /// <summary>Withdraws exports of segments that are gone or changed size; best effort (the next sweep tries again).</summary>
+    private async Task SweepAsync()
+    {
+        try
+        {
+            await _segments!.SweepAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or PoolConfigurationException or ObjectDisposedException)
+        {
+            _log.ResolveFailed($"withdrawing stale segment exports: {e.Message}");
         }
     }
 
@@ -195,7 +213,13 @@ internal sealed partial class StorageNode
     }
 
     private async Task ReconcileHereAsync(CancellationToken cancellationToken)
-        => await new VolumeTransactions(_store, [.. _pools.Values.Select(p => p.Participant)]).ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
+        => await new VolumeTransactions(_store, LocalParticipants()).ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
+
+    private List<ITransactionParticipant> LocalParticipants()
+    {
+        lock (_pools)
+            return [.. _pools.Values.Select(p => p.Participant)];
+    }
 
     /// <summary>
     /// Whether an undecided transaction may be aborted: once it has been undecided for <see cref="DaemonOptions.InDoubtAfter"/>
@@ -235,14 +259,17 @@ internal sealed partial class StorageNode
                         _log.Recovered(transaction, committed ? "committed" : "aborted");
                     if (resolved.Count > 0)
                     {
-                        await _segments!.SweepAsync().ConfigureAwait(false);
+                        await SweepAsync().ConfigureAwait(false);
                         await ReconcileHereAsync(cancellationToken).ConfigureAwait(false);
                     }
+                    // Forget the clocks and log marks of transactions that are gone from the catalogue.
+                    var open = (await _store.ListAsync("tx/", cancellationToken).ConfigureAwait(false)).Select(k => k.Key["tx/".Length..]).ToHashSet(StringComparer.Ordinal);
                     lock (_undecidedSince)
                     {
-                        foreach (var (transaction, _) in resolved)
-                            _undecidedSince.Remove(transaction);
+                        foreach (string gone in _undecidedSince.Keys.Where(t => !open.Contains(t)).ToList())
+                            _undecidedSince.Remove(gone);
                     }
+                    _reported.RemoveWhere(t => !open.Contains(t));
                 }
                 catch (Exception e) when (e is MetadataUnavailableException or IOException or VolumeException or PoolConfigurationException or InvalidDataException)
                 {

@@ -333,7 +333,8 @@ internal sealed partial class StorageNode
         }
         catch (ParticipantUnavailableException e)
         {
-            return new DaemonReply(DaemonReply.Failed, $"The volume is served by node '{homes[0]}', which does not answer ({e.Message}); nothing was changed. Start it, then try again.");
+            return new DaemonReply(DaemonReply.Failed, $"The volume is served by node '{homes[0]}', which did not answer ({e.Message}). If it took the request " +
+                "before it went away, the change finishes or is undone when it is back: check 'storage volume list' then, and try again if need be.");
         }
     }
 

@@ -104,7 +104,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
     /// <summary>Transactions over every pool: this node's, and in a cluster the other nodes' through their peer ports.</summary>
     private async Task<VolumeTransactions> TransactionsAsync(CancellationToken cancellationToken)
     {
-        var participants = new List<ITransactionParticipant>(_pools.Values.Select(p => p.Participant));
+        var participants = LocalParticipants();
         if (_options.Cluster is not null)
         {
             foreach (var (name, node) in await RemotePoolsAsync(cancellationToken).ConfigureAwait(false))
@@ -174,7 +174,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
         var transactions = await TransactionsAsync(cancellationToken).ConfigureAwait(false);
         foreach (var (transaction, committed) in await transactions.RecoverAsync(_options.Cluster is null ? null : MayAbort, reconcile: false, cancellationToken).ConfigureAwait(false))
             _log.Recovered(transaction, committed ? "committed" : "aborted");
-        await new VolumeTransactions(_store, [.. _pools.Values.Select(p => p.Participant)]).ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
+        await new VolumeTransactions(_store, LocalParticipants()).ReconcileAllAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private void Serve()

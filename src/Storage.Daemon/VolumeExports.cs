@@ -199,8 +199,26 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
             device = _exported[name].Device;
             _exported.Remove(name);
         }
+        await FlushAsync(device).ConfigureAwait(false);
         device.Dispose();
         log.ExportWithdrawn(name);
+    }
+
+    /// <summary>
+    /// Makes what clients wrote durable before a device closes: segments on other nodes keep writes not yet flushed
+    /// only in this process. Best effort: a pool that cannot be reached is logged.
+    /// </summary>
+    private async Task FlushAsync(SpannedVolumeDevice device)
+    {
+        try
+        {
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await device.FlushAsync(limit.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            log.ExportNotReady(device.Name, $"could not be flushed before it closed: {e.Message}");
+        }
     }
 
     /// <summary>Stops syncing and closes the devices (after the server has stopped using them).</summary>
@@ -210,11 +228,16 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         try
         {
             _closed = true;
+            List<SpannedVolumeDevice> devices;
             lock (_exported)
             {
-                foreach (var (_, device) in _exported.Values)
-                    device.Dispose();
+                devices = [.. _exported.Values.Select(e => e.Device)];
                 _exported.Clear();
+            }
+            foreach (var device in devices)
+            {
+                await FlushAsync(device).ConfigureAwait(false);
+                device.Dispose();
             }
         }
         finally

@@ -377,7 +377,11 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITran
             }
             bool commit = record?.State == TransactionState.Committed;
             var involved = record?.Participants ?? prepared.GetValueOrDefault(transaction) ?? [];
-            await FinishAsync(transaction, involved, commit, cancellationToken, forget: record is not null).ConfigureAwait(false);
+            // A committed record another coordinator may still be waiting to hear about (its decision's reply was lost
+            // with a leader) is forgotten only once it may be presumed gone: a coordinator that finds its transaction
+            // unknown takes it as aborted.
+            bool forget = record is not null && (mayAbort is null || !commit || mayAbort(transaction));
+            await FinishAsync(transaction, involved, commit, cancellationToken, forget).ConfigureAwait(false);
             resolved.Add((transaction, commit));
         }
         if (reconcile)

@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace Storage.Nbd.Client;
 
 /// <summary>
@@ -27,9 +25,8 @@ internal sealed class UnflushedWrites
     /// <summary>Records a write before it is sent; returns its handle for <see cref="Acknowledged"/> or <see cref="Failed"/>.</summary>
     public object Write(long offset, ReadOnlySpan<byte> data)
     {
-        var copy = ArrayPool<byte>.Shared.Rent(data.Length);
-        data.CopyTo(copy);
-        return Add(new Entry(offset, data.Length, copy));
+        // A plain array, not a pooled one: a replay may still be sending it after a flush let go of it.
+        return Add(new Entry(offset, data.Length, data.ToArray()));
     }
 
     /// <summary>Records a trim before it is sent.</summary>
@@ -77,11 +74,8 @@ internal sealed class UnflushedWrites
                 if (node.List is null)
                     continue;
                 _entries.Remove(node);
-                if (node.Value.Data is { } data)
-                {
+                if (node.Value.Data is not null)
                     _bytes -= node.Value.Length;
-                    ArrayPool<byte>.Shared.Return(data);
-                }
             }
         }
     }
