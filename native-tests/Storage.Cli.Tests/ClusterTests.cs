@@ -103,6 +103,61 @@ public sealed class ClusterTests : RealTools
         }
     }
 
+    /// <summary>
+    /// A volume grown across nodes takes writes at its new end (each node offers its grown segments again at their new
+    /// size); a pool that is offline on a node that runs is unreachable, not a refusal: new volumes go to the other
+    /// pools, and the other nodes restart and resolve transactions as usual.
+    /// </summary>
+    [Fact]
+    public void A_volume_grows_across_nodes_and_a_pool_offline_on_a_live_node_blocks_nothing()
+    {
+        Require("cluster test", root: false, "qemu-io");
+        int port = FreePorts();
+        _cluster = string.Join(",", Nodes.Select((n, i) => $"{n}=127.0.0.1:{port + i * 10}"));
+        for (int i = 1; i <= 3; i++)
+            Storage("pool", "create", "--device", At($"p{i}.img"), "--size", "96M", "--name", $"p{i}");
+        try
+        {
+            foreach (string node in Nodes)
+                Start(node);
+            for (int i = 1; i <= 3; i++)
+                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+            Storage("volume", "create", "grow", "--size", "20M", "--segment-size", "8M", "--daemon", NodeDir("n1"));   // its last segment (on p3) is 4 MiB
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 20M", Uri("n1", "grow"));
+            Storage("volume", "resize", "grow", "--size", "44M", "--daemon", NodeDir("n3"));   // forwarded to n1, which serves it
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x22 40M 4M", Uri("n1", "grow")).Code == 0, "the grown volume to be served again");
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x33 20M 4M", Uri("n1", "grow"));   // the grown part of p3's segment
+            Run("qemu-io", "-f", "raw", "-c", "read -P 0x11 0 20M", "-c", "read -P 0x33 20M 4M", "-c", "read -P 0 24M 16M", "-c", "read -P 0x22 40M 4M", Uri("n1", "grow"));
+
+            // n3 comes back without p3's disk: p3 is offline there, n3 runs.
+            Storage("daemon", "stop", "--daemon", NodeDir("n3"));
+            Assert.True(_daemons["n3"].WaitForExit(TimeSpan.FromMinutes(1)));
+            File.Move(At("p3.img"), At("p3.away"));
+            Start("n3");
+            var created = Storage("volume", "create", "more", "--size", "16M", "--segment-size", "8M", "--daemon", NodeDir("n2"));
+            Assert.Contains("over p1, p2", created, StringComparison.Ordinal);
+            KillAndRestart("n1");   // its recovery asks every pool, p3 included, what it holds prepared
+            using (var status = Json("n1", "cluster", "status", "--json"))
+            {
+                Assert.Equal(0, status.RootElement.GetProperty("inDoubt").GetArrayLength());
+                var p3 = status.RootElement.GetProperty("pools").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "p3");
+                Assert.StartsWith("offline", p3.GetProperty("state").GetString(), StringComparison.Ordinal);
+            }
+            foreach (string node in Nodes)
+                Storage("daemon", "stop", "--daemon", NodeDir(node));
+        }
+        finally
+        {
+            foreach (var daemon in _daemons.Values)
+            {
+                if (!daemon.HasExited)
+                    daemon.Kill();
+                daemon.Dispose();
+            }
+            Cleanup();
+        }
+    }
+
     [Fact]
     public void Cluster_options_that_cannot_work_are_refused_before_anything_starts()
     {
