@@ -26,10 +26,7 @@ public sealed class ClusterTests : RealTools
     public void A_volume_across_three_daemons_keeps_every_acknowledged_write_through_kill_9_of_coordinator_and_leader()
     {
         Require("cluster test", root: false, "fio", "qemu-io");
-        int port = FreePorts();
-        _cluster = string.Join(",", Nodes.Select((n, i) => $"{n}=127.0.0.1:{port + i * 10}"));
-        for (int i = 1; i <= 3; i++)
-            Storage("pool", "create", "--device", At($"p{i}.img"), "--size", "160M", "--name", $"p{i}");
+        CreateClusterPools("160M");
         try
         {
             Start("n1");
@@ -93,13 +90,7 @@ public sealed class ClusterTests : RealTools
         }
         finally
         {
-            foreach (var daemon in _daemons.Values)
-            {
-                if (!daemon.HasExited)
-                    daemon.Kill();
-                daemon.Dispose();
-            }
-            Cleanup();
+            StopAll();
         }
     }
 
@@ -112,10 +103,7 @@ public sealed class ClusterTests : RealTools
     public void A_volume_grows_across_nodes_and_a_pool_offline_on_a_live_node_blocks_nothing()
     {
         Require("cluster test", root: false, "qemu-io");
-        int port = FreePorts();
-        _cluster = string.Join(",", Nodes.Select((n, i) => $"{n}=127.0.0.1:{port + i * 10}"));
-        for (int i = 1; i <= 3; i++)
-            Storage("pool", "create", "--device", At($"p{i}.img"), "--size", "96M", "--name", $"p{i}");
+        CreateClusterPools("96M");
         try
         {
             foreach (string node in Nodes)
@@ -148,13 +136,7 @@ public sealed class ClusterTests : RealTools
         }
         finally
         {
-            foreach (var daemon in _daemons.Values)
-            {
-                if (!daemon.HasExited)
-                    daemon.Kill();
-                daemon.Dispose();
-            }
-            Cleanup();
+            StopAll();
         }
     }
 
@@ -171,6 +153,27 @@ public sealed class ClusterTests : RealTools
         Assert.Equal(2, stranger.Code);
         Assert.Contains("--node n9 is not in --cluster", stranger.Error, StringComparison.Ordinal);
         Assert.False(Directory.Exists(At("x")));
+    }
+
+    /// <summary>Picks the cluster's ports and makes pools p1..p3 of <paramref name="size"/>.</summary>
+    private void CreateClusterPools(string size)
+    {
+        int port = FreePorts();
+        _cluster = string.Join(",", Nodes.Select((n, i) => $"{n}=127.0.0.1:{port + i * 10}"));
+        for (int i = 1; i <= 3; i++)
+            Storage("pool", "create", "--device", At($"p{i}.img"), "--size", size, "--name", $"p{i}");
+    }
+
+    /// <summary>Kills whatever daemon a failed test left running, and cleans up.</summary>
+    private void StopAll()
+    {
+        foreach (var daemon in _daemons.Values)
+        {
+            if (!daemon.HasExited)
+                daemon.Kill();
+            daemon.Dispose();
+        }
+        Cleanup();
     }
 
     private Process StartFio(params string[] extra)

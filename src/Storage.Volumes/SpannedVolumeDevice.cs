@@ -51,6 +51,21 @@ public sealed class SpannedVolumeDevice : BlockDevice
     {
         ArgumentNullException.ThrowIfNull(volume);
         ArgumentNullException.ThrowIfNull(pools);
+        return new SpannedVolumeDevice(volume, await OpenAllAsync(volume, pools, snapshot, cancellationToken).ConfigureAwait(false), readPolicy, snapshot);
+    }
+
+    private static (IBlockDevice[][], (ISegmentPool, IBlockDevice[])[]) OpenLocal(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, string? snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(pools);
+        var local = pools.ToDictionary(p => p.Key, p => (ISegmentPool)new LocalSegmentPool(p.Key, p.Value), StringComparer.Ordinal);
+        // A local pool opens without waiting: the task is complete when it returns.
+        return OpenAllAsync(volume, local, snapshot, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Opens every copy of every segment; on a failure closes what it opened.</summary>
+    private static async Task<(IBlockDevice[][], (ISegmentPool, IBlockDevice[])[])> OpenAllAsync(SpannedVolume volume, IReadOnlyDictionary<string, ISegmentPool> pools,
+        string? snapshot, CancellationToken cancellationToken)
+    {
         var copies = new IBlockDevice[volume.Segments.Count][];
         var opened = new List<(string Pool, IBlockDevice Device)>();
         try
@@ -73,38 +88,7 @@ public sealed class SpannedVolumeDevice : BlockDevice
                 device.Dispose();
             throw;
         }
-        return new SpannedVolumeDevice(volume, (copies, Group(opened, pools)), readPolicy, snapshot);
-    }
-
-    private static (IBlockDevice[][], (ISegmentPool, IBlockDevice[])[]) OpenLocal(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, string? snapshot)
-    {
-        ArgumentNullException.ThrowIfNull(pools);
-        var local = new Dictionary<string, ISegmentPool>(StringComparer.Ordinal);
-        foreach (var (name, pool) in pools)
-            local[name] = new LocalSegmentPool(name, pool);
-        var copies = new IBlockDevice[volume.Segments.Count][];
-        var opened = new List<(string Pool, IBlockDevice Device)>();
-        try
-        {
-            for (int i = 0; i < volume.Segments.Count; i++)
-            {
-                string segment = SpannedVolume.SegmentName(volume.Name, i);
-                copies[i] = new IBlockDevice[volume.Segments[i].Length];
-                for (int c = 0; c < copies[i].Length; c++)
-                {
-                    string name = volume.Segments[i][c];
-                    copies[i][c] = local.TryGetValue(name, out var pool) ? ((LocalSegmentPool)pool).Open(segment, snapshot) : throw Missing(volume, i, name);
-                    opened.Add((name, copies[i][c]));
-                }
-            }
-        }
-        catch
-        {
-            foreach (var (_, device) in opened)
-                device.Dispose();
-            throw;
-        }
-        return (copies, Group(opened, local));
+        return (copies, Group(opened, pools));
     }
 
     private static VolumeException Missing(SpannedVolume volume, int index, string pool)
