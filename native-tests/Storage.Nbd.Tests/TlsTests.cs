@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Storage.Devices;
@@ -86,6 +87,73 @@ public class TlsTests
         var endpoint = server.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0), NbdTlsOptions.FromPemFiles(certificatePath, keyPath, ["192.0.2.0/24"]));
         await using var client = await ConnectAsync(endpoint);
         Assert.True(await client.IsClosedByServerAsync());
+    }
+
+    private static X509Certificate2 SelfSigned(string name)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var certificate = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
+    }
+
+    private static SslClientAuthenticationOptions ClientTls(X509Certificate2 mine, X509Certificate2 server) => new()
+    {
+        TargetHost = "cluster",
+        ClientCertificateContext = SslStreamCertificateContext.Create(mine, null, offline: true),
+        RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && c.GetRawCertData().AsSpan().SequenceEqual(server.RawData),
+    };
+
+    /// <summary>
+    /// Mutual TLS: the server asks every client for a certificate and accepts only the one it pins; NbdClientDevice
+    /// speaks NBD_OPT_STARTTLS with a client certificate. A client with another certificate, one that pins another
+    /// server, or one without TLS gets nothing.
+    /// </summary>
+    [Fact]
+    public async Task The_nbd_client_device_speaks_starttls_and_the_server_can_pin_client_certificates()
+    {
+        var Ct = TestContext.Current.CancellationToken;
+        using var shared = SelfSigned("cluster");
+        using var stranger = SelfSigned("stranger");
+        using var device = new MemoryBlockDevice(1 << 20);
+        await using var server = new NbdServer();
+        server.AddExport(new NbdExport("disk", device));
+        var tls = new NbdTlsOptions(shared, [IPNetwork.Parse("127.0.0.0/8")])
+        {
+            ClientCertificateValidation = (_, c, _, _) => c is not null && c.GetRawCertData().AsSpan().SequenceEqual(shared.RawData),
+        };
+        var endpoint = server.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0), tls);
+        NbdClientOptions Options(SslClientAuthenticationOptions? clientTls) =>
+            new() { Host = "127.0.0.1", Port = endpoint.Port, ExportName = "disk", Tls = clientTls, ReconnectAttempts = 0, ConnectTimeout = TimeSpan.FromSeconds(5) };
+
+        await using (var client = await NbdClientDevice.ConnectAsync(Options(ClientTls(shared, shared)), Ct))
+        {
+            var written = new byte[8192];
+            new Random(3).NextBytes(written);
+            await client.WriteAsync(4096, written, cancellationToken: Ct);
+            await client.FlushAsync(Ct);
+            var read = new byte[8192];
+            await client.ReadAsync(4096, read, Ct);
+            Assert.Equal(written, read);
+            Assert.Equal(written, device.Bytes.Slice(4096, 8192).ToArray());
+        }
+        await Assert.ThrowsAnyAsync<Exception>(async () => await (await NbdClientDevice.ConnectAsync(Options(ClientTls(stranger, shared)), Ct)).DisposeAsync());
+        await Assert.ThrowsAsync<NbdConfigurationException>(async () => await (await NbdClientDevice.ConnectAsync(Options(ClientTls(shared, stranger)), Ct)).DisposeAsync());
+        var plain = await Assert.ThrowsAsync<NbdConfigurationException>(async () => await (await NbdClientDevice.ConnectAsync(Options(null), Ct)).DisposeAsync());
+        Assert.Contains("TLS", plain.Message);
+
+        // A client that asks for TLS and then sends garbage instead of a handshake is closed; the server lives on.
+        await using (var garbage = await ConnectAsync(new IPEndPoint(IPAddress.Loopback, endpoint.Port)))
+        {
+            await garbage.StartAsync();
+            await garbage.SendOptionAsync(OptStartTls, []);
+            Assert.Equal(RepAck, (await garbage.ReadOptionReplyAsync()).Type);
+            await garbage.SendAsync(new byte[64]);
+            Assert.True(await garbage.IsClosedByServerAsync());
+        }
+        await using (var again = await NbdClientDevice.ConnectAsync(Options(ClientTls(shared, shared)), Ct))
+            Assert.Equal(1 << 20, again.Capacity);
+        Assert.Equal(0, server.UnexpectedErrorCount);
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Storage.Nbd;
@@ -30,6 +31,13 @@ public sealed class NbdTlsOptions
 
     /// <summary>Networks clients may connect from.</summary>
     public IReadOnlyList<IPNetwork> AllowedClients { get; }
+
+    /// <summary>
+    /// When set, every client must present a certificate during the TLS handshake and this callback decides whether
+    /// it is accepted (mutual TLS, e.g. nodes of one cluster pinning their shared certificate); a refused client's
+    /// handshake fails and the connection closes before any option is read.
+    /// </summary>
+    public RemoteCertificateValidationCallback? ClientCertificateValidation { get; init; }
 
     /// <summary>
     /// Loads a PEM certificate and key (as written by openssl or certtool) and parses the allow-list: addresses

@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Text;
 using Storage.Nbd.Protocol;
 
@@ -24,17 +26,17 @@ internal sealed record ExportInfo(long Size, ushort Flags, int MinimumBlock, int
 internal sealed class NbdClientConnection : IAsyncDisposable
 {
     private readonly Socket _socket;
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly ConcurrentDictionary<ulong, Pending> _pending = new();
     private readonly Task _receiving;
     private long _nextCookie;
     private volatile Exception? _broken;
 
-    private NbdClientConnection(Socket socket, ExportInfo export)
+    private NbdClientConnection(Socket socket, Stream stream, ExportInfo export)
     {
         _socket = socket;
-        _stream = new NetworkStream(socket, ownsSocket: false);
+        _stream = stream;
         Export = export;
         _receiving = Task.Run(ReceiveLoopAsync);
     }
@@ -51,34 +53,51 @@ internal sealed class NbdClientConnection : IAsyncDisposable
         var socket = options.UnixSocket is not null
             ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
             : new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Stream? stream = null;
         try
         {
             if (options.UnixSocket is not null)
                 await socket.ConnectAsync(new UnixDomainSocketEndPoint(options.UnixSocket), timeout.Token).ConfigureAwait(false);
             else
                 await socket.ConnectAsync(options.Host!, options.Port, timeout.Token).ConfigureAwait(false);
-            using var stream = new NetworkStream(socket, ownsSocket: false);
-            var export = await HandshakeAsync(stream, options, timeout.Token).ConfigureAwait(false);
-            return new NbdClientConnection(socket, export);
+            stream = new NetworkStream(socket, ownsSocket: false);
+            await GreetingAsync(stream, options, timeout.Token).ConfigureAwait(false);
+            if (options.Tls is not null)
+                stream = await StartTlsAsync(stream, options, timeout.Token).ConfigureAwait(false);
+            var export = await NegotiateAsync(stream, options, timeout.Token).ConfigureAwait(false);
+            return new NbdClientConnection(socket, stream, export);
+        }
+        catch (AuthenticationException e)
+        {
+            await Close(stream, socket).ConfigureAwait(false);
+            throw new NbdConfigurationException($"{options}: the TLS handshake failed: {e.Message}");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            socket.Dispose();
+            await Close(stream, socket).ConfigureAwait(false);
             throw new ConnectionLostException($"{options}: no answer within {options.ConnectTimeout.TotalSeconds:0.#} s.");
         }
         catch (Exception e) when (e is SocketException or EndOfStreamException or IOException)
         {
-            socket.Dispose();
+            await Close(stream, socket).ConfigureAwait(false);
             throw e as ConnectionLostException ?? new ConnectionLostException($"{options}: {e.Message}", e);
         }
         catch
         {
-            socket.Dispose();
+            await Close(stream, socket).ConfigureAwait(false);
             throw;
         }
     }
 
-    private static async Task<ExportInfo> HandshakeAsync(NetworkStream stream, NbdClientOptions options, CancellationToken cancellationToken)
+    private static async ValueTask Close(Stream? stream, Socket socket)
+    {
+        if (stream is not null)
+            await stream.DisposeAsync().ConfigureAwait(false);
+        socket.Dispose();
+    }
+
+    /// <summary>Reads the server's greeting and sends the client flags.</summary>
+    private static async Task GreetingAsync(Stream stream, NbdClientOptions options, CancellationToken cancellationToken)
     {
         var greeting = new byte[18];
         await stream.ReadExactlyAsync(greeting, cancellationToken).ConfigureAwait(false);
@@ -88,18 +107,59 @@ internal sealed class NbdClientConnection : IAsyncDisposable
         if ((serverFlags & NbdProtocol.FlagFixedNewstyle) == 0)
             throw new InvalidDataException($"{options}: the server does not speak fixed newstyle.");
         uint clientFlags = NbdProtocol.ClientFlagFixedNewstyle | ((serverFlags & NbdProtocol.FlagNoZeroes) != 0 ? NbdProtocol.ClientFlagNoZeroes : 0);
+        var flags = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(flags, clientFlags);
+        await stream.WriteAsync(flags, cancellationToken).ConfigureAwait(false);
+    }
 
+    /// <summary>NBD_OPT_STARTTLS, then the TLS handshake; everything after goes through the returned stream.</summary>
+    private static async Task<Stream> StartTlsAsync(Stream stream, NbdClientOptions options, CancellationToken cancellationToken)
+    {
+        var option = new byte[16];
+        BinaryPrimitives.WriteUInt64BigEndian(option, NbdProtocol.OptionMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(option.AsSpan(8), NbdProtocol.OptStartTls);
+        await stream.WriteAsync(option, cancellationToken).ConfigureAwait(false);
+        var header = new byte[20];
+        await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
+        if (BinaryPrimitives.ReadUInt64BigEndian(header) != NbdProtocol.OptionReplyMagic)
+            throw new InvalidDataException($"{options}: bad option reply.");
+        uint type = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12));
+        int length = checked((int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)));
+        if (length > 1 << 16)
+            throw new InvalidDataException($"{options}: an option reply of {length} bytes.");
+        var data = new byte[length];
+        await stream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
+        if (type != NbdProtocol.RepAck)
+        {
+            string why = data.Length > 0 ? Encoding.UTF8.GetString(data) : $"error 0x{type:x8}";
+            throw new NbdConfigurationException($"{options}: the server does not offer TLS ({why}).");
+        }
+        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(options.Tls!, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return ssl;
+    }
+
+    /// <summary>NBD_OPT_GO for the export, asking for its block sizes.</summary>
+    private static async Task<ExportInfo> NegotiateAsync(Stream stream, NbdClientOptions options, CancellationToken cancellationToken)
+    {
         // NBD_OPT_GO: u32 name length, name, u16 number of info requests, u16 NBD_INFO_BLOCK_SIZE.
         byte[] name = Encoding.UTF8.GetBytes(options.ExportName);
-        var go = new byte[4 + 16 + 4 + name.Length + 4];
-        BinaryPrimitives.WriteUInt32BigEndian(go, clientFlags);
-        BinaryPrimitives.WriteUInt64BigEndian(go.AsSpan(4), NbdProtocol.OptionMagic);
-        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(12), NbdProtocol.OptGo);
-        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(16), (uint)(4 + name.Length + 4));
-        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(20), (uint)name.Length);
-        name.CopyTo(go.AsSpan(24));
-        BinaryPrimitives.WriteUInt16BigEndian(go.AsSpan(24 + name.Length), 1);
-        BinaryPrimitives.WriteUInt16BigEndian(go.AsSpan(26 + name.Length), NbdProtocol.InfoBlockSize);
+        var go = new byte[16 + 4 + name.Length + 4];
+        BinaryPrimitives.WriteUInt64BigEndian(go, NbdProtocol.OptionMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(8), NbdProtocol.OptGo);
+        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(12), (uint)(4 + name.Length + 4));
+        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(16), (uint)name.Length);
+        name.CopyTo(go.AsSpan(20));
+        BinaryPrimitives.WriteUInt16BigEndian(go.AsSpan(20 + name.Length), 1);
+        BinaryPrimitives.WriteUInt16BigEndian(go.AsSpan(22 + name.Length), NbdProtocol.InfoBlockSize);
         await stream.WriteAsync(go, cancellationToken).ConfigureAwait(false);
 
         long size = -1;

@@ -1,3 +1,5 @@
+using System.Net.Security;
+
 namespace Storage.Nbd;
 
 /// <summary>Where an <see cref="NbdClientDevice"/> connects and how it behaves when a connection breaks.</summary>
@@ -43,6 +45,13 @@ public sealed record NbdClientOptions
     /// <summary>With <see cref="ReplayUnflushed"/>: past this many unflushed bytes a write first flushes.</summary>
     public long ReplayLimitBytes { get; init; } = 64L << 20;
 
+    /// <summary>
+    /// TLS: when set, the client asks for NBD_OPT_STARTTLS before anything else and negotiates the export only over
+    /// TLS with these settings (target host, certificate validation, a client certificate for mutual TLS). A server
+    /// that does not offer TLS fails the connection.
+    /// </summary>
+    public SslClientAuthenticationOptions? Tls { get; init; }
+
     /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the first that is wrong.</summary>
     public void Validate()
     {
@@ -55,6 +64,8 @@ public sealed record NbdClientOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(Port, 65535, nameof(Port));
         ArgumentNullException.ThrowIfNull(ExportName);
         ArgumentOutOfRangeException.ThrowIfLessThan(ReplayLimitBytes, 1, nameof(ReplayLimitBytes));
+        if (Tls is not null && UnixSocket is not null)
+            throw new ArgumentException("TLS is for TCP connections; a Unix socket is protected by its file mode.");
     }
 
     /// <summary>The export as an NBD URI, for messages.</summary>

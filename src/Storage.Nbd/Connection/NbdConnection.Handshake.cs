@@ -309,7 +309,8 @@ internal sealed partial class NbdConnection
         {
             ServerCertificate = _tls!.Certificate,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-            ClientCertificateRequired = false,
+            ClientCertificateRequired = _tls.ClientCertificateValidation is not null,
+            RemoteCertificateValidationCallback = _tls.ClientCertificateValidation,
         });
     }
 }

@@ -184,7 +184,8 @@ internal sealed partial class NbdConnection
             {
                 tls.Stream.ShutdownAsync().Wait(LingerTime);
             }
-            catch (Exception e) when (e is AggregateException or IOException or ObjectDisposedException)
+            // A handshake that failed (a client certificate refused) leaves nothing to shut down: it throws at once.
+            catch (Exception e) when (e is AggregateException or IOException or ObjectDisposedException or AuthenticationException or InvalidOperationException)
             {
             }
         }
