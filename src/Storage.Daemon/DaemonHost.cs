@@ -77,7 +77,7 @@ internal sealed class DaemonService(DaemonOptions options, ILoggerFactory logger
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or TimeoutException or Storage.Nbd.NbdConfigurationException
-            or Storage.Metadata.MetadataUnavailableException or Storage.Volumes.VolumeException)
+            or Storage.Metadata.MetadataUnavailableException or Storage.Volumes.VolumeException or DaemonRequestException or System.Net.Sockets.SocketException)
         {
             _log.StartFailed(options.Node, e.Message);
             return false;
