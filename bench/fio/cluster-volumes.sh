@@ -3,6 +3,7 @@
 # one pool each on a file in a tmpfs folder. Through node n1's NBD socket: a volume on n1's own pool, and one striped
 # over the three pools (64 MiB segments; two thirds of its I/O goes to the other nodes' segment NBD ports).
 # Usage: bench/fio/cluster-volumes.sh [DIR] [REPEATS]   (DIR default /dev/shm/fio-cluster; prints medians of REPEATS)
+# KEY=1 runs the cluster with a cluster key (mutual TLS on every port between nodes); the labels say "TLS".
 set -euo pipefail
 dir=${1:-/dev/shm/fio-cluster}
 repeats=${2:-1}
@@ -29,15 +30,20 @@ suite() {   # LABEL VOLUME
     local results=()
     for ((r = 0; r < repeats; r++)); do results+=("$(job "$1" "$1" "$2" "$3" "$uri")"); done
     printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (repeats + 1) / 2 ))p" \
-      | { read -r iops mbps; printf '%-20s %-10s %-4s QD%-3s %9s IOPS %6s MB/s\n' "$label" "$1" "$2" "$3" "$iops" "$mbps"; }
+      | { read -r iops mbps; printf '%-25s %-10s %-4s QD%-3s %9s IOPS %6s MB/s\n' "$label" "$1" "$2" "$3" "$iops" "$mbps"; }
   done
 }
 
+keyed=(); tag=""
+if [[ -n ${KEY:-} ]]; then
+  "$storage" cluster key create "$dir/cluster.key" >/dev/null
+  keyed=(--cluster-key "$dir/cluster.key"); tag=", TLS"
+fi
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for n in 1 2 3; do
   "$storage" pool create --device "$dir/p$n.img" --size 1200M --name p$n >/dev/null
-  "$storage" daemon --dir "$dir/n$n" --node n$n --cluster $cluster >n$n.log 2>&1 &
+  "$storage" daemon --dir "$dir/n$n" --node n$n --cluster $cluster "${keyed[@]}" >n$n.log 2>&1 &
   pids+=($!)
 done
 for n in 1 2 3; do
@@ -49,8 +55,8 @@ done
 for _ in $(seq 100); do nbdinfo --list "nbd+unix:///?socket=$dir/n1/nbd.sock" 2>/dev/null | grep -q striped && break; sleep 0.2; done
 
 echo "# $(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); pools on $(df --output=fstype "$dir" | tail -1); median of $repeats"
-suite "n1, own pool" local
-suite "n1, striped x3 nodes" striped
+suite "n1, own pool$tag" local
+suite "n1, striped x3$tag" striped
 for n in 1 2 3; do "$storage" daemon stop --daemon "$dir/n$n" >/dev/null; done
 wait "${pids[@]}" || true
 trap - EXIT

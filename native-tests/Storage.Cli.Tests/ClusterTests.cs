@@ -2,6 +2,9 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using Storage.Daemon;
+using Storage.Metadata;
+using Storage.Nbd;
 
 namespace Storage.Cli.Tests;
 
@@ -17,6 +20,7 @@ public sealed class ClusterTests : RealTools
     private static readonly string[] Nodes = ["n1", "n2", "n3"];
     private readonly Dictionary<string, Process> _daemons = new(StringComparer.Ordinal);
     private string _cluster = "";
+    private string? _key;   // the cluster key the daemons are started with, if any
 
     private string NodeDir(string node) => At("node-" + node);
 
@@ -140,6 +144,85 @@ public sealed class ClusterTests : RealTools
         }
     }
 
+    /// <summary>
+    /// With a cluster key every port between nodes is TLS with mutual authentication: the cluster works as without it
+    /// (a volume striped over three nodes takes writes and reads, a forwarded resize), and a process that lacks the key —
+    /// plain TCP, or TLS with a key of its own — gets no answer from any of the four ports: it cannot read or propose
+    /// through the metadata port, send node requests, be heard on the consensus port, or open a segment. The same probes
+    /// with the cluster's key are answered (so the refusals are the key's doing).
+    /// </summary>
+    [Fact]
+    public async Task With_a_cluster_key_nodes_talk_tls_and_a_process_without_the_key_reaches_no_port()
+    {
+        Require("cluster test", root: false, "qemu-io");
+        CreateClusterPools("64M");
+        _key = At("cluster.key");
+        Storage("cluster", "key", "create", _key);
+        Storage("cluster", "key", "create", At("stranger.key"));
+        try
+        {
+            foreach (string node in Nodes)
+                Start(node);
+            for (int i = 1; i <= 3; i++)
+                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+            Assert.Contains("over p1, p2, p3", Storage("volume", "create", "sealed", "--size", "24M", "--segment-size", "8M", "--daemon", NodeDir("n2")), StringComparison.Ordinal);
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x7e 0 24M", Uri("n2", "sealed")).Code == 0, "the volume to be served");
+            Run("qemu-io", "-f", "raw", "-c", "read -P 0x7e 0 24M", Uri("n2", "sealed"));
+            Storage("volume", "resize", "sealed", "--size", "32M", "--daemon", NodeDir("n1"));   // forwarded to n2 over the peer port
+
+            var n3 = ClusterNodes().Single(n => n.Name == "n3");
+            using var member = Outsider.Certificate(_key);
+            using var stranger = Outsider.Certificate(At("stranger.key"));
+            string pools = """{"op":"pools","from":"n1"}""";
+            var wait = TimeSpan.FromSeconds(3);
+            Assert.NotNull(Outsider.Ask(n3.Peer, member, member, pools, wait));
+            Assert.Null(Outsider.Ask(n3.Peer, stranger, member, pools, wait));
+            Assert.Null(Outsider.Ask(n3.Peer, null, member, pools, wait));
+            Assert.True(Outsider.StaysOpen(n3.Consensus, member, member, wait));
+            Assert.False(Outsider.StaysOpen(n3.Consensus, stranger, member, wait));
+            Assert.False(Outsider.StaysOpen(n3.Metadata, stranger, member, wait));
+
+            var metadata = ClusterNodes().ToDictionary(n => n.Id, n => n.Metadata);
+            foreach (var tls in new[] { null, Outsider.Tls(stranger, member) })
+            {
+                using var outside = new MetadataClient(metadata) { Tls = tls, Timeout = TimeSpan.FromSeconds(3) };
+                await Assert.ThrowsAsync<MetadataUnavailableException>(() => outside.ExecuteAsync(
+                    new PutCommand("intruder", new byte[] { 1 }), TestContext.Current.CancellationToken));
+            }
+            using (var key = ClusterKey.Load(_key))
+            using (var inside = new MetadataClient(metadata) { Tls = key.ClientOptions(), Timeout = TimeSpan.FromSeconds(5) })
+            {
+                Assert.Equal(3, (await inside.ListAsync("pools/", TestContext.Current.CancellationToken)).Count);
+                Assert.False((await inside.ReadAsync("intruder", TestContext.Current.CancellationToken)).IsOk);
+            }
+            foreach (var tls in new[] { null, Outsider.Tls(stranger, member) })
+            {
+                await Assert.ThrowsAnyAsync<Exception>(async () => await (await NbdClientDevice.ConnectAsync(new NbdClientOptions
+                {
+                    Host = n3.Segments.Address.ToString(), Port = n3.Segments.Port, ExportName = "p3/sealed.0", Tls = tls, ReconnectAttempts = 0,
+                }, TestContext.Current.CancellationToken)).DisposeAsync());
+            }
+            using (var volumes = Json("n1", "volume", "list", "--json"))
+                Assert.Equal(32L << 20, volumes.RootElement.EnumerateArray().Single().GetProperty("sizeBytes").GetInt64());
+
+            // A node started with another key cannot join.
+            Storage("daemon", "stop", "--daemon", NodeDir("n3"));
+            Assert.True(_daemons["n3"].WaitForExit(TimeSpan.FromMinutes(1)));
+            _key = At("stranger.key");
+            var lone = StartStorage(At("n3-stranger.log"), "daemon", "--dir", NodeDir("n3"), "--node", "n3", "--cluster", _cluster, "--cluster-key", _key);
+            _daemons["n3"] = lone;
+            WaitFor(() => File.Exists(At("n3-stranger.log")) && File.ReadAllText(At("n3-stranger.log")).Contains("waiting for a majority", StringComparison.Ordinal), "the node with another key to find no majority");
+            foreach (string node in new[] { "n1", "n2" })
+                Storage("daemon", "stop", "--daemon", NodeDir(node));
+        }
+        finally
+        {
+            StopAll();
+        }
+    }
+
+    private IReadOnlyList<ClusterNode> ClusterNodes() => ClusterNode.Parse(_cluster);
+
     [Fact]
     public void Cluster_options_that_cannot_work_are_refused_before_anything_starts()
     {
@@ -153,6 +236,36 @@ public sealed class ClusterTests : RealTools
         Assert.Equal(2, stranger.Code);
         Assert.Contains("--node n9 is not in --cluster", stranger.Error, StringComparison.Ordinal);
         Assert.False(Directory.Exists(At("x")));
+        if (OperatingSystem.IsWindows())
+            return;
+        Storage("cluster", "key", "create", At("k"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(At("k")));
+        File.SetUnixFileMode(At("k"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var readable = StorageRaw("daemon", "--dir", At("x"), "--node", "n1", "--cluster", "n1=10.1.2.3:7100", "--cluster-key", At("k"));
+        Assert.Equal(2, readable.Code);
+        Assert.Contains("chmod 600", readable.Error, StringComparison.Ordinal);
+        var again = StorageRaw("cluster", "key", "create", At("k"));
+        Assert.Equal(2, again.Code);
+        Assert.Contains("never overwritten", again.Error, StringComparison.Ordinal);
+    }
+
+    /// <summary>Refusals found once the daemon runs: they end it with a message and exit 1, not a crash.</summary>
+    [Fact]
+    public void A_daemon_that_cannot_join_its_cluster_says_why_and_exits()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        int port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var busy = StorageRaw("daemon", "--dir", At("busy"), "--node", "n1", "--cluster", $"n1=127.0.0.1:{port}");
+        Assert.Equal(1, busy.Code);
+        Assert.Contains("in use", busy.Output + busy.Error, StringComparison.OrdinalIgnoreCase);
+
+        Directory.CreateDirectory(At("moved"));
+        File.WriteAllText(At("moved/cluster"), "n1=127.0.0.1:7100,n2=127.0.0.1:7110 node=n1\n");
+        var moved = StorageRaw("daemon", "--dir", At("moved"), "--node", "n1", "--cluster", "n1=127.0.0.1:7200,n2=127.0.0.1:7210");
+        Assert.Equal(1, moved.Code);
+        Assert.Contains("belongs to cluster", moved.Output + moved.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", moved.Output + moved.Error, StringComparison.Ordinal);
     }
 
     /// <summary>Picks the cluster's ports and makes pools p1..p3 of <paramref name="size"/>.</summary>
@@ -194,8 +307,10 @@ public sealed class ClusterTests : RealTools
     {
         _daemons.Remove(node, out var old);
         old?.Dispose();
-        var daemon = StartStorage(At($"{node}.log"), environment ?? new Dictionary<string, string>(), "daemon", "--dir", NodeDir(node), "--node", node, "--cluster", _cluster,
-            "--in-doubt-after", "3");
+        string[] args = ["daemon", "--dir", NodeDir(node), "--node", node, "--cluster", _cluster, "--in-doubt-after", "3"];
+        if (_key is not null)
+            args = [.. args, "--cluster-key", _key];
+        var daemon = StartStorage(At($"{node}.log"), environment ?? new Dictionary<string, string>(), args);
         _daemons[node] = daemon;
         // A node is up once it publishes its record; the first needs a second node for a metadata majority.
         if (node != "n1" || _daemons.Count > 1)

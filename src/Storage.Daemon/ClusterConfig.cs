@@ -30,11 +30,11 @@ public sealed record ClusterNode(string Name, int Id, IPAddress Address, int Por
     public override string ToString() => $"{Name}={(Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{Address}]" : Address.ToString())}:{Port}";
 
     /// <summary>
-    /// Parses <c>n1=127.0.0.1:7100,n2=127.0.0.1:7110,…</c>. Every address must be a loopback address: traffic between
-    /// nodes is not authenticated yet, so a cluster may not reach beyond this machine.
+    /// Parses <c>n1=127.0.0.1:7100,n2=10.0.0.2:7100,…</c>. Without <paramref name="authenticated"/> (a cluster key)
+    /// every address must be a loopback address: unauthenticated traffic between nodes must not leave the machine.
     /// </summary>
     /// <exception cref="FormatException">What is wrong with the list, and how to write it.</exception>
-    public static IReadOnlyList<ClusterNode> Parse(string value)
+    public static IReadOnlyList<ClusterNode> Parse(string value, bool authenticated = false)
     {
         ArgumentNullException.ThrowIfNull(value);
         var nodes = new List<ClusterNode>();
@@ -50,10 +50,11 @@ public sealed record ClusterNode(string Name, int Id, IPAddress Address, int Por
                 throw new FormatException($"'{entry[(colon + 1)..]}' in '{entry}' is not a port from 1 to 65532 (a node uses four ports from it).");
             var address = host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(host, out var parsed) ? parsed
                 : throw new FormatException($"'{host}' in '{entry}' is not an IP address.");
-            if (!IPAddress.IsLoopback(address))
+            if (!authenticated && !IPAddress.IsLoopback(address))
             {
-                throw new FormatException($"{address} in '{entry}' is not a loopback address. Traffic between nodes is not authenticated yet, so a cluster " +
-                    "runs on one machine only (127.0.0.1 with a port range per node); across machines it would let anyone on the network vote and propose.");
+                throw new FormatException($"{address} in '{entry}' is not a loopback address. Without a cluster key traffic between nodes is not " +
+                    "authenticated, and across machines anyone on the network could vote, propose and write segments. Create a key with " +
+                    "'storage cluster key create FILE', copy it to every node and start each with --cluster-key FILE.");
             }
             nodes.Add(new ClusterNode(name, nodes.Count + 1, address, port));
         }

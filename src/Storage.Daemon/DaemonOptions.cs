@@ -36,6 +36,12 @@ public sealed record DaemonOptions
     /// </summary>
     public TimeSpan InDoubtAfter { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The cluster's key file (<see cref="ClusterKey"/>): every connection between nodes is then TLS with mutual
+    /// authentication, and nodes may be on other machines. Null: plain TCP, loopback addresses only.
+    /// </summary>
+    public string? ClusterKeyPath { get; init; }
+
     /// <summary>This node in <see cref="Cluster"/>, or null outside one.</summary>
     public ClusterNode? Self => Cluster?.FirstOrDefault(n => n.Name == Node);
 

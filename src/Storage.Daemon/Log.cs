@@ -71,8 +71,8 @@ internal static partial class Log
     [LoggerMessage(Level = LogLevel.Information, Message = "node '{Node}' {What}")]
     public static partial void Node(this ILogger log, string node, string what);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "metadata replica {Id} of cluster {Cluster} on {Endpoint}, log in {Dir}; leader is replica {Leader}")]
-    public static partial void ClusterReplicaStarted(this ILogger log, int id, string cluster, string endpoint, string dir, int leader);
+    [LoggerMessage(Level = LogLevel.Information, Message = "metadata replica {Id} of cluster {Cluster} on {Endpoint}, log in {Dir}; leader is replica {Leader}; between nodes: {Security}")]
+    public static partial void ClusterReplicaStarted(this ILogger log, int id, string cluster, string endpoint, string dir, int leader, string security);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "waiting for a majority of the cluster's metadata replicas ({Reason})")]
     public static partial void WaitingForMajority(this ILogger log, string reason);

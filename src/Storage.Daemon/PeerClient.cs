@@ -1,14 +1,20 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Text;
 using System.Text.Json;
+using Storage.Consensus;
 using Storage.Volumes;
 
 namespace Storage.Daemon;
 
 /// <summary>Sends <see cref="PeerRequest"/>s to another node's peer port.</summary>
-internal sealed class PeerClient(string from, ClusterNode node)
+internal sealed class PeerClient(string from, ClusterNode node, SslClientAuthenticationOptions? tls)
 {
+    /// <summary>TLS for connections to that node (its peer and segment ports), or null: plain TCP.</summary>
+    public SslClientAuthenticationOptions? Tls => tls;
+
     /// <summary>How long a connection attempt may take before the node counts as unreachable.</summary>
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
 
@@ -30,7 +36,16 @@ internal sealed class PeerClient(string from, ClusterNode node)
                 await socket.ConnectAsync(new IPEndPoint(node.Address.AddressFamily == AddressFamily.InterNetwork ? node.Address.MapToIPv6() : node.Address, node.Peer.Port), connecting.Token)
                     .ConfigureAwait(false);
             }
-            using var stream = new NetworkStream(socket, ownsSocket: false);
+            Stream stream;
+            try
+            {
+                stream = await TransportTls.ClientAsync(new NetworkStream(socket, ownsSocket: false), tls, cancellationToken).ConfigureAwait(false);
+            }
+            catch (AuthenticationException e)
+            {
+                throw new ParticipantUnavailableException($"Node '{node.Name}' ({node.Peer}) refused this node's TLS handshake or showed another certificate ({e.Message}): do both use the same --cluster-key?", e);
+            }
+            await using var _ = stream;
             using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true };
             using var reader = new StreamReader(stream, Encoding.UTF8);
             await writer.WriteLineAsync(JsonSerializer.Serialize(request with { From = from }, PeerJson.Default.PeerRequest)).ConfigureAwait(false);

@@ -28,6 +28,7 @@ internal sealed class RemoteSegmentPool(string pool, PeerClient peer) : ISegment
                 ExportName = reply.Export,
                 ReconnectAttempts = 8,   // about 25 s of retries: a node restarting is a pause
                 ReplayUnflushed = true,  // what that node acknowledged but had not committed when it died is sent again
+                Tls = peer.Tls,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is BlockDeviceException or NbdConfigurationException)

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using Storage.Consensus;
 using Storage.Metadata;
 
@@ -36,18 +37,21 @@ public sealed class ReplicaHost : IDisposable
     /// <param name="options">The replica (its id must be a key of <paramref name="peers"/>).</param>
     /// <param name="peers">Every replica's consensus endpoint.</param>
     /// <param name="client">The client endpoint.</param>
-    public static ReplicaHost Start(MetadataReplicaOptions options, IReadOnlyDictionary<int, IPEndPoint> peers, IPEndPoint client)
+    /// <param name="serverTls">TLS required of replicas and clients that connect here, or null: plain TCP.</param>
+    /// <param name="clientTls">TLS for connections to the other replicas, or null: plain TCP.</param>
+    public static ReplicaHost Start(MetadataReplicaOptions options, IReadOnlyDictionary<int, IPEndPoint> peers, IPEndPoint client,
+        SslServerAuthenticationOptions? serverTls = null, SslClientAuthenticationOptions? clientTls = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(peers);
         if (!peers.TryGetValue(options.Id, out var self))
             throw new ArgumentException($"The peers have no endpoint for replica {options.Id}.", nameof(peers));
         int id = options.Id;
-        var replica = new MetadataReplica(options, new TcpTransport(id, self, peers));
+        var replica = new MetadataReplica(options, new TcpTransport(id, self, peers) { ServerTls = serverTls, ClientTls = clientTls });
         try
         {
             replica.Start();
-            var server = new MetadataServer(replica, client);
+            var server = new MetadataServer(replica, client) { Tls = serverTls };
             server.Start();
             return new ReplicaHost(replica, server);
         }

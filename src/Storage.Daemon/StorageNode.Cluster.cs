@@ -16,6 +16,7 @@ internal sealed partial class StorageNode
     private readonly Dictionary<string, PeerClient> _peers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _undecidedSince = new(StringComparer.Ordinal);   // transaction → when first seen undecided
     private readonly HashSet<string> _reported = new(StringComparer.Ordinal);   // resolutions logged (a node down repeats them until it is back)
+    private readonly ClusterKey? _key;
     private LineServer? _peerServer;
     private NbdServer? _segmentNbd;
     private SegmentExports? _segments;
@@ -32,16 +33,27 @@ internal sealed partial class StorageNode
         string dir = Path.Combine(options.Directory, "meta", self.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         DaemonRecords.CreateOwnerOnly(dir);
         bool bootstrap = !File.Exists(Path.Combine(dir, Storage.Consensus.DurableLog.LogFileName));
+        var key = options.ClusterKeyPath is null ? null : ClusterKey.Load(options.ClusterKeyPath);
         var peers = options.Cluster!.ToDictionary(n => n.Id, n => n.Consensus);
-        var replica = ReplicaHost.Start(new MetadataReplicaOptions { Id = self.Id, Directory = dir, InitialConfig = ReplicaHost.ConfigurationOf(peers), Bootstrap = bootstrap },
-            peers, self.Metadata);
-        var client = new MetadataClient(options.Cluster!.ToDictionary(n => n.Id, n => n.Metadata));
-        var node = new StorageNode(options, loggers, replica, client);
+        ReplicaHost replica;
+        try
+        {
+            replica = ReplicaHost.Start(new MetadataReplicaOptions { Id = self.Id, Directory = dir, InitialConfig = ReplicaHost.ConfigurationOf(peers), Bootstrap = bootstrap },
+                peers, self.Metadata, key?.ServerOptions(), key?.ClientOptions());
+        }
+        catch
+        {
+            key?.Dispose();
+            throw;
+        }
+        var client = new MetadataClient(options.Cluster!.ToDictionary(n => n.Id, n => n.Metadata)) { Tls = key?.ClientOptions() };
+        var node = new StorageNode(options, loggers, replica, client, key);
         try
         {
             await node.WaitForMajorityAsync(cancellationToken).ConfigureAwait(false);
             int leader = (await node.ReplicaViewsAsync(cancellationToken).ConfigureAwait(false)).FirstOrDefault(r => r.Role == "leader")?.Id ?? 0;
-            node._log.ClusterReplicaStarted(self.Id, string.Join(",", options.Cluster!), self.Consensus.ToString(), dir, leader);
+            node._log.ClusterReplicaStarted(self.Id, string.Join(",", options.Cluster!), self.Consensus.ToString(), dir, leader,
+                key is null ? "plain TCP on loopback" : $"TLS 1.3, cluster key {key.Fingerprint[..16]}");
             await node.OpenPoolsAsync(cancellationToken).ConfigureAwait(false);
             node.ServePeers(self);
             await node.RecoverAsync(cancellationToken).ConfigureAwait(false);
@@ -107,8 +119,8 @@ internal sealed partial class StorageNode
         _segments = new SegmentExports(OpenPools);
         _segmentNbd = new NbdServer(new NbdServerOptions { Log = _loggers.CreateLogger("Storage.Nbd.Segments").Event, OfferOnDemand = _segments.OfferByName });
         _segments.Server = _segmentNbd;
-        _segmentNbd.ListenTcp(self.Segments);
-        _peerServer = new LineServer(listener, AnswerPeerAsync);
+        _segmentNbd.ListenTcp(self.Segments, _key?.NbdOptions(_options.Cluster!.Select(n => n.Address)));
+        _peerServer = new LineServer(listener, AnswerPeerAsync, _key?.ServerOptions());
         _log.PeerListening(self.Peer.ToString(), self.Segments.ToString());
     }
 

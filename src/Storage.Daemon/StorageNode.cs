@@ -38,8 +38,9 @@ internal sealed partial class StorageNode : IAsyncDisposable
         _store = meta;
     }
 
-    private StorageNode(DaemonOptions options, ILoggerFactory loggers, ReplicaHost replica, MetadataClient client)
+    private StorageNode(DaemonOptions options, ILoggerFactory loggers, ReplicaHost replica, MetadataClient client, ClusterKey? key)
     {
+        _key = key;
         _options = options;
         _loggers = loggers;
         _log = loggers.CreateLogger("Storage.Daemon");
@@ -47,7 +48,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
         _client = client;
         _store = client;
         foreach (var node in options.Cluster!.Where(n => n.Name != options.Node))
-            _peers[node.Name] = new PeerClient(options.Node, node);
+            _peers[node.Name] = new PeerClient(options.Node, node, key?.ClientOptions());
     }
 
     /// <summary>Asked for by a stop request; the host stops the node.</summary>
@@ -263,6 +264,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
             _pools.Clear();
         _client?.Dispose();
         _replica?.Dispose();
+        _key?.Dispose();
         _meta?.Dispose();
     }
 }

@@ -22,8 +22,11 @@ internal static class DaemonCommands
         one metadata replica per node (replica ids are positions in the list; give every node the same list), the pools
         attached to each node, volumes across all of them (prepare and commit sent to the node hosting each pool, data
         over NBD), each volume served by the node it was created on. A node uses four ports from its own: consensus,
-        metadata clients, requests between nodes, segment NBD. Loopback addresses only: node-to-node traffic is not
-        authenticated yet. A transaction undecided for --in-doubt-after seconds (default 10) is presumed abandoned
+        metadata clients, requests between nodes, segment NBD. Without --cluster-key the addresses must be loopback
+        (plain TCP on this machine). With --cluster-key FILE (made once by 'storage cluster key create FILE' and
+        copied, mode 0600, to every node) all four ports speak TLS 1.3 and each side must show the cluster's
+        certificate: a process without the file cannot join, vote, propose or reach a segment, and nodes may be on
+        other machines. A transaction undecided for --in-doubt-after seconds (default 10) is presumed abandoned
         and aborted through the Paxos log.
         Volume, snapshot and pool commands given no --disks or --device go to it. It logs to standard output and stops
         cleanly on SIGTERM, Ctrl-C or 'storage daemon stop'. See docs/storage-daemon.service for a systemd unit.
@@ -39,7 +42,8 @@ internal static class DaemonCommands
         var dir = PoolCommands.PathOption("--dir", "the daemon's directory: metadata logs, control and NBD sockets (created owner-only)", "DIR");
         var node = CliOptions.Text("--node", "this node's name in the catalogue (default n1)", "NAME");
         var listen = CliOptions.Text("--listen", "also serve NBD on TCP, e.g. 127.0.0.1:10809", "ADDR:PORT");
-        var cluster = CliOptions.Text("--cluster", "run as one node of this cluster: NAME=HOST:PORT,... (loopback only)", "NODES");
+        var cluster = CliOptions.Text("--cluster", "run as one node of this cluster: NAME=HOST:PORT,... (loopback only without --cluster-key)", "NODES");
+        var clusterKey = PoolCommands.PathOption("--cluster-key", "the cluster's key file: TLS with mutual authentication between nodes", "FILE");
         var inDoubt = CliOptions.Text("--in-doubt-after", "seconds a cluster transaction may stay undecided before it is aborted (default 10)", "SECONDS");
         var daemon = new Command("daemon", "run this node's storage daemon in the foreground (metadata replicas, pools, NBD exports)").WithNotes(Notes);
         daemon.Options.Add(dir);
@@ -47,6 +51,7 @@ internal static class DaemonCommands
         daemon.Options.Add(listen);
         daemon.Options.Add(cluster);
         daemon.Options.Add(inDoubt);
+        daemon.Options.Add(clusterKey);
         daemon.SetAction(p =>
         {
             string directory = p.GetValue(dir) ?? throw new UsageException("--dir is required: where the daemon keeps its metadata logs and sockets, e.g. storage daemon --dir /var/lib/storage.");
@@ -56,11 +61,26 @@ internal static class DaemonCommands
             if (Path.Combine(directory, "control.sock").Length > 100)
                 throw new UsageException($"--dir {directory} is too long for a Unix socket path; use a shorter directory.");
             IReadOnlyList<ClusterNode>? nodes = null;
+            string? keyPath = p.GetValue(clusterKey);
+            if (keyPath is not null)
+            {
+                if (p.GetValue(cluster) is null)
+                    throw new UsageException("--cluster-key is for a cluster node: give --cluster and --node too.");
+                try
+                {
+                    ClusterKey.Load(keyPath).Dispose();
+                }
+                catch (DaemonRequestException e)
+                {
+                    throw new UsageException($"--cluster-key: {e.Message}");
+                }
+                keyPath = Path.GetFullPath(keyPath);
+            }
             if (p.GetValue(cluster) is { } list)
             {
                 try
                 {
-                    nodes = ClusterNode.Parse(list);
+                    nodes = ClusterNode.Parse(list, authenticated: keyPath is not null);
                 }
                 catch (FormatException e)
                 {
@@ -79,6 +99,7 @@ internal static class DaemonCommands
                 Directory = directory,
                 Node = name,
                 Cluster = nodes,
+                ClusterKeyPath = keyPath,
                 InDoubtAfter = TimeSpan.FromSeconds(seconds),
                 Listen = p.GetValue(listen),
                 KillAtStep = Environment.GetEnvironmentVariable("STORAGE_DAEMON_KILL_AT") is { Length: > 0 } step ? step : null,
@@ -105,7 +126,52 @@ internal static class DaemonCommands
             int code = Send(p, new ClusterStatusRequest(), p.GetValue(json), r => JsonSerializer.Serialize(cluster = r.Cluster!, DaemonJson.Default.ClusterView), (r, o) => PrintCluster(cluster = r.Cluster!, o));
             return code == Cli.Ok && cluster?.Leader is null ? Cli.Failed : code;
         });
-        return Cli.Group("cluster", "the cluster this node belongs to", status);
+        return Cli.Group("cluster", "the cluster this node belongs to", status, BuildKey());
+    }
+
+    private static Command BuildKey()
+    {
+        var json = CliOptions.Flag("--json", "print one JSON document and nothing else");
+        var file = new Argument<string>("FILE") { Description = "where to write the key (created with mode 0600; never overwritten)" };
+        var create = new Command("create", "make a new cluster key: copy it to every node and start each daemon with --cluster-key FILE");
+        create.Arguments.Add(file);
+        create.Options.Add(json);
+        create.SetAction(p =>
+        {
+            string path = p.GetValue(file)!, fingerprint;
+            try
+            {
+                fingerprint = ClusterKey.Create(path);
+            }
+            catch (Exception e) when (e is DaemonRequestException or IOException or UnauthorizedAccessException)
+            {
+                throw new UsageException(e.Message);
+            }
+            if (p.GetValue(json))
+                p.Out().WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["file"] = Path.GetFullPath(path), ["fingerprint"] = fingerprint }));
+            else
+                p.Out().WriteLine($"cluster key written to {path} (mode 0600), SHA-256 fingerprint {fingerprint}; copy it to every node and start each daemon with --cluster-key {path}");
+            return Cli.Ok;
+        });
+        var shown = new Argument<string>("FILE") { Description = "a cluster key file" };
+        var show = new Command("show", "print a cluster key's fingerprint (compare it across nodes)");
+        show.Arguments.Add(shown);
+        show.Options.Add(json);
+        show.SetAction(p =>
+        {
+            string path = p.GetValue(shown)!;
+            try
+            {
+                using var key = ClusterKey.Load(path);
+                p.Out().WriteLine(p.GetValue(json) ? JsonSerializer.Serialize(new Dictionary<string, string> { ["file"] = Path.GetFullPath(path), ["fingerprint"] = key.Fingerprint }) : key.Fingerprint);
+            }
+            catch (DaemonRequestException e)
+            {
+                throw new UsageException(e.Message);
+            }
+            return Cli.Ok;
+        });
+        return Cli.Group("key", "the cluster's shared key (TLS between nodes)", create, show);
     }
 
     /// <summary>

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Threading.Channels;
 
 namespace Storage.Consensus;
@@ -35,6 +37,17 @@ public sealed class TcpTransport : ITransport
         _listen = listen;
         _peers = peers;
     }
+
+    /// <summary>TLS required of every peer that connects here (null: plain TCP).</summary>
+    public SslServerAuthenticationOptions? ServerTls { get; init; }
+
+    /// <summary>TLS for the connections to peers (null: plain TCP).</summary>
+    public SslClientAuthenticationOptions? ClientTls { get; init; }
+
+    /// <summary>Connections refused because their TLS handshake failed (a process without the cluster's credentials).</summary>
+    public long Refused => Interlocked.Read(ref _refused);
+
+    private long _refused;
 
     /// <summary>The bound endpoint (useful with port 0).</summary>
     public IPEndPoint? LocalEndpoint => _listener?.LocalEndpoint as IPEndPoint;
@@ -82,8 +95,8 @@ public sealed class TcpTransport : ITransport
             {
                 using var client = new TcpClient { NoDelay = true };
                 await client.ConnectAsync(endpoint, token).ConfigureAwait(false);
+                await using var stream = await TransportTls.ClientAsync(client.GetStream(), ClientTls, token).ConfigureAwait(false);
                 backoff = 10;
-                var stream = client.GetStream();
                 while (await queue.WaitToReadAsync(token).ConfigureAwait(false))
                 {
                     // Write everything queued, then flush once: batches frames into few segments.
@@ -96,7 +109,7 @@ public sealed class TcpTransport : ITransport
             {
                 return;
             }
-            catch (Exception e) when (e is SocketException or IOException)
+            catch (Exception e) when (e is SocketException or IOException or AuthenticationException)
             {
                 // Drop what queued while the peer was unreachable: stale consensus traffic is worthless.
                 while (queue.TryRead(out _))
@@ -137,9 +150,19 @@ public sealed class TcpTransport : ITransport
     private async Task ReceiveLoop(TcpClient client)
     {
         using var _ = client;
-        var stream = client.GetStream();
         try
         {
+            Stream stream;
+            try
+            {
+                stream = await TransportTls.ServerAsync(client.GetStream(), ServerTls, _stop.Token).ConfigureAwait(false);
+            }
+            catch (AuthenticationException)
+            {
+                Interlocked.Increment(ref _refused);
+                return;
+            }
+            await using var __ = stream;
             while (await FrameCodec.ReadAsync(stream, _stop.Token).ConfigureAwait(false) is { } payload)
                 _receive!(FrameCodec.DecodeMessage(payload));
         }

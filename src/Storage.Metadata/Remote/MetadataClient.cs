@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Storage.Consensus;
 
 namespace Storage.Metadata;
@@ -43,6 +45,9 @@ public sealed class MetadataClient : IMetadataStore, IDisposable
 
     /// <summary>How long one attempt at one replica may take (connecting included).</summary>
     public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>TLS for the connections to replicas (null: plain TCP).</summary>
+    public SslClientAuthenticationOptions? Tls { get; init; }
 
     /// <summary>How long a request is retried in all.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -267,16 +272,23 @@ public sealed class MetadataClient : IMetadataStore, IDisposable
             if (slot.Current is { Broken: false } current)
                 return current;
             var client = new TcpClient { NoDelay = true };
+            Stream stream;
             try
             {
                 await client.ConnectAsync(_endpoints[id], cancellationToken).ConfigureAwait(false);
+                stream = await TransportTls.ClientAsync(client.GetStream(), Tls, cancellationToken).ConfigureAwait(false);
+            }
+            catch (AuthenticationException e)
+            {
+                client.Dispose();
+                throw new IOException($"the TLS handshake with {_endpoints[id]} failed ({e.Message}): it is not a replica of this cluster, or this process lacks the cluster's key", e);
             }
             catch
             {
                 client.Dispose();
                 throw;
             }
-            var connection = new Connection(client);
+            var connection = new Connection(client, stream);
             var old = slot.Current;
             slot.Current = connection;
             // Closed, not disposed: requests still waiting on it fail with a retryable IOException.
@@ -323,17 +335,17 @@ public sealed class MetadataClient : IMetadataStore, IDisposable
     private sealed class Connection
     {
         private readonly TcpClient _client;
-        private readonly NetworkStream _stream;
+        private readonly Stream _stream;
         // Never disposed (it owns no wait handle unless asked for one): writers may still be queued on it.
         private readonly SemaphoreSlim _write = new(1);
         private readonly ConcurrentDictionary<long, TaskCompletionSource<byte[]>> _waiting = new();
         private volatile bool _broken;
         private long _lastHeard = Environment.TickCount64;
 
-        public Connection(TcpClient client)
+        public Connection(TcpClient client, Stream stream)
         {
             _client = client;
-            _stream = client.GetStream();
+            _stream = stream;
             _ = Task.Run(ReadLoop);
         }
 
@@ -402,6 +414,7 @@ public sealed class MetadataClient : IMetadataStore, IDisposable
         {
             _broken = true;
             _client.Dispose();
+            // Only the socket is shut: a TLS stream disposed under a writer would throw ObjectDisposedException at it.
             foreach (var tcs in _waiting.Values)
                 tcs.TrySetException(new IOException("Connection closed."));
         }

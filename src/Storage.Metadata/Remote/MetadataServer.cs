@@ -1,5 +1,7 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Storage.Consensus;
 
 namespace Storage.Metadata;
@@ -19,6 +21,9 @@ public sealed class MetadataServer : IDisposable
         _replica = replica;
         _listener = new TcpListener(endpoint);
     }
+
+    /// <summary>TLS required of every client (null: plain TCP).</summary>
+    public SslServerAuthenticationOptions? Tls { get; init; }
 
     /// <summary>The bound endpoint.</summary>
     public IPEndPoint LocalEndpoint => (IPEndPoint)_listener.LocalEndpoint;
@@ -51,20 +56,20 @@ public sealed class MetadataServer : IDisposable
     private async Task Serve(TcpClient client)
     {
         using var connection = client;
-        var stream = client.GetStream();
         // Not disposed: handlers still running when the connection drops may touch it.
         var writeLock = new SemaphoreSlim(1);
         try
         {
+            var stream = await TransportTls.ServerAsync(client.GetStream(), Tls, _stop.Token).ConfigureAwait(false);
             while (await FrameCodec.ReadAsync(stream, _stop.Token).ConfigureAwait(false) is { } request)
                 _ = Handle(request, stream, writeLock);
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or AuthenticationException)
         {
         }
     }
 
-    private async Task Handle(byte[] request, NetworkStream stream, SemaphoreSlim writeLock)
+    private async Task Handle(byte[] request, Stream stream, SemaphoreSlim writeLock)
     {
         var w = new ByteWriter(256);
         long id = 0;

@@ -1,0 +1,64 @@
+using System.Net.Security;
+
+namespace Storage.Consensus;
+
+/// <summary>
+/// Puts TLS on a connection's stream for the TCP protocols between nodes (consensus, metadata clients, node
+/// requests). Both sides give <see cref="SslStream"/> settings; mutual authentication is theirs to ask for (a client
+/// certificate and a validation callback on each side).
+/// </summary>
+public static class TransportTls
+{
+    /// <summary>How long the server side waits for a client to finish its TLS handshake.</summary>
+    public static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The client side: returns the TLS stream, or <paramref name="stream"/> itself without settings.</summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The server was not accepted, or it refused us.</exception>
+    public static async Task<Stream> ClientAsync(Stream stream, SslClientAuthenticationOptions? options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (options is null)
+            return stream;
+        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(options, cancellationToken).ConfigureAwait(false);
+            return ssl;
+        }
+        catch
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The server side: returns the TLS stream, or <paramref name="stream"/> itself without settings. A client that
+    /// does not finish its handshake within <see cref="HandshakeTimeout"/> fails with <see cref="IOException"/>.
+    /// </summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The client was not accepted.</exception>
+    public static async Task<Stream> ServerAsync(Stream stream, SslServerAuthenticationOptions? options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (options is null)
+            return stream;
+        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(HandshakeTimeout);
+        try
+        {
+            await ssl.AuthenticateAsServerAsync(options, timeout.Token).ConfigureAwait(false);
+            return ssl;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw new IOException($"The client did not finish its TLS handshake within {HandshakeTimeout.TotalSeconds:0} s.");
+        }
+        catch
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+}
