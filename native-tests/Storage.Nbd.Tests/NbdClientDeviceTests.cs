@@ -152,6 +152,49 @@ public sealed class NbdClientDeviceTests
         await server.StopAsync(cancellationToken: Ct);
     }
 
+    /// <summary>
+    /// A restarted server that refuses one of the writes sent again (its disk now fails there, or is full): that write
+    /// is lost, the next flush says so once, and the device goes on working — before, the refused write stayed in the
+    /// replay list and every reconnection failed on it again, so the device was dead for as long as the server refused it.
+    /// </summary>
+    [Fact]
+    public async Task A_replayed_write_the_restarted_server_refuses_is_reported_lost_once_and_the_device_goes_on()
+    {
+        using var directory = new TempDirectory();
+        string socket = directory.File("refuse.sock");
+        using var disk = new FaultInjectingDevice(new MemoryBlockDevice(4 << 20, 512, "refuse-disk"), seed: 8);
+        var server = Serve(disk, socket);
+        await using var device = await NbdClientDevice.ConnectAsync(new NbdClientOptions
+        {
+            UnixSocket = socket, ExportName = "disk", ReconnectAttempts = 3, ReconnectDelay = TimeSpan.FromMilliseconds(20), ReplayUnflushed = true,
+        }, cancellationToken: Ct);
+        var data = new byte[4096];
+        for (int i = 0; i < 4; i++)
+        {
+            Array.Fill(data, (byte)(0x10 + i));
+            await device.WriteAsync(i * 8192L, data, cancellationToken: Ct);
+        }
+        await server.StopAsync(cancellationToken: Ct);
+        await disk.CrashAsync(CrashMode.DropUnflushed);
+        disk.Restart();
+        disk.FailWrites(8192, 4096);   // the second write cannot be written again, and stays so
+        File.Delete(socket);
+        server = Serve(disk, socket);
+
+        var lost = await Assert.ThrowsAsync<BlockDeviceException>(() => device.FlushAsync(cancellationToken: Ct).AsTask());
+        Assert.Contains("1 acknowledged write(s) or trim(s) were lost", lost.Message, StringComparison.Ordinal);
+        Assert.Equal(1, device.LostWrites);
+        await device.WriteAsync(1 << 20, data, cancellationToken: Ct);
+        await device.FlushAsync(cancellationToken: Ct);   // reported once; the device works
+        var read = new byte[4096];
+        foreach (int i in new[] { 0, 2, 3 })
+        {
+            await device.ReadAsync(i * 8192L, read, cancellationToken: Ct);
+            Assert.All(read, b => Assert.Equal(0x10 + i, b));   // the other replayed writes made it
+        }
+        await server.StopAsync(cancellationToken: Ct);
+    }
+
     [Fact]
     public async Task Errors_say_what_the_server_refused()
     {

@@ -50,6 +50,15 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
     public long Reconnects => Interlocked.Read(ref _reconnects);
 
     private long _reconnects;
+    private long _lostWrites;
+    private long _unreported;
+    private volatile string? _lastLoss;
+
+    /// <summary>
+    /// Acknowledged writes and trims that a restarted server refused when they were sent again: lost. The flush after
+    /// such a loss fails once, saying so.
+    /// </summary>
+    public long LostWrites => Interlocked.Read(ref _lostWrites);
 
     /// <summary>Connects to the export and negotiates it.</summary>
     /// <exception cref="ArgumentException">The options are inconsistent.</exception>
@@ -128,6 +137,11 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
         await RequestAsync(NbdProtocol.CmdFlush, 0, 0, 0, default, default, cancellationToken).ConfigureAwait(false);
         if (covered is not null)
             _unflushed!.Flushed(covered);
+        if (Interlocked.Exchange(ref _unreported, 0) is > 0 and long lost)
+        {
+            throw new BlockDeviceException(Name, $"{lost} acknowledged write(s) or trim(s) were lost: the server restarted before making them durable " +
+                $"and refused them when they were sent again ({_lastLoss}).", null);
+        }
     }
 
     /// <summary>Waits for a write or trim that <see cref="_unflushed"/> holds (<paramref name="held"/>), marking it acknowledged or dropping it.</summary>
@@ -226,18 +240,27 @@ public sealed class NbdClientDevice : BlockDevice, IAsyncDisposable
         }
     }
 
-    /// <summary>Sends every write and trim not yet covered by a flush again, in order, on <paramref name="fresh"/>.</summary>
+    /// <summary>
+    /// Sends every write and trim not yet covered by a flush again, in order, on <paramref name="fresh"/>. One the server
+    /// now refuses (its disk full or failing) is dropped, not retried forever: that write is lost, and the next flush
+    /// says so (<see cref="LostWrites"/>), as a flush after a failed writeback does.
+    /// </summary>
     private async Task ReplayAsync(NbdClientConnection fresh, CancellationToken cancellationToken)
     {
         try
         {
-            foreach (var (offset, length, data) in _unflushed!.Snapshot())
+            foreach (var (offset, length, data, handle) in _unflushed!.Snapshot())
             {
                 int error = data is null
                     ? await fresh.SendAsync(NbdProtocol.CmdTrim, 0, offset, length, default, default, cancellationToken).ConfigureAwait(false)
                     : await fresh.SendAsync(NbdProtocol.CmdWrite, 0, offset, length, default, data.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
                 if (error != 0)
-                    throw Failure(data is null ? NbdProtocol.CmdTrim : NbdProtocol.CmdWrite, offset, length, error);
+                {
+                    _unflushed.Failed(handle);
+                    Interlocked.Increment(ref _lostWrites);
+                    Interlocked.Increment(ref _unreported);
+                    _lastLoss = Failure(data is null ? NbdProtocol.CmdTrim : NbdProtocol.CmdWrite, offset, length, error).Message;
+                }
             }
         }
         catch

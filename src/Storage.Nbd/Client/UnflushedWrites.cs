@@ -81,10 +81,15 @@ internal sealed class UnflushedWrites
     }
 
     /// <summary>Every request held, oldest first: what a fresh connection sends again.</summary>
-    public IReadOnlyList<(long Offset, int Length, byte[]? Data)> Snapshot()
+    public IReadOnlyList<(long Offset, int Length, byte[]? Data, object Handle)> Snapshot()
     {
         lock (_lock)
-            return [.. _entries.Select(e => (e.Offset, e.Length, e.Data))];
+        {
+            var all = new List<(long, int, byte[]?, object)>(_entries.Count);
+            for (var node = _entries.First; node is not null; node = node.Next)
+                all.Add((node.Value.Offset, node.Value.Length, node.Value.Data, node));
+            return all;
+        }
     }
 
     private sealed class Entry(long offset, int length, byte[]? data)
