@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Text.Json;
 using Storage.Daemon;
 using Storage.Metadata;
 using Storage.Nbd;
+using Storage.Volumes;
 
 namespace Storage.Cli.Tests;
 
@@ -174,7 +176,7 @@ public sealed class ClusterTests : RealTools
             using var member = Outsider.Certificate(_key);
             using var stranger = Outsider.Certificate(At("stranger.key"));
             string pools = """{"op":"pools","from":"n1"}""";
-            var wait = TimeSpan.FromSeconds(3);
+            var wait = TimeSpan.FromSeconds(5);
             Assert.NotNull(Outsider.Ask(n3.Peer, member, member, pools, wait));
             Assert.Null(Outsider.Ask(n3.Peer, stranger, member, pools, wait));
             Assert.Null(Outsider.Ask(n3.Peer, null, member, pools, wait));
@@ -195,13 +197,37 @@ public sealed class ClusterTests : RealTools
                 Assert.Equal(3, (await inside.ListAsync("pools/", TestContext.Current.CancellationToken)).Count);
                 Assert.False((await inside.ReadAsync("intruder", TestContext.Current.CancellationToken)).IsOk);
             }
-            foreach (var tls in new[] { null, Outsider.Tls(stranger, member) })
+            // The segment of the volume that p3 holds opens with the cluster's key (placement decides which one it is).
+            string export = "";
+            NbdClientOptions Segment(SslClientAuthenticationOptions? tls) => new()
             {
-                await Assert.ThrowsAnyAsync<Exception>(async () => await (await NbdClientDevice.ConnectAsync(new NbdClientOptions
+                Host = n3.Segments.Address.ToString(), Port = n3.Segments.Port, ExportName = export, Tls = tls, ReconnectAttempts = 0,
+            };
+            using (var key = ClusterKey.Load(_key))
+            {
+                var opened = new List<string>();
+                for (int i = 0; i < 3; i++)
                 {
-                    Host = n3.Segments.Address.ToString(), Port = n3.Segments.Port, ExportName = "p3/sealed.0", Tls = tls, ReconnectAttempts = 0,
-                }, TestContext.Current.CancellationToken)).DisposeAsync());
+                    export = "p3/" + SpannedVolume.SegmentName("sealed", i);
+                    try
+                    {
+                        await using var segment = await NbdClientDevice.ConnectAsync(Segment(key.ClientOptions()), TestContext.Current.CancellationToken);
+                        var bytes = new byte[4096];
+                        await segment.ReadAsync(0, bytes, TestContext.Current.CancellationToken);
+                        Assert.All(bytes, b => Assert.Equal(0x7e, b));
+                        opened.Add(export);
+                    }
+                    catch (NbdConfigurationException e) when (e.Message.Contains("no export", StringComparison.Ordinal))
+                    {
+                    }
+                }
+                export = Assert.Single(opened);
             }
+            var plain = await Assert.ThrowsAsync<NbdConfigurationException>(async () =>
+                await (await NbdClientDevice.ConnectAsync(Segment(null), TestContext.Current.CancellationToken)).DisposeAsync());
+            Assert.Contains("TLS", plain.Message, StringComparison.Ordinal);
+            await Assert.ThrowsAnyAsync<Exception>(async () =>
+                await (await NbdClientDevice.ConnectAsync(Segment(Outsider.Tls(stranger, member)), TestContext.Current.CancellationToken)).DisposeAsync());
             using (var volumes = Json("n1", "volume", "list", "--json"))
                 Assert.Equal(32L << 20, volumes.RootElement.EnumerateArray().Single().GetProperty("sizeBytes").GetInt64());
 
@@ -212,6 +238,9 @@ public sealed class ClusterTests : RealTools
             var lone = StartStorage(At("n3-stranger.log"), "daemon", "--dir", NodeDir("n3"), "--node", "n3", "--cluster", _cluster, "--cluster-key", _key);
             _daemons["n3"] = lone;
             WaitFor(() => File.Exists(At("n3-stranger.log")) && File.ReadAllText(At("n3-stranger.log")).Contains("waiting for a majority", StringComparison.Ordinal), "the node with another key to find no majority");
+            using (var status = Json("n1", "cluster", "status", "--json"))
+                Assert.Equal(2, status.RootElement.GetProperty("replicas").EnumerateArray().Count(r => r.GetProperty("role").GetString() is "leader" or "follower"));
+            Assert.False(lone.HasExited);
             foreach (string node in new[] { "n1", "n2" })
                 Storage("daemon", "stop", "--daemon", NodeDir(node));
         }
@@ -236,6 +265,9 @@ public sealed class ClusterTests : RealTools
         Assert.Equal(2, stranger.Code);
         Assert.Contains("--node n9 is not in --cluster", stranger.Error, StringComparison.Ordinal);
         Assert.False(Directory.Exists(At("x")));
+        Assert.Equal(2, ClusterNode.Parse("n1=10.1.2.3:7100,n2=[fd00::2]:7100", authenticated: true).Count);
+        Assert.Throws<FormatException>(() => ClusterNode.Parse("n1=0.0.0.0:7100", authenticated: true));
+        Assert.Throws<FormatException>(() => ClusterNode.Parse("n1=239.1.2.3:7100", authenticated: true));
         if (OperatingSystem.IsWindows())
             return;
         Storage("cluster", "key", "create", At("k"));

@@ -50,6 +50,8 @@ public sealed record ClusterNode(string Name, int Id, IPAddress Address, int Por
                 throw new FormatException($"'{entry[(colon + 1)..]}' in '{entry}' is not a port from 1 to 65532 (a node uses four ports from it).");
             var address = host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(host, out var parsed) ? parsed
                 : throw new FormatException($"'{host}' in '{entry}' is not an IP address.");
+            if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) || address.Equals(IPAddress.Broadcast) || IsMulticast(address))
+                throw new FormatException($"{address} in '{entry}' is not one machine's address: give the address the node listens on and the others reach it at.");
             if (!authenticated && !IPAddress.IsLoopback(address))
             {
                 throw new FormatException($"{address} in '{entry}' is not a loopback address. Without a cluster key traffic between nodes is not " +
@@ -69,4 +71,8 @@ public sealed record ClusterNode(string Name, int Id, IPAddress Address, int Por
         }
         return nodes;
     }
+
+    private static bool IsMulticast(IPAddress address) => address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+        ? address.IsIPv6Multicast
+        : (address.GetAddressBytes()[0] & 0xF0) == 0xE0;
 }

@@ -68,6 +68,10 @@ public sealed class ClusterKey : IDisposable
             // A key loaded from PEM is ephemeral, which SslStream cannot use on every platform: round-trip through PKCS#12.
             return new ClusterKey(X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null));
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DaemonRequestException($"{path} cannot be read: {e.Message}");
+        }
         catch (CryptographicException e)
         {
             throw new DaemonRequestException($"{path} is not a cluster key (a PEM certificate and private key, as 'storage cluster key create' writes): {e.Message}");
@@ -82,6 +86,8 @@ public sealed class ClusterKey : IDisposable
         EnabledSslProtocols = SslProtocols.Tls13,
         RemoteCertificateValidationCallback = IsClusterCertificate,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        CertificateChainPolicy = ChainPolicy(),
+        AllowTlsResume = false,
     };
 
     /// <summary>TLS settings for a node connecting to another: this certificate, and a server that shows it.</summary>
@@ -92,14 +98,40 @@ public sealed class ClusterKey : IDisposable
         EnabledSslProtocols = SslProtocols.Tls13,
         RemoteCertificateValidationCallback = IsClusterCertificate,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        CertificateChainPolicy = ChainPolicy(),
+        AllowTlsResume = false,
     };
+
+    /// <summary>
+    /// The chain a peer's certificate is checked against before the pin: only this certificate is trusted, and
+    /// nothing is fetched — a certificate from outside could otherwise make the node download its issuers (AIA) from
+    /// wherever it points, blocking a thread before the pin refuses it.
+    /// </summary>
+    private X509ChainPolicy ChainPolicy()
+    {
+        var policy = new X509ChainPolicy
+        {
+            DisableCertificateDownloads = true,
+            RevocationMode = X509RevocationMode.NoCheck,
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+        };
+        policy.CustomTrustStore.Add(_certificate);
+        return policy;
+    }
 
     /// <summary>TLS for the segment NBD listener: required, clients only from <paramref name="nodes"/>, and they must show this certificate.</summary>
     public NbdTlsOptions NbdOptions(IEnumerable<IPAddress> nodes) =>
-        new(_certificate, nodes.Select(a => IPAddress.IsLoopback(a) ? new IPNetwork(IPAddress.Parse("127.0.0.0"), 8) : new IPNetwork(a, a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128)).Distinct())
+        new(_certificate, nodes.SelectMany(Networks).Distinct())
         {
             ClientCertificateValidation = IsClusterCertificate,
+            ClientCertificateChainPolicy = ChainPolicy(),
+            Protocols = SslProtocols.Tls13,
         };
+
+    /// <summary>Where a node's connections come from: its address, or either loopback for a node on loopback.</summary>
+    private static IEnumerable<IPNetwork> Networks(IPAddress node) => IPAddress.IsLoopback(node)
+        ? [IPNetwork.Parse("127.0.0.0/8"), IPNetwork.Parse("::1/128")]
+        : [new IPNetwork(node, node.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128)];
 
     /// <summary>
     /// Accepts exactly this certificate, whatever the chain and name checks say (it is self-signed and names no host):

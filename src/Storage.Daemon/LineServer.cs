@@ -29,22 +29,8 @@ internal sealed class LineServer : IDisposable
         _accepting = AcceptAsync();
     }
 
-    private async Task AcceptAsync()
-    {
-        while (true)
-        {
-            Socket client;
-            try
-            {
-                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
-            {
-                return;
-            }
-            _ = Task.Run(() => ServeAsync(client));
-        }
-    }
+    private Task AcceptAsync() =>
+        Listening.AcceptAsync(_listener.AcceptAsync, ServeAsync, _stop.Token);
 
     private async Task ServeAsync(Socket client)
     {

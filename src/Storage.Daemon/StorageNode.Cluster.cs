@@ -29,6 +29,8 @@ internal sealed partial class StorageNode
     private static async Task<StorageNode> StartInClusterAsync(DaemonOptions options, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var self = options.Self ?? throw new DaemonRequestException($"--node {options.Node} is not one of the cluster's nodes ({string.Join(", ", options.Cluster!.Select(n => n.Name))}).");
+        if (options.ClusterKeyPath is null && options.Cluster!.FirstOrDefault(n => !System.Net.IPAddress.IsLoopback(n.Address)) is { } wide)
+            throw new DaemonRequestException($"Node '{wide.Name}' is at {wide.Address}, not a loopback address: a cluster beyond this machine needs a cluster key (--cluster-key).");
         CheckClusterFile(options);
         string dir = Path.Combine(options.Directory, "meta", self.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         DaemonRecords.CreateOwnerOnly(dir);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Security;
+using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Storage.Nbd;
@@ -38,6 +39,15 @@ public sealed class NbdTlsOptions
     /// handshake fails and the connection closes before any option is read.
     /// </summary>
     public RemoteCertificateValidationCallback? ClientCertificateValidation { get; init; }
+
+    /// <summary>
+    /// How a client certificate's chain is built before <see cref="ClientCertificateValidation"/> sees it. Null: the
+    /// system's trust, never downloading issuers (a client could otherwise make the server fetch URLs of its choosing).
+    /// </summary>
+    public X509ChainPolicy? ClientCertificateChainPolicy { get; init; }
+
+    /// <summary>The TLS versions offered (default 1.2 and 1.3).</summary>
+    public SslProtocols Protocols { get; init; } = SslProtocols.Tls12 | SslProtocols.Tls13;
 
     /// <summary>
     /// Loads a PEM certificate and key (as written by openssl or certtool) and parses the allow-list: addresses

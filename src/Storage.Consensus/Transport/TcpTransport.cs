@@ -91,12 +91,13 @@ public sealed class TcpTransport : ITransport
         int backoff = 10;
         while (!token.IsCancellationRequested)
         {
+            long connected = long.MaxValue;
             try
             {
                 using var client = new TcpClient { NoDelay = true };
                 await client.ConnectAsync(endpoint, token).ConfigureAwait(false);
                 await using var stream = await TransportTls.ClientAsync(client.GetStream(), ClientTls, token).ConfigureAwait(false);
-                backoff = 10;
+                connected = Environment.TickCount64;
                 while (await queue.WaitToReadAsync(token).ConfigureAwait(false))
                 {
                     // Write everything queued, then flush once: batches frames into few segments.
@@ -115,6 +116,10 @@ public sealed class TcpTransport : ITransport
                 while (queue.TryRead(out _))
                 {
                 }
+                // A connection that lived a while was good: retry at once. One refused right after its handshake (a
+                // peer that rejects our TLS certificate says so on the first write) keeps backing off.
+                if (Environment.TickCount64 - connected > 2000)
+                    backoff = 10;
                 try
                 {
                     await Task.Delay(backoff, token).ConfigureAwait(false);
@@ -128,24 +133,12 @@ public sealed class TcpTransport : ITransport
         }
     }
 
-    private async Task AcceptLoop()
-    {
-        var token = _stop.Token;
-        while (!token.IsCancellationRequested)
+    private Task AcceptLoop() =>
+        Listening.AcceptAsync(_listener!.AcceptTcpClientAsync, client =>
         {
-            TcpClient client;
-            try
-            {
-                client = await _listener!.AcceptTcpClientAsync(token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-            {
-                return;
-            }
             client.NoDelay = true;
-            _ = Task.Run(() => ReceiveLoop(client));
-        }
-    }
+            return ReceiveLoop(client);
+        }, _stop.Token);
 
     private async Task ReceiveLoop(TcpClient client)
     {

@@ -9,21 +9,32 @@ namespace Storage.Consensus;
 /// </summary>
 public static class TransportTls
 {
-    /// <summary>How long the server side waits for a client to finish its TLS handshake.</summary>
+    /// <summary>How long either side waits for the other to finish the TLS handshake.</summary>
     public static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>The client side: returns the TLS stream, or <paramref name="stream"/> itself without settings.</summary>
-    /// <exception cref="System.Security.Authentication.AuthenticationException">The server was not accepted, or it refused us.</exception>
+    /// <summary>
+    /// The client side: returns the TLS stream, or <paramref name="stream"/> itself without settings. A server that
+    /// does not finish the handshake within <see cref="HandshakeTimeout"/> fails with <see cref="IOException"/>.
+    /// Under TLS 1.3 a server that refuses our certificate says so only after this returns: the next read fails.
+    /// </summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The server's certificate was not accepted.</exception>
     public static async Task<Stream> ClientAsync(Stream stream, SslClientAuthenticationOptions? options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (options is null)
             return stream;
         var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(HandshakeTimeout);
         try
         {
-            await ssl.AuthenticateAsClientAsync(options, cancellationToken).ConfigureAwait(false);
+            await ssl.AuthenticateAsClientAsync(options, timeout.Token).ConfigureAwait(false);
             return ssl;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw new IOException($"The server did not finish its TLS handshake within {HandshakeTimeout.TotalSeconds:0} s.");
         }
         catch
         {

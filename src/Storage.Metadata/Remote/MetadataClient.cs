@@ -414,7 +414,8 @@ public sealed class MetadataClient : IMetadataStore, IDisposable
         {
             _broken = true;
             _client.Dispose();
-            // Only the socket is shut: a TLS stream disposed under a writer would throw ObjectDisposedException at it.
+            // A writer still on it fails, and Request turns that into the IOException every waiter gets.
+            _stream.Dispose();
             foreach (var tcs in _waiting.Values)
                 tcs.TrySetException(new IOException("Connection closed."));
         }

@@ -35,23 +35,12 @@ public sealed class MetadataServer : IDisposable
         _accept = Task.Run(AcceptLoop);
     }
 
-    private async Task AcceptLoop()
-    {
-        while (!_stop.IsCancellationRequested)
+    private Task AcceptLoop() =>
+        Listening.AcceptAsync(_listener.AcceptTcpClientAsync, client =>
         {
-            TcpClient client;
-            try
-            {
-                client = await _listener.AcceptTcpClientAsync(_stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-            {
-                return;
-            }
             client.NoDelay = true;
-            _ = Task.Run(() => Serve(client));
-        }
-    }
+            return Serve(client);
+        }, _stop.Token);
 
     private async Task Serve(TcpClient client)
     {
@@ -60,7 +49,8 @@ public sealed class MetadataServer : IDisposable
         var writeLock = new SemaphoreSlim(1);
         try
         {
-            var stream = await TransportTls.ServerAsync(client.GetStream(), Tls, _stop.Token).ConfigureAwait(false);
+            // Disposed when the connection ends: a handler still writing then fails, and its failure is caught there.
+            await using var stream = await TransportTls.ServerAsync(client.GetStream(), Tls, _stop.Token).ConfigureAwait(false);
             while (await FrameCodec.ReadAsync(stream, _stop.Token).ConfigureAwait(false) is { } request)
                 _ = Handle(request, stream, writeLock);
         }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Storage.Nbd.Protocol;
 
@@ -308,9 +309,12 @@ internal sealed partial class NbdConnection
         ssl.AuthenticateAsServer(new SslServerAuthenticationOptions
         {
             ServerCertificate = _tls!.Certificate,
-            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            EnabledSslProtocols = _tls.Protocols,
             ClientCertificateRequired = _tls.ClientCertificateValidation is not null,
             RemoteCertificateValidationCallback = _tls.ClientCertificateValidation,
+            CertificateChainPolicy = _tls.ClientCertificateChainPolicy ?? new X509ChainPolicy { DisableCertificateDownloads = true, RevocationMode = X509RevocationMode.NoCheck },
+            // A refused client certificate is found after the handshake; no session ticket may outlive that.
+            AllowTlsResume = _tls.ClientCertificateValidation is null,
         });
     }
 }
