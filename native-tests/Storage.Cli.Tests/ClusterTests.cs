@@ -23,6 +23,7 @@ public sealed class ClusterTests : RealTools
     private readonly Dictionary<string, Process> _daemons = new(StringComparer.Ordinal);
     private string _cluster = "";
     private string? _key;   // the cluster key the daemons are started with, if any
+    private string? _failoverAfter;   // --failover-after for the daemons, if not the default
 
     private string NodeDir(string node) => At("node-" + node);
 
@@ -208,7 +209,7 @@ public sealed class ClusterTests : RealTools
                 var opened = new List<string>();
                 for (int i = 0; i < 3; i++)
                 {
-                    export = "p3/" + SpannedVolume.SegmentName("sealed", i);
+                    export = SegmentExports.ExportName("p3", SpannedVolume.SegmentName("sealed", i), null, "n2");   // offered to n2, which serves the volume
                     try
                     {
                         await using var segment = await NbdClientDevice.ConnectAsync(Segment(key.ClientOptions()), TestContext.Current.CancellationToken);
@@ -222,6 +223,12 @@ public sealed class ClusterTests : RealTools
                     }
                 }
                 export = Assert.Single(opened);
+                // The same segment for a node that does not serve the volume is not offered, key or no key.
+                string serving = export;
+                export = export.Replace("#n2", "#n1", StringComparison.Ordinal);
+                await Assert.ThrowsAsync<NbdConfigurationException>(async () =>
+                    await (await NbdClientDevice.ConnectAsync(Segment(key.ClientOptions()), TestContext.Current.CancellationToken)).DisposeAsync());
+                export = serving;
             }
             var plain = await Assert.ThrowsAsync<NbdConfigurationException>(async () =>
                 await (await NbdClientDevice.ConnectAsync(Segment(null), TestContext.Current.CancellationToken)).DisposeAsync());
@@ -242,6 +249,50 @@ public sealed class ClusterTests : RealTools
                 Assert.Equal(2, status.RootElement.GetProperty("replicas").EnumerateArray().Count(r => r.GetProperty("role").GetString() is "leader" or "follower"));
             Assert.False(lone.HasExited);
             foreach (string node in new[] { "n1", "n2" })
+                Storage("daemon", "stop", "--daemon", NodeDir(node));
+        }
+        finally
+        {
+            StopAll();
+        }
+    }
+
+    /// <summary>
+    /// A volume whose node dies (kill -9, not restarted) is taken over by the first live node once the dead node's
+    /// lease has gone unrenewed for --failover-after: it serves the volume with every flushed byte, takes writes, and
+    /// the old node, restarted, does not serve it again (nor may it reopen its segments: they are offered to the new
+    /// node only).
+    /// </summary>
+    [Fact]
+    public void A_volume_whose_node_dies_is_served_by_the_next_live_node()
+    {
+        Require("cluster test", root: false, "qemu-io");
+        CreateClusterPools("64M");
+        _failoverAfter = "4";
+        try
+        {
+            foreach (string node in Nodes)
+                Start(node);
+            for (int i = 1; i <= 3; i++)
+                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+            Storage("volume", "create", "moving", "--size", "16M", "--segment-size", "8M", "--pools", "p2,p3", "--daemon", NodeDir("n1"));
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x61 0 16M", "-c", "flush", Uri("n1", "moving")).Code == 0, "n1 to serve the volume");
+            Assert.NotEqual(0, RunRaw("qemu-io", "-f", "raw", "-c", "read -P 0x61 0 4k", Uri("n2", "moving")).Code);   // one node serves it
+
+            _daemons["n1"].Kill();
+            Assert.True(_daemons["n1"].WaitForExit(TimeSpan.FromSeconds(30)));
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "read -P 0x61 0 16M", Uri("n2", "moving")).Code == 0, "n2 to take the volume over");
+            using (var volumes = Json("n3", "volume", "list", "--json"))
+                Assert.Equal("n2", volumes.RootElement.EnumerateArray().Single().GetProperty("node").GetString());
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x62 4M 4M", "-c", "flush", Uri("n2", "moving"));
+
+            Start("n1");
+            Thread.Sleep(3000);   // a few lease rounds: n1 must not take it back
+            Assert.NotEqual(0, RunRaw("qemu-io", "-f", "raw", "-c", "read 0 4k", Uri("n1", "moving")).Code);
+            Run("qemu-io", "-f", "raw", "-c", "read -P 0x61 0 4M", "-c", "read -P 0x62 4M 4M", "-c", "read -P 0x61 8M 8M", Uri("n2", "moving"));
+            Storage("volume", "resize", "moving", "--size", "24M", "--daemon", NodeDir("n1"));   // forwarded to its new node
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "read -P 0 16M 8M", Uri("n2", "moving")).Code == 0, "the grown volume on n2");
+            foreach (string node in Nodes)
                 Storage("daemon", "stop", "--daemon", NodeDir(node));
         }
         finally
@@ -342,6 +393,8 @@ public sealed class ClusterTests : RealTools
         string[] args = ["daemon", "--dir", NodeDir(node), "--node", node, "--cluster", _cluster, "--in-doubt-after", "3"];
         if (_key is not null)
             args = [.. args, "--cluster-key", _key];
+        if (_failoverAfter is not null)
+            args = [.. args, "--failover-after", _failoverAfter];
         var daemon = StartStorage(At($"{node}.log"), environment ?? new Dictionary<string, string>(), args);
         _daemons[node] = daemon;
         // A node is up once it publishes its record; the first needs a second node for a metadata majority.

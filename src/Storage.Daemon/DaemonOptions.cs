@@ -37,6 +37,12 @@ public sealed record DaemonOptions
     public TimeSpan InDoubtAfter { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// In a cluster, how long a node's lease may go unrenewed before another node takes over its volumes (a node that
+    /// cannot renew stops serving them after a third of this).
+    /// </summary>
+    public TimeSpan FailoverAfter { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
     /// The cluster's key file (<see cref="ClusterKey"/>): every connection between nodes is then TLS with mutual
     /// authentication, and nodes may be on other machines. Null: plain TCP, loopback addresses only.
     /// </summary>

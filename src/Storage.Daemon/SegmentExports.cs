@@ -5,10 +5,13 @@ namespace Storage.Daemon;
 
 /// <summary>
 /// The segments of this node's pools that other nodes read and write, on the segment NBD port: each offered when a
-/// node asks (<see cref="OfferAsync"/>) as <c>POOL/SEGMENT</c> or <c>POOL/SEGMENT@SNAP</c> (read-only), withdrawn
-/// when the segment goes (<see cref="SweepAsync"/>) or before a transaction deletes it.
+/// node asks (<see cref="OfferAsync"/>) as <c>POOL/SEGMENT#NODE</c> or <c>POOL/SEGMENT@SNAP#NODE</c> (read-only), NODE
+/// being the node that serves the segment's volume; withdrawn when the segment goes (<see cref="SweepAsync"/>), before
+/// a transaction deletes it, or when the volume moves to another node (and not offered again to the old one).
 /// </summary>
-internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> pools) : IAsyncDisposable
+/// <param name="pools">The pools open here.</param>
+/// <param name="ownerOf">The node serving the volume of a segment: false when the catalogue has no such volume.</param>
+internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> pools, SegmentOwner ownerOf) : IAsyncDisposable
 {
     private NbdServer? _server;
 
@@ -20,18 +23,19 @@ internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> poo
     }
 
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly Dictionary<string, (string Pool, string Segment, string? Snapshot, PoolVolume Device)> _offered = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Offered> _offered = new(StringComparer.Ordinal);
 
-    public static string ExportName(string pool, string segment, string? snapshot) => $"{pool}/{segment}{(snapshot is null ? "" : "@" + snapshot)}";
+    public static string ExportName(string pool, string segment, string? snapshot, string? owner) =>
+        $"{pool}/{segment}{(snapshot is null ? "" : "@" + snapshot)}{(owner is null ? "" : "#" + owner)}";
 
-    /// <summary>Offers the segment (if not yet) and returns its export name.</summary>
+    /// <summary>Offers the segment (if not yet) to node <paramref name="owner"/> and returns its export name.</summary>
     /// <exception cref="PoolConfigurationException">The pool is not here, or has no such segment or snapshot.</exception>
-    public async Task<string> OfferAsync(string pool, string segment, string? snapshot)
+    public async Task<string> OfferAsync(string pool, string segment, string? snapshot, string? owner)
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            return Offer(pool, segment, snapshot);
+            return Offer(pool, segment, snapshot, owner);
         }
         finally
         {
@@ -40,19 +44,25 @@ internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> poo
     }
 
     /// <summary>
-    /// For <see cref="NbdServerOptions.OfferOnDemand"/>: a client asks for <c>POOL/SEGMENT[@SNAP]</c> that is not
-    /// offered (a node reconnecting after this one restarted); offers it if the pool holds it.
+    /// For <see cref="NbdServerOptions.OfferOnDemand"/>: a client asks for <c>POOL/SEGMENT[@SNAP]#NODE</c> that is not
+    /// offered (a node reconnecting after this one restarted); offers it if the pool holds it and NODE still serves
+    /// the segment's volume.
     /// </summary>
     public bool OfferByName(string name)
     {
-        int slash = name.IndexOf('/', StringComparison.Ordinal), at = name.IndexOf('@', StringComparison.Ordinal);
+        int hash = name.LastIndexOf('#');
+        string? owner = hash > 0 ? name[(hash + 1)..] : null;
+        string rest = hash > 0 ? name[..hash] : name;
+        int slash = rest.IndexOf('/', StringComparison.Ordinal), at = rest.IndexOf('@', StringComparison.Ordinal);
         if (slash <= 0)
             return false;
-        string pool = name[..slash], segment = at > slash ? name[(slash + 1)..at] : name[(slash + 1)..];
+        string pool = rest[..slash], segment = at > slash ? rest[(slash + 1)..at] : rest[(slash + 1)..];
+        if (!ownerOf(segment, out string? current) || (current is not null && current != owner))
+            return false;   // the volume is gone, or served by another node now: the old one is fenced off
         _gate.Wait();
         try
         {
-            Offer(pool, segment, at > slash ? name[(at + 1)..] : null);
+            Offer(pool, segment, at > slash ? rest[(at + 1)..] : null, owner);
             return true;
         }
         catch (PoolConfigurationException)
@@ -65,20 +75,20 @@ internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> poo
         }
     }
 
-    private string Offer(string pool, string segment, string? snapshot)
+    private string Offer(string pool, string segment, string? snapshot, string? owner)
     {
-        string name = ExportName(pool, segment, snapshot);
+        string name = ExportName(pool, segment, snapshot, owner);
         if (_offered.ContainsKey(name))
             return name;
         var open = pools().GetValueOrDefault(pool) ?? throw new PoolConfigurationException($"Pool '{pool}' is not online on this node.");
         var device = snapshot is null ? open.OpenVolume(segment) : open.OpenSnapshot(segment, snapshot);
         Server.AddExport(new NbdExport(name, device, snapshot is not null, $"segment of pool '{pool}'"));
-        _offered[name] = (pool, segment, snapshot, device);
+        _offered[name] = new Offered(pool, segment, snapshot, owner, device);
         return name;
     }
 
     /// <summary>Withdraws segment <paramref name="segment"/> of <paramref name="pool"/> and its snapshots (before it is deleted).</summary>
-    public Task WithdrawAsync(string pool, string segment) => RemoveWhereAsync(o => o.Pool == pool && o.Segment == segment);
+    public Task WithdrawAsync(string pool, string segment) => WithdrawWhereAsync(o => o.Pool == pool && o.Segment == segment);
 
     /// <summary>Withdraws what is gone: pools no longer here, segments and snapshots no longer in their pool.</summary>
     public Task SweepAsync()
@@ -86,11 +96,12 @@ internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> poo
         var open = pools();
         var live = open.ToDictionary(p => p.Key, p => (Volumes: p.Value.ListVolumes().ToDictionary(v => v.Name, v => v.Size, StringComparer.Ordinal),
             Snapshots: p.Value.ListSnapshots(countSpace: false).Select(s => (s.Volume, s.Name)).ToHashSet()), StringComparer.Ordinal);
-        return RemoveWhereAsync(o => !live.TryGetValue(o.Pool, out var pool) || !pool.Volumes.TryGetValue(o.Segment, out long size)
+        return WithdrawWhereAsync(o => !live.TryGetValue(o.Pool, out var pool) || !pool.Volumes.TryGetValue(o.Segment, out long size)
             || (o.Snapshot is { } snapshot ? !pool.Snapshots.Contains((o.Segment, snapshot)) : size != o.Device.Capacity));
     }
 
-    private async Task RemoveWhereAsync(Func<(string Pool, string Segment, string? Snapshot, PoolVolume Device), bool> gone)
+    /// <summary>Withdraws the exports <paramref name="gone"/> picks (their clients are disconnected).</summary>
+    public async Task WithdrawWhereAsync(Func<Offered, bool> gone)
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
@@ -119,3 +130,9 @@ internal sealed class SegmentExports(Func<IReadOnlyDictionary<string, Pool>> poo
         _gate.Dispose();
     }
 }
+
+/// <summary>An export: which segment (or snapshot of it), offered to which node, and the open device.</summary>
+internal sealed record Offered(string Pool, string Segment, string? Snapshot, string? Owner, PoolVolume Device);
+
+/// <summary>The node that serves the volume of <paramref name="segment"/> (null: any); false when there is no such volume.</summary>
+internal delegate bool SegmentOwner(string segment, out string? owner);

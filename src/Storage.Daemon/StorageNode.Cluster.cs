@@ -57,11 +57,13 @@ internal sealed partial class StorageNode
             node._log.ClusterReplicaStarted(self.Id, string.Join(",", options.Cluster!), self.Consensus.ToString(), dir, leader,
                 key is null ? "plain TCP on loopback" : $"TLS 1.3, cluster key {key.Fingerprint[..16]}");
             await node.OpenPoolsAsync(cancellationToken).ConfigureAwait(false);
+            await node.RefreshOwnersAsync(cancellationToken).ConfigureAwait(false);
             node.ServePeers(self);
             await node.RecoverAsync(cancellationToken).ConfigureAwait(false);
             await node.ServeAsync(cancellationToken).ConfigureAwait(false);
             node._resolving = new CancellationTokenSource();
             node._resolver = node.ResolveLoopAsync(node._resolving.Token);
+            node.StartLeases();
             return node;
         }
         catch
@@ -118,7 +120,7 @@ internal sealed partial class StorageNode
             listener.Dispose();
             throw;
         }
-        _segments = new SegmentExports(OpenPools);
+        _segments = new SegmentExports(OpenPools, OwnerOfSegment);
         _segmentNbd = new NbdServer(new NbdServerOptions { Log = _loggers.CreateLogger("Storage.Nbd.Segments").Event, OfferOnDemand = _segments.OfferByName });
         _segments.Server = _segmentNbd;
         _segmentNbd.ListenTcp(self.Segments, _key?.NbdOptions(_options.Cluster!.Select(n => n.Address)));
@@ -187,7 +189,10 @@ internal sealed partial class StorageNode
                     await Participant(r.Pool).ReconcileAsync(SpannedVolume.Decode(read.Value.Span), cancellationToken).ConfigureAwait(false);
                 return new PeerReply(DaemonReply.Ok, "");
             case PeerExportRequest r:
-                return new PeerReply(DaemonReply.Ok, "") { Export = await _segments!.OfferAsync(r.Pool, r.Segment, r.Snapshot).ConfigureAwait(false) };
+                await RefreshOwnersAsync(cancellationToken).ConfigureAwait(false);
+                if (OwnerOfSegment(r.Segment, out string? owner) && owner is not null && owner != r.From)
+                    return new PeerReply(DaemonReply.Refused, $"Volume of segment '{r.Segment}' is served by node '{owner}' now, not '{r.From}'.");
+                return new PeerReply(DaemonReply.Ok, "") { Export = await _segments!.OfferAsync(r.Pool, r.Segment, r.Snapshot, r.From).ConfigureAwait(false) };
             case PeerPoolsRequest:
                 return new PeerReply(DaemonReply.Ok, "") { Pools = [.. (await PoolViewsAsync(cancellationToken, askPeers: false).ConfigureAwait(false)).Where(v => v.Node == _options.Node)] };
             case PeerForwardRequest when _exports is null:

@@ -182,7 +182,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
     {
         var nbdLog = _loggers.CreateLogger("Storage.Nbd");
         _nbd = new NbdServer(new NbdServerOptions { Log = nbdLog.Event });
-        _exports = new VolumeExports(_store, _nbd, SegmentPoolsAsync, v => v.Node is null || v.Node == _options.Node, _log);
+        _exports = new VolumeExports(_store, _nbd, SegmentPoolsAsync, ServesHere, _log);
         _nbd.ListenUnix(_options.NbdSocket);   // owner-only, as the server makes every Unix socket
         if (_options.Listen is { } listen)
             _tcp = _nbd.Listen(listen).ToString();
@@ -240,6 +240,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
     /// <summary>Stops serving, commits and closes every pool (arrays marked clean), then the metadata replicas.</summary>
     public async ValueTask DisposeAsync()
     {
+        await StopLeasesAsync().ConfigureAwait(false);
         await StopResolverAsync().ConfigureAwait(false);
         await _requests.WaitAsync().ConfigureAwait(false);   // the request in flight finishes first; none starts after
         _watch?.Dispose();

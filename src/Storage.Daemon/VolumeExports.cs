@@ -136,7 +136,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
 
             foreach (var (name, (version, _)) in _exported.ToList())
             {
-                if (!wanted.TryGetValue(name, out var want) || want.Version != version)
+                if (!wanted.TryGetValue(name, out var want) || want.Version != version || !servedHere(want.Volume))
                     await RemoveAsync(name).ConfigureAwait(false);
             }
             var hosted = await pools(cancellationToken).ConfigureAwait(false);

@@ -27,7 +27,11 @@ internal static class DaemonCommands
         copied, mode 0600, to every node) all four ports speak TLS 1.3 and each side must show the cluster's
         certificate: a process without the file cannot join, vote, propose or reach a segment, and nodes may be on
         other machines. A transaction undecided for --in-doubt-after seconds (default 10) is presumed abandoned
-        and aborted through the Paxos log.
+        and aborted through the Paxos log. Each node renews a lease in the log every second; a node that cannot for a
+        third of --failover-after seconds (default 15) stops serving its volumes, and when one has not renewed for
+        --failover-after the first live node in the list takes its volumes over and serves them (clients reconnect to
+        that node's NBD socket; 'storage volume list' says which node serves each). Segments on the lost node's own
+        pools stay unreachable until it is back.
         Volume, snapshot and pool commands given no --disks or --device go to it. It logs to standard output and stops
         cleanly on SIGTERM, Ctrl-C or 'storage daemon stop'. See docs/storage-daemon.service for a systemd unit.
         STORAGE_DAEMON_KILL_AT=STEP (crash tests only): the daemon kills itself when a transaction reaches STEP
@@ -43,6 +47,7 @@ internal static class DaemonCommands
         var node = CliOptions.Text("--node", "this node's name in the catalogue (default n1)", "NAME");
         var listen = CliOptions.Text("--listen", "also serve NBD on TCP, e.g. 127.0.0.1:10809", "ADDR:PORT");
         var cluster = CliOptions.Text("--cluster", "run as one node of this cluster: NAME=HOST:PORT,... (loopback only without --cluster-key)", "NODES");
+        var failover = CliOptions.Text("--failover-after", "seconds a node may stay silent before another node takes over its volumes (default 15)", "SECONDS");
         var clusterKey = PoolCommands.PathOption("--cluster-key", "the cluster's key file: TLS with mutual authentication between nodes", "FILE");
         var inDoubt = CliOptions.Text("--in-doubt-after", "seconds a cluster transaction may stay undecided before it is aborted (default 10)", "SECONDS");
         var daemon = new Command("daemon", "run this node's storage daemon in the foreground (metadata replicas, pools, NBD exports)").WithNotes(Notes);
@@ -52,6 +57,7 @@ internal static class DaemonCommands
         daemon.Options.Add(cluster);
         daemon.Options.Add(inDoubt);
         daemon.Options.Add(clusterKey);
+        daemon.Options.Add(failover);
         daemon.SetAction(p =>
         {
             string directory = p.GetValue(dir) ?? throw new UsageException("--dir is required: where the daemon keeps its metadata logs and sockets, e.g. storage daemon --dir /var/lib/storage.");
@@ -94,6 +100,9 @@ internal static class DaemonCommands
             double seconds = 10;
             if (p.GetValue(inDoubt) is { } text && (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out seconds) || seconds is < 0.5 or > 3600))
                 throw new UsageException($"--in-doubt-after {text}: give seconds from 0.5 to 3600.");
+            double failoverSeconds = 15;
+            if (p.GetValue(failover) is { } after && (!double.TryParse(after, NumberStyles.Float, CultureInfo.InvariantCulture, out failoverSeconds) || failoverSeconds is < 3 or > 3600))
+                throw new UsageException($"--failover-after {after}: give seconds from 3 to 3600.");
             var options = new DaemonOptions
             {
                 Directory = directory,
@@ -101,6 +110,7 @@ internal static class DaemonCommands
                 Cluster = nodes,
                 ClusterKeyPath = keyPath,
                 InDoubtAfter = TimeSpan.FromSeconds(seconds),
+                FailoverAfter = TimeSpan.FromSeconds(failoverSeconds),
                 Listen = p.GetValue(listen),
                 KillAtStep = Environment.GetEnvironmentVariable("STORAGE_DAEMON_KILL_AT") is { Length: > 0 } step ? step : null,
             };
