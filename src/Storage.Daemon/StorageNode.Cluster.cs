@@ -20,8 +20,8 @@ internal sealed partial class StorageNode
     private LineServer? _peerServer;
     private NbdServer? _segmentNbd;
     private SegmentExports? _segments;
-    private CancellationTokenSource? _resolving;
-    private Task _resolver = Task.CompletedTask;
+    private BackgroundLoop? _resolver;
+    private BackgroundLoop? _leases;
 
     /// <summary>How often a cluster node looks for transactions in doubt (and exports that could not be opened).</summary>
     private static readonly TimeSpan ResolveEvery = TimeSpan.FromSeconds(2);
@@ -61,9 +61,8 @@ internal sealed partial class StorageNode
             node.ServePeers(self);
             await node.RecoverAsync(cancellationToken).ConfigureAwait(false);
             await node.ServeAsync(cancellationToken).ConfigureAwait(false);
-            node._resolving = new CancellationTokenSource();
-            node._resolver = node.ResolveLoopAsync(node._resolving.Token);
-            node.StartLeases();
+            node._resolver = new BackgroundLoop(node.ResolveLoopAsync);
+            node._leases = new BackgroundLoop(node.LeaseLoopAsync);
             return node;
         }
         catch
@@ -306,14 +305,14 @@ internal sealed partial class StorageNode
         }
     }
 
-    private async Task StopResolverAsync()
+    private async Task StopLoopsAsync()
     {
-        if (_resolving is null)
-            return;
-        await _resolving.CancelAsync().ConfigureAwait(false);
-        await _resolver.ConfigureAwait(false);
-        _resolving.Dispose();
-        _resolving = null;
+        foreach (var loop in new[] { _leases, _resolver })
+        {
+            if (loop is not null)
+                await loop.DisposeAsync().ConfigureAwait(false);
+        }
+        _leases = _resolver = null;
     }
 
     /// <summary>Stops answering other nodes (before the pools close).</summary>

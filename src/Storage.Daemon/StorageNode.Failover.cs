@@ -19,8 +19,6 @@ internal sealed partial class StorageNode
     private volatile Dictionary<string, string?> _owners = new Dictionary<string, string?>(StringComparer.Ordinal);   // volume → the node that serves it
     private long _renewedAt = Stopwatch.GetTimestamp();   // when the last lease renewal that succeeded was sent
     private volatile bool _fenced;
-    private CancellationTokenSource? _leasing;
-    private Task _leaseLoop = Task.CompletedTask;
 
     private static string LeaseKey(string node) => "leases/" + node;
 
@@ -33,22 +31,6 @@ internal sealed partial class StorageNode
         int dot = segment.LastIndexOf('.');
         owner = null;
         return dot > 0 && _owners.TryGetValue(segment[..dot], out owner);
-    }
-
-    private void StartLeases()
-    {
-        _leasing = new CancellationTokenSource();
-        _leaseLoop = LeaseLoopAsync(_leasing.Token);
-    }
-
-    private async Task StopLeasesAsync()
-    {
-        if (_leasing is null)
-            return;
-        await _leasing.CancelAsync().ConfigureAwait(false);
-        await _leaseLoop.ConfigureAwait(false);
-        _leasing.Dispose();
-        _leasing = null;
     }
 
     private async Task LeaseLoopAsync(CancellationToken cancellationToken)

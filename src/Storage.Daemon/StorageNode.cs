@@ -240,8 +240,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
     /// <summary>Stops serving, commits and closes every pool (arrays marked clean), then the metadata replicas.</summary>
     public async ValueTask DisposeAsync()
     {
-        await StopLeasesAsync().ConfigureAwait(false);
-        await StopResolverAsync().ConfigureAwait(false);
+        await StopLoopsAsync().ConfigureAwait(false);
         await _requests.WaitAsync().ConfigureAwait(false);   // the request in flight finishes first; none starts after
         _watch?.Dispose();
         if (_nbd is not null)
