@@ -301,6 +301,48 @@ public sealed class ClusterTests : RealTools
         }
     }
 
+    /// <summary>
+    /// A node that is frozen (SIGSTOP) rather than dead loses its volume the same way; when it runs again it cannot
+    /// write the volume's segments any more (the pools offer them to the new node only), so a client still connected
+    /// to it gets errors, not a split brain: the new node's bytes stay as they were.
+    /// </summary>
+    [Fact]
+    public void A_frozen_node_that_wakes_after_failover_cannot_write_the_volume()
+    {
+        Require("cluster test", root: false, "qemu-io");
+        CreateClusterPools("64M");
+        _failoverAfter = "4";
+        try
+        {
+            foreach (string node in Nodes)
+                Start(node);
+            for (int i = 1; i <= 3; i++)
+                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+            Storage("volume", "create", "frozen", "--size", "16M", "--segment-size", "8M", "--pools", "p2,p3", "--daemon", NodeDir("n1"));
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x71 0 16M", "-c", "flush", Uri("n1", "frozen")).Code == 0, "n1 to serve the volume");
+
+            int pid = _daemons["n1"].Id;
+            Run("kill", "-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            try
+            {
+                WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "read -P 0x71 0 16M", Uri("n2", "frozen")).Code == 0, "n2 to take the volume over");
+            }
+            finally
+            {
+                Run("kill", "-CONT", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            var stale = RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x73 0 16M", "-c", "flush", Uri("n1", "frozen"));
+            Assert.NotEqual(0, stale.Code);
+            Run("qemu-io", "-f", "raw", "-c", "read -P 0x71 0 16M", Uri("n2", "frozen"));
+            foreach (string node in Nodes)
+                Storage("daemon", "stop", "--daemon", NodeDir(node));
+        }
+        finally
+        {
+            StopAll();
+        }
+    }
+
     private IReadOnlyList<ClusterNode> ClusterNodes() => ClusterNode.Parse(_cluster);
 
     [Fact]
@@ -327,6 +369,9 @@ public sealed class ClusterTests : RealTools
         var readable = StorageRaw("daemon", "--dir", At("x"), "--node", "n1", "--cluster", "n1=10.1.2.3:7100", "--cluster-key", At("k"));
         Assert.Equal(2, readable.Code);
         Assert.Contains("chmod 600", readable.Error, StringComparison.Ordinal);
+        var both = StorageRaw("volume", "list", "--device", At("x.img"), "--daemon", At("x"));
+        Assert.Equal(2, both.Code);
+        Assert.Contains("give one or the other", both.Error, StringComparison.Ordinal);
         var again = StorageRaw("cluster", "key", "create", At("k"));
         Assert.Equal(2, again.Code);
         Assert.Contains("never overwritten", again.Error, StringComparison.Ordinal);

@@ -191,6 +191,8 @@ internal sealed partial class StorageNode
                 await RefreshOwnersAsync(cancellationToken).ConfigureAwait(false);
                 if (OwnerOfSegment(r.Segment, out string? owner) && owner is not null && owner != r.From)
                     return new PeerReply(DaemonReply.Refused, $"Volume of segment '{r.Segment}' is served by node '{owner}' now, not '{r.From}'.");
+                if (owner is not null && owner != _options.Node && _exports is not null)
+                    await _exports.WithdrawUnservedAsync().ConfigureAwait(false);   // the volume moved from here: stop writing it before another node does
                 return new PeerReply(DaemonReply.Ok, "") { Export = await _segments!.OfferAsync(r.Pool, r.Segment, r.Snapshot, r.From).ConfigureAwait(false) };
             case PeerPoolsRequest:
                 return new PeerReply(DaemonReply.Ok, "") { Pools = [.. (await PoolViewsAsync(cancellationToken, askPeers: false).ConfigureAwait(false)).Where(v => v.Node == _options.Node)] };

@@ -19,11 +19,20 @@ internal sealed partial class StorageNode
     private volatile Dictionary<string, string?> _owners = new Dictionary<string, string?>(StringComparer.Ordinal);   // volume → the node that serves it
     private long _renewedAt = Stopwatch.GetTimestamp();   // when the last lease renewal that succeeded was sent
     private volatile bool _fenced;
+    private readonly SemaphoreSlim _refreshing = new(1, 1);
+    private readonly HashSet<string> _unservedReported = new(StringComparer.Ordinal);   // lease loop only
 
     private static string LeaseKey(string node) => "leases/" + node;
 
     /// <summary>Whether this node serves <paramref name="volume"/>: it is the volume's node, and its lease is current.</summary>
-    private bool ServesHere(SpannedVolume volume) => !_fenced && (volume.Node is null || volume.Node == _options.Node);
+    private bool ServesHere(SpannedVolume volume)
+    {
+        if (_fenced)
+            return false;
+        // The latest owner this node has read, over the record an export was opened with (it may have moved since).
+        string? node = _owners.TryGetValue(volume.Name, out string? owner) ? owner : volume.Node;
+        return node is null || node == _options.Node;
+    }
 
     /// <summary>The node serving the volume whose segment is <paramref name="segment"/>, if the catalogue has the volume.</summary>
     private bool OwnerOfSegment(string segment, out string? owner)
@@ -42,33 +51,45 @@ internal sealed partial class StorageNode
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
                 long started = Stopwatch.GetTimestamp();
-                try
+                // The whole round is bounded, so the fence check below runs within a third of the failover time of
+                // the last renewal that succeeded, whatever the metadata service does.
+                using (var round = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
                 {
-                    using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+                    round.CancelAfter(failover / 3);
+                    try
                     {
-                        bounded.CancelAfter(failover / 6);
-                        await _store.ExecuteAsync(new PutCommand(LeaseKey(_options.Node), Encoding.UTF8.GetBytes(_options.Node)), bounded.Token).ConfigureAwait(false);
+                        using (var renewal = CancellationTokenSource.CreateLinkedTokenSource(round.Token))
+                        {
+                            renewal.CancelAfter(failover / 6);
+                            await _store.ExecuteAsync(new PutCommand(LeaseKey(_options.Node), Encoding.UTF8.GetBytes(_options.Node)), renewal.Token).ConfigureAwait(false);
+                        }
+                        Volatile.Write(ref _renewedAt, started);
+                        if (_fenced)
+                        {
+                            _fenced = false;
+                            _log.Node(_options.Node, "lease renewed again: serving this node's volumes");
+                            _exports?.Changed();
+                        }
+                        await RefreshOwnersAsync(round.Token).ConfigureAwait(false);
+                        await TakeOverAsync(failover, round.Token).ConfigureAwait(false);
                     }
-                    Volatile.Write(ref _renewedAt, started);
-                    if (_fenced)
+                    catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                     {
-                        _fenced = false;
-                        _log.Node(_options.Node, "lease renewed again: serving this node's volumes");
-                        _exports?.Changed();
+                        throw;
                     }
-                    await RefreshOwnersAsync(cancellationToken).ConfigureAwait(false);
-                    await TakeOverAsync(failover, cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is MetadataUnavailableException or IOException or TimeoutException or InvalidDataException
-                    || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-                {
-                    // Renewed again at the next tick, or fenced below.
+#pragma warning disable CA1031 // Whatever failed, the loop must go on: a node that stops renewing and fencing is worse.
+                    catch (Exception e)
+#pragma warning restore CA1031
+                    {
+                        _log.ResolveFailed($"lease round: {e.Message}");
+                    }
                 }
                 if (!_fenced && Stopwatch.GetElapsedTime(Volatile.Read(ref _renewedAt)) > failover / 3)
                 {
                     _fenced = true;
                     _log.Node(_options.Node, $"lease not renewed for {failover.TotalSeconds / 3:0.#} s (cut off from the metadata majority?): no longer serving volumes, another node may take them");
-                    _exports?.Changed();
+                    if (_exports is { } exports)
+                        _ = exports.WithdrawUnservedAsync();   // needs no catalogue; flushes are bounded there
                 }
             }
         }
@@ -80,10 +101,19 @@ internal sealed partial class StorageNode
     /// <summary>Reads which node serves each volume, and withdraws segment exports offered to a node that no longer does.</summary>
     private async Task RefreshOwnersAsync(CancellationToken cancellationToken)
     {
-        var volumes = await _store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false);
-        _owners = volumes.ToDictionary(v => v.Record.Name, v => v.Record.Node, StringComparer.Ordinal);
-        if (_segments is not null)
-            await _segments.WithdrawWhereAsync(o => o.Owner is not null && OwnerOfSegment(o.Segment, out string? owner) && owner is not null && owner != o.Owner).ConfigureAwait(false);
+        // One at a time: a read that began before a takeover must not install its older view after a later one.
+        await _refreshing.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var volumes = await _store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false);
+            _owners = volumes.ToDictionary(v => v.Record.Name, v => v.Record.Node, StringComparer.Ordinal);
+            if (_segments is not null)
+                await _segments.WithdrawWhereAsync(o => o.Owner is not null && OwnerOfSegment(o.Segment, out string? owner) && owner is not null && owner != o.Owner).ConfigureAwait(false);
+        }
+        finally
+        {
+            _refreshing.Release();
+        }
     }
 
     /// <summary>
@@ -107,10 +137,17 @@ internal sealed partial class StorageNode
         if (dead.Count == 0 || _options.Cluster!.First(n => !dead.Contains(n.Name)).Name != _options.Node)
             return;
         bool moved = false;
+        var lostPools = (await RemotePoolsAsync(cancellationToken).ConfigureAwait(false)).Where(p => dead.Contains(p.Node)).Select(p => p.Pool).ToHashSet(StringComparer.Ordinal);
         foreach (var (key, version, volume) in await _store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false))
         {
             if (volume.Node is not { } from || !dead.Contains(from))
                 continue;
+            if (volume.Segments.SelectMany(s => s).FirstOrDefault(lostPools.Contains) is { } lost)
+            {
+                if (_unservedReported.Add(volume.Name))
+                    _log.Node(_options.Node, $"volume '{volume.Name}' of lost node '{from}' stays there: its pool '{lost}' is on that node too, so no other node can serve it");
+                continue;
+            }
             var result = await _store.ExecuteAsync(new PutCommand(key, (volume with { Node = _options.Node }).Encode(), version), cancellationToken).ConfigureAwait(false);
             if (result.IsOk)
             {

@@ -206,6 +206,12 @@ internal sealed partial class StorageNode
         names = [.. names.Distinct(StringComparer.Ordinal)];
         if (names.Count == 0)
             throw new DaemonRequestException("Name the volumes to snapshot (VOL@SNAP, or SNAP --volumes A,B) or their group (--group G).");
+        if (_options.Cluster is not null
+            && (await VolumesAsync(cancellationToken).ConfigureAwait(false)).FirstOrDefault(v => names.Contains(v.Name) && v.Node is { } node && node != _options.Node) is { } moved)
+        {
+            // Its writes are held on the node that serves it, not here: a cut taken here would not be consistent.
+            throw new DaemonRequestException($"Volume '{moved.Name}' is served by node '{moved.Node}' now, not '{_options.Node}'; ask again (the request goes there).");
+        }
         var held = await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).SnapshotGroupAsync(request.Name, names, _exports!.Live(names), cancellationToken).ConfigureAwait(false);
         await _exports.SyncAsync(cancellationToken).ConfigureAwait(false);
         _log.SnapshotTaken(request.Name, string.Join(",", names), Math.Round(held.TotalMilliseconds, 2));

@@ -16,7 +16,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
     Func<SpannedVolume, bool> servedHere, ILogger log) : IAsyncDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly Dictionary<string, (long Version, SpannedVolumeDevice Device)> _exported = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long Version, SpannedVolumeDevice Device, SpannedVolume Volume)> _exported = new(StringComparer.Ordinal);
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
     private readonly HashSet<string> _held = new(StringComparer.Ordinal);   // withdrawn for a resize or delete: not offered until released
     private bool _closed;
@@ -116,6 +116,27 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         }
     }
 
+    /// <summary>
+    /// Withdraws every export this node no longer serves, without asking the catalogue (a node fenced off from the
+    /// metadata majority could not read it): for volumes, whether it serves one is known here.
+    /// </summary>
+    public async Task WithdrawUnservedAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            List<string> names;
+            lock (_exported)
+                names = [.. _exported.Where(e => !servedHere(e.Value.Volume)).Select(e => e.Key)];
+            foreach (string name in names)
+                await RemoveAsync(name).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     public async Task SyncAsync(CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -134,7 +155,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                     wanted[$"{snapshot.Volume}@{snapshot.Name}"] = (version, AsTaken(of.Volume, snapshot), snapshot);
             }
 
-            foreach (var (name, (version, _)) in _exported.ToList())
+            foreach (var (name, (version, _, _)) in _exported.ToList())
             {
                 if (!wanted.TryGetValue(name, out var want) || want.Version != version || !servedHere(want.Volume))
                     await RemoveAsync(name).ConfigureAwait(false);
@@ -169,7 +190,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                     : $"snapshot of volume '{want.Snapshot.Volume}' taken {DateTimeOffset.FromUnixTimeSeconds(want.Snapshot.Time):yyyy-MM-dd HH:mm:ss}Z, read-only";
                 server.AddExport(new NbdExport(name, device, want.Snapshot is not null, description));
                 lock (_exported)
-                    _exported[name] = (want.Version, device);
+                    _exported[name] = (want.Version, device, want.Volume);
                 log.ExportOffered(name, want.Snapshot is null ? "" : " read-only");
             }
         }

@@ -47,7 +47,17 @@ internal static class PoolCommands
             return command;
         }
 
-        public PoolArgs Read(ParseResult p) => new(p, p.GetValue(Disks)!, p.GetValue(Device), p.GetValue(Json));
+        /// <summary>The invocation's pool arguments. --daemon with --disks/--device is refused (except by attach, which hands those disks to the daemon).</summary>
+        public PoolArgs Read(ParseResult p)
+        {
+            var args = new PoolArgs(p, p.GetValue(Disks)!, p.GetValue(Device), p.GetValue(Json));
+            if (args.Paths.Count > 0 && p.CommandResult.Command.Name != "attach" && p.GetResult(DaemonCommands.DaemonOption) is { Implicit: false })
+            {
+                throw new UsageException("--daemon asks a storage daemon, and --disks/--device act on the pool directly: give one or the other " +
+                    "(leave out --disks/--device to act through the daemon).");
+            }
+            return args;
+        }
     }
 
     /// <summary>One invocation: where the pool is, --json, and the writers.</summary>
