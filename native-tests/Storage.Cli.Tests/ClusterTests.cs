@@ -113,10 +113,7 @@ public sealed class ClusterTests : RealTools
         CreateClusterPools("96M");
         try
         {
-            foreach (string node in Nodes)
-                Start(node);
-            for (int i = 1; i <= 3; i++)
-                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+            StartWithPools();
             Storage("volume", "create", "grow", "--size", "20M", "--segment-size", "8M", "--daemon", NodeDir("n1"));   // its last segment (on p3) is 4 MiB
             Run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 20M", Uri("n1", "grow"));
             Storage("volume", "resize", "grow", "--size", "44M", "--daemon", NodeDir("n3"));   // forwarded to n1, which serves it
@@ -164,10 +161,7 @@ public sealed class ClusterTests : RealTools
         Storage("cluster", "key", "create", At("stranger.key"));
         try
         {
-            foreach (string node in Nodes)
-                Start(node);
-            for (int i = 1; i <= 3; i++)
-                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+            StartWithPools();
             Assert.Contains("over p1, p2, p3", Storage("volume", "create", "sealed", "--size", "24M", "--segment-size", "8M", "--daemon", NodeDir("n2")), StringComparison.Ordinal);
             WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x7e 0 24M", Uri("n2", "sealed")).Code == 0, "the volume to be served");
             Run("qemu-io", "-f", "raw", "-c", "read -P 0x7e 0 24M", Uri("n2", "sealed"));
@@ -271,12 +265,8 @@ public sealed class ClusterTests : RealTools
         _failoverAfter = "4";
         try
         {
-            foreach (string node in Nodes)
-                Start(node);
-            for (int i = 1; i <= 3; i++)
-                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
-            Storage("volume", "create", "moving", "--size", "16M", "--segment-size", "8M", "--pools", "p2,p3", "--daemon", NodeDir("n1"));
-            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x61 0 16M", "-c", "flush", Uri("n1", "moving")).Code == 0, "n1 to serve the volume");
+            StartWithPools();
+            CreateOnN1OverOtherNodes("moving", "0x61");
             Assert.NotEqual(0, RunRaw("qemu-io", "-f", "raw", "-c", "read -P 0x61 0 4k", Uri("n2", "moving")).Code);   // one node serves it
 
             _daemons["n1"].Kill();
@@ -314,12 +304,8 @@ public sealed class ClusterTests : RealTools
         _failoverAfter = "4";
         try
         {
-            foreach (string node in Nodes)
-                Start(node);
-            for (int i = 1; i <= 3; i++)
-                Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
-            Storage("volume", "create", "frozen", "--size", "16M", "--segment-size", "8M", "--pools", "p2,p3", "--daemon", NodeDir("n1"));
-            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x71 0 16M", "-c", "flush", Uri("n1", "frozen")).Code == 0, "n1 to serve the volume");
+            StartWithPools();
+            CreateOnN1OverOtherNodes("frozen", "0x71");
 
             int pid = _daemons["n1"].Id;
             Run("kill", "-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -394,6 +380,22 @@ public sealed class ClusterTests : RealTools
         Assert.Equal(1, moved.Code);
         Assert.Contains("belongs to cluster", moved.Output + moved.Error, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled exception", moved.Output + moved.Error, StringComparison.Ordinal);
+    }
+
+    /// <summary>Starts n1..n3 and attaches pool pN to node nN.</summary>
+    private void StartWithPools()
+    {
+        foreach (string node in Nodes)
+            Start(node);
+        for (int i = 1; i <= 3; i++)
+            Storage("pool", "attach", "--device", At($"p{i}.img"), "--daemon", NodeDir($"n{i}"));
+    }
+
+    /// <summary>A 16 MiB volume created on n1 with its segments on p2 and p3 only, filled with <paramref name="pattern"/> and flushed through n1.</summary>
+    private void CreateOnN1OverOtherNodes(string volume, string pattern)
+    {
+        Storage("volume", "create", volume, "--size", "16M", "--segment-size", "8M", "--pools", "p2,p3", "--daemon", NodeDir("n1"));
+        WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", $"write -P {pattern} 0 16M", "-c", "flush", Uri("n1", volume)).Code == 0, "n1 to serve the volume");
     }
 
     /// <summary>Picks the cluster's ports and makes pools p1..p3 of <paramref name="size"/>.</summary>

@@ -18,53 +18,32 @@ public static class TransportTls
     /// Under TLS 1.3 a server that refuses our certificate says so only after this returns: the next read fails.
     /// </summary>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The server's certificate was not accepted.</exception>
-    public static async Task<Stream> ClientAsync(Stream stream, SslClientAuthenticationOptions? options, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        if (options is null)
-            return stream;
-        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(HandshakeTimeout);
-        try
-        {
-            await ssl.AuthenticateAsClientAsync(options, timeout.Token).ConfigureAwait(false);
-            return ssl;
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            await ssl.DisposeAsync().ConfigureAwait(false);
-            throw new IOException($"The server did not finish its TLS handshake within {HandshakeTimeout.TotalSeconds:0} s.");
-        }
-        catch
-        {
-            await ssl.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
+    public static Task<Stream> ClientAsync(Stream stream, SslClientAuthenticationOptions? options, CancellationToken cancellationToken) =>
+        options is null ? Task.FromResult(stream) : HandshakeAsync(stream, "server", (ssl, token) => ssl.AuthenticateAsClientAsync(options, token), cancellationToken);
 
     /// <summary>
     /// The server side: returns the TLS stream, or <paramref name="stream"/> itself without settings. A client that
     /// does not finish its handshake within <see cref="HandshakeTimeout"/> fails with <see cref="IOException"/>.
     /// </summary>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The client was not accepted.</exception>
-    public static async Task<Stream> ServerAsync(Stream stream, SslServerAuthenticationOptions? options, CancellationToken cancellationToken)
+    public static Task<Stream> ServerAsync(Stream stream, SslServerAuthenticationOptions? options, CancellationToken cancellationToken) =>
+        options is null ? Task.FromResult(stream) : HandshakeAsync(stream, "client", (ssl, token) => ssl.AuthenticateAsServerAsync(options, token), cancellationToken);
+
+    private static async Task<Stream> HandshakeAsync(Stream stream, string peer, Func<SslStream, CancellationToken, Task> authenticate, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        if (options is null)
-            return stream;
         var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(HandshakeTimeout);
         try
         {
-            await ssl.AuthenticateAsServerAsync(options, timeout.Token).ConfigureAwait(false);
+            await authenticate(ssl, timeout.Token).ConfigureAwait(false);
             return ssl;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
-            throw new IOException($"The client did not finish its TLS handshake within {HandshakeTimeout.TotalSeconds:0} s.");
+            throw new IOException($"The {peer} did not finish its TLS handshake within {HandshakeTimeout.TotalSeconds:0} s.");
         }
         catch
         {

@@ -119,21 +119,9 @@ internal sealed class NbdClientConnection : IAsyncDisposable
         BinaryPrimitives.WriteUInt64BigEndian(option, NbdProtocol.OptionMagic);
         BinaryPrimitives.WriteUInt32BigEndian(option.AsSpan(8), NbdProtocol.OptStartTls);
         await stream.WriteAsync(option, cancellationToken).ConfigureAwait(false);
-        var header = new byte[20];
-        await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
-        if (BinaryPrimitives.ReadUInt64BigEndian(header) != NbdProtocol.OptionReplyMagic)
-            throw new InvalidDataException($"{options}: bad option reply.");
-        uint type = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12));
-        int length = checked((int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)));
-        if (length > 1 << 16)
-            throw new InvalidDataException($"{options}: an option reply of {length} bytes.");
-        var data = new byte[length];
-        await stream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
+        var (type, data) = await ReadOptionReplyAsync(stream, options, new byte[20], cancellationToken).ConfigureAwait(false);
         if (type != NbdProtocol.RepAck)
-        {
-            string why = data.Length > 0 ? Encoding.UTF8.GetString(data) : $"error 0x{type:x8}";
-            throw new NbdConfigurationException($"{options}: the server does not offer TLS ({why}).");
-        }
+            throw new NbdConfigurationException($"{options}: the server does not offer TLS ({Why(type, data)}).");
         var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
         try
         {
@@ -146,6 +134,24 @@ internal sealed class NbdClientConnection : IAsyncDisposable
         }
         return ssl;
     }
+
+    /// <summary>One option reply: its type and data (<paramref name="header"/> is a 20-byte scratch buffer).</summary>
+    private static async Task<(uint Type, byte[] Data)> ReadOptionReplyAsync(Stream stream, NbdClientOptions options, byte[] header, CancellationToken cancellationToken)
+    {
+        await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
+        if (BinaryPrimitives.ReadUInt64BigEndian(header) != NbdProtocol.OptionReplyMagic)
+            throw new InvalidDataException($"{options}: bad option reply.");
+        uint type = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12));
+        int length = checked((int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)));
+        if (length > 1 << 20)
+            throw new InvalidDataException($"{options}: an option reply of {length} bytes.");
+        var data = new byte[length];
+        await stream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
+        return (type, data);
+    }
+
+    /// <summary>What an error reply says: its message, or its code.</summary>
+    private static string Why(uint type, byte[] data) => data.Length > 0 ? Encoding.UTF8.GetString(data) : $"error 0x{type:x8}";
 
     /// <summary>NBD_OPT_GO for the export, asking for its block sizes.</summary>
     private static async Task<ExportInfo> NegotiateAsync(Stream stream, NbdClientOptions options, CancellationToken cancellationToken)
@@ -168,20 +174,12 @@ internal sealed class NbdClientConnection : IAsyncDisposable
         var header = new byte[20];
         while (true)
         {
-            await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
-            if (BinaryPrimitives.ReadUInt64BigEndian(header) != NbdProtocol.OptionReplyMagic)
-                throw new InvalidDataException($"{options}: bad option reply.");
-            uint type = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12));
-            int length = checked((int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)));
-            if (length > 1 << 20)
-                throw new InvalidDataException($"{options}: an option reply of {length} bytes.");
-            var data = new byte[length];
-            await stream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
+            var (type, data) = await ReadOptionReplyAsync(stream, options, header, cancellationToken).ConfigureAwait(false);
             if (type == NbdProtocol.RepAck)
                 break;
             if ((type & 0x80000000) != 0)
             {
-                string why = data.Length > 0 ? Encoding.UTF8.GetString(data) : $"error 0x{type:x8}";
+                string why = Why(type, data);
                 throw new NbdConfigurationException(type == NbdProtocol.RepErrUnknown
                     ? $"{options}: the server has no export '{options.ExportName}' ({why})."
                     : $"{options}: the server refused the export: {why}.");
