@@ -250,6 +250,62 @@ public sealed class DaemonTests : RealTools
         }
     }
 
+    [Fact]
+    public void A_volume_moves_off_a_pool_while_fio_writes_through_one_connection_and_fio_verifies_every_block()
+    {
+        Require("segment move test", root: false, "fio");
+        Process? fio = null;
+        Storage("pool", "create", "--device", At("p1.img"), "--size", "128M", "--name", "p1");
+        Storage("pool", "create", "--device", At("p2.img"), "--size", "128M", "--name", "p2");
+        var daemon = Start();
+        try
+        {
+            Storage("pool", "attach", "--device", At("p1.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            using (var created = Json("volume", "create", "mv", "--size", "64M", "--segment-size", "16M", "--json"))
+                Assert.Equal(["p1", "p2"], created.RootElement.GetProperty("pools").EnumerateArray().Select(p => p.GetString()));
+            var refused = StorageRaw("volume", "move", "mv", "--segment", "9", "--to", "p2");
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("no segment 9", refused.Error, StringComparison.Ordinal);
+            Assert.Contains("no segment move in progress", StorageRaw("volume", "move", "mv", "--cancel").Error, StringComparison.Ordinal);
+            Assert.Contains("holds segments of volume(s) mv", StorageRaw("pool", "detach", "p1").Error, StringComparison.Ordinal);
+
+            // fio writes every block once and then reads each back, on one NBD connection, while p1's segments move to p2.
+            var start = new ProcessStartInfo("fio")
+            {
+                ArgumentList = { "--name=mv", "--ioengine=nbd", $"--uri={Uri("mv")}", "--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=64M",
+                    "--verify=crc32c", "--verify_fatal=1", "--rate_iops=3000", $"--output={At("fio.log")}" },
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            fio = Process.Start(start)!;
+            Thread.Sleep(1500);
+            using (var moved = Json("volume", "move", "mv", "--from", "p1", "--to", "p2", "--json"))
+            {
+                Assert.Equal(["p2"], moved.RootElement.GetProperty("pools").EnumerateArray().Select(p => p.GetString()));
+                Assert.False(moved.RootElement.TryGetProperty("moving", out var moving) && moving.ValueKind != JsonValueKind.Null, "a move is still in progress");
+            }
+            Assert.False(fio.HasExited, "fio ended before the move did: the move did not run under load");
+            Assert.True(fio.WaitForExit(TimeSpan.FromMinutes(3)), "fio hung");
+            Assert.True(fio.ExitCode == 0, $"fio failed: {File.ReadAllText(At("fio.log"))}");
+            using (var pools = Json("pool", "list", "--json"))
+            {
+                var segments = pools.RootElement.EnumerateArray().ToDictionary(p => p.GetProperty("name").GetString()!, p => p.GetProperty("segments").GetInt32());
+                Assert.Equal(0, segments["p1"]);
+                Assert.Equal(4, segments["p2"]);
+            }
+            Storage("pool", "detach", "p1");   // nothing of the volume is left there
+        }
+        finally
+        {
+            if (fio is { HasExited: false })
+                fio.Kill();
+            fio?.Dispose();
+            daemon.Dispose();
+            Cleanup();
+        }
+    }
+
     private Process Start(IReadOnlyDictionary<string, string>? environment = null)
     {
         var daemon = StartStorage(At("daemon.log"), environment ?? new Dictionary<string, string>(), "daemon", "--dir", DaemonDir);

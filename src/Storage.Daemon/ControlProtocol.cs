@@ -14,6 +14,7 @@ namespace Storage.Daemon;
 [JsonDerivedType(typeof(CreateVolumeRequest), "volume-create")]
 [JsonDerivedType(typeof(ResizeVolumeRequest), "volume-resize")]
 [JsonDerivedType(typeof(DeleteVolumeRequest), "volume-delete")]
+[JsonDerivedType(typeof(MoveVolumeRequest), "volume-move")]
 [JsonDerivedType(typeof(ListVolumesRequest), "volume-list")]
 [JsonDerivedType(typeof(CreateSnapshotRequest), "snapshot-create")]
 [JsonDerivedType(typeof(ListSnapshotsRequest), "snapshot-list")]
@@ -47,6 +48,13 @@ public sealed record ResizeVolumeRequest(string Name, long SizeBytes) : DaemonRe
 
 /// <summary>Delete a volume and its snapshots.</summary>
 public sealed record DeleteVolumeRequest(string Name) : DaemonRequest;
+
+/// <summary>
+/// Move segment <paramref name="Segment"/> of a volume (or, when null, every segment with a copy on
+/// <paramref name="From"/>) to pool <paramref name="To"/> while it is written; or, with <paramref name="Cancel"/>, undo
+/// the move in progress.
+/// </summary>
+public sealed record MoveVolumeRequest(string Name, int? Segment, string? From, string? To, bool Cancel) : DaemonRequest;
 
 /// <summary>The volumes of the cluster.</summary>
 public sealed record ListVolumesRequest : DaemonRequest;
@@ -105,6 +113,9 @@ public sealed record VolumeView(string Name, long SizeBytes, long SegmentBytes, 
 {
     /// <summary>The node that serves it, or null (any node: a record from before nodes were named).</summary>
     public string? Node { get; init; }
+
+    /// <summary>The segment move in progress ("segment 2: p1 → p2"), or null.</summary>
+    public string? Moving { get; init; }
 
     /// <summary>Reads its export has sent to each pool since it was offered (a mirror's read split), or null when not exported.</summary>
     public IReadOnlyDictionary<string, long>? ReadsByPool { get; init; }

@@ -19,10 +19,12 @@ internal sealed partial class StorageNode
             return new DaemonReply(DaemonReply.Ok, "") { Cluster = await ClusterAsync(cancellationToken).ConfigureAwait(false) };
         if (_options.Cluster is not null && await ForwardAsync(request, cancellationToken).ConfigureAwait(false) is { } forwarded)
             return forwarded;
+        if (request is MoveVolumeRequest move)   // takes the request lock for its transactions only: the copy runs beside other requests
+            return await GuardAsync(() => MoveAsync(move, cancellationToken)).ConfigureAwait(false);
         await _requests.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return request switch
+            return await GuardAsync(async () => request switch
             {
                 AttachPoolRequest r => await AttachAsync(r, cancellationToken).ConfigureAwait(false),
                 DetachPoolRequest r => await DetachAsync(r, cancellationToken).ConfigureAwait(false),
@@ -38,7 +40,20 @@ internal sealed partial class StorageNode
                 ListSnapshotsRequest r => new DaemonReply(DaemonReply.Ok, "") { Snapshots = await SnapshotViewsAsync(r.Volume, cancellationToken).ConfigureAwait(false) },
                 StopRequest => Stop(),
                 _ => new DaemonReply(DaemonReply.Refused, $"Unknown request {request.GetType().Name}."),
-            };
+            }).ConfigureAwait(false);
+        }
+        finally
+        {
+            _requests.Release();
+        }
+    }
+
+    /// <summary>Runs a request; a refusal or failure becomes a reply.</summary>
+    private static async Task<DaemonReply> GuardAsync(Func<Task<DaemonReply>> run)
+    {
+        try
+        {
+            return await run().ConfigureAwait(false);
         }
         catch (Exception e) when (e is DaemonRequestException or PoolConfigurationException or PlacementException or ArgumentException or VolumeException)
         {
@@ -48,10 +63,6 @@ internal sealed partial class StorageNode
         catch (Exception e) when (e is PoolFullException or IOException or MetadataUnavailableException or TimeoutException or InvalidDataException)
         {
             return new DaemonReply(DaemonReply.Failed, e.Message);
-        }
-        finally
-        {
-            _requests.Release();
         }
     }
 
@@ -108,7 +119,7 @@ internal sealed partial class StorageNode
             throw new DaemonRequestException($"Pool '{request.Name}' is not on node '{_options.Node}'; 'storage pool list' shows the pools.");
         var users = (await VolumesAsync(cancellationToken).ConfigureAwait(false)).Where(v => v.Segments.Any(s => s.Contains(request.Name))).Select(v => v.Name).ToList();
         if (users.Count > 0)
-            throw new DaemonRequestException($"Pool '{request.Name}' holds segments of volume(s) {string.Join(", ", users)}; delete them (or move their segments) first.");
+            throw new DaemonRequestException($"Pool '{request.Name}' holds segments of volume(s) {string.Join(", ", users)}; delete them, or move their segments (storage volume move VOL --from {request.Name} --to OTHER), first.");
         var deleted = await _store.ExecuteAsync(new DeletePoolCommand(request.Name), cancellationToken).ConfigureAwait(false);
         if (!deleted.IsOk)
             throw new DaemonRequestException($"The catalogue refused to drop pool '{request.Name}': {deleted.Message}");
@@ -162,7 +173,7 @@ internal sealed partial class StorageNode
         try
         {
             var resized = await (await TransactionsAsync(cancellationToken).ConfigureAwait(false)).ResizeVolumeAsync(request.Name, request.SizeBytes, new Placement(volume.Policy ?? PlacementPolicy.RoundRobin, Random.Shared.Next()),
-                volume.Segments.Count > 0 ? volume.Segments[0].Length : 1, cancellationToken).ConfigureAwait(false);
+                volume.Copies, cancellationToken).ConfigureAwait(false);
             return new DaemonReply(DaemonReply.Ok, $"volume '{request.Name}' is now {Bytes(resized.SizeBytes)} ({resized.Segments.Count} segment(s)); clients see the new size when they reconnect")
             {
                 Volumes = [View(resized)],
@@ -315,6 +326,7 @@ internal sealed partial class StorageNode
         {
             ResizeVolumeRequest r => [r.Name],
             DeleteVolumeRequest r => [r.Name],
+            MoveVolumeRequest r => [r.Name],
             CreateSnapshotRequest r => [.. r.Volumes],
             _ => [],
         };
@@ -346,8 +358,12 @@ internal sealed partial class StorageNode
 
     private static IEnumerable<string> PoolsOf(SpannedVolume volume) => volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
 
-    private static VolumeView View(SpannedVolume v) => new(v.Name, v.SizeBytes, v.SegmentBytes, v.Segments.Count, v.Segments.Count > 0 ? v.Segments[0].Length : 1,
-        Kebab((v.Policy ?? PlacementPolicy.RoundRobin).ToString()), Kebab((v.Reads ?? ReadPolicy.LeastQueueDepth).ToString()), v.Group, [.. PoolsOf(v)], v.Name) { Node = v.Node };
+    private static VolumeView View(SpannedVolume v) => new(v.Name, v.SizeBytes, v.SegmentBytes, v.Segments.Count, v.Copies,
+        Kebab((v.Policy ?? PlacementPolicy.RoundRobin).ToString()), Kebab((v.Reads ?? ReadPolicy.LeastQueueDepth).ToString()), v.Group, [.. PoolsOf(v)], v.Name)
+    {
+        Node = v.Node,
+        Moving = v.Move is { } m ? $"segment {m.Segment}: {m.From} → {m.To}" : null,
+    };
 
     /// <summary>RoundRobin → round-robin: how the CLI spells policies.</summary>
     public static string Kebab(string name) => string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString()));

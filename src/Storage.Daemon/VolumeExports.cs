@@ -155,12 +155,14 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                     wanted[$"{snapshot.Volume}@{snapshot.Name}"] = (version, AsTaken(of.Volume, snapshot), snapshot);
             }
 
-            foreach (var (name, (version, _, _)) in _exported.ToList())
+            var hosted = await pools(cancellationToken).ConfigureAwait(false);
+            foreach (var (name, (version, device, volume)) in _exported.ToList())
             {
-                if (!wanted.TryGetValue(name, out var want) || want.Version != version || !servedHere(want.Volume))
+                if (!wanted.TryGetValue(name, out var want) || !servedHere(want.Volume))
+                    await RemoveAsync(name).ConfigureAwait(false);
+                else if (want.Version != version && !await AdoptedAsync(name, device, volume, want.Version, want.Volume, hosted, cancellationToken).ConfigureAwait(false))
                     await RemoveAsync(name).ConfigureAwait(false);
             }
-            var hosted = await pools(cancellationToken).ConfigureAwait(false);
             foreach (var (name, want) in wanted)
             {
                 if (_exported.ContainsKey(name) || _held.Contains(want.Snapshot?.Volume ?? name) || !servedHere(want.Volume))
@@ -193,6 +195,73 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                     _exported[name] = (want.Version, device, want.Volume);
                 log.ExportOffered(name, want.Snapshot is null ? "" : " read-only");
             }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Takes a changed record of an exported volume in place when only its copies differ (a segment move): the clients
+    /// stay connected. False when the export must be withdrawn and offered again instead (a resize).
+    /// </summary>
+    private async Task<bool> AdoptedAsync(string name, SpannedVolumeDevice device, SpannedVolume had, long version, SpannedVolume volume,
+        IReadOnlyDictionary<string, ISegmentPool> hosted, CancellationToken cancellationToken)
+    {
+        if (!device.CanAdopt(volume))
+            return false;
+        if (!had.Encode().AsSpan().SequenceEqual(volume.Encode()))
+        {
+            if (volume.Segments.SelectMany(s => s).FirstOrDefault(p => !hosted.ContainsKey(p)) is { } missing)
+            {
+                log.ExportWithoutPool(name, missing);
+                return false;
+            }
+            try
+            {
+                await device.AdoptAsync(volume, hosted, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is VolumeException or IOException)
+            {
+                log.ExportNotReady(name, e.Message);
+                return false;
+            }
+        }
+        lock (_exported)
+            _exported[name] = (version, device, volume);
+        return true;
+    }
+
+    /// <summary>The live device of exported volume <paramref name="volume"/>, or null.</summary>
+    public SpannedVolumeDevice? Device(string volume)
+    {
+        lock (_exported)
+            return _exported.TryGetValue(volume, out var exported) ? exported.Device : null;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="decide"/> (the commit decision of a transaction that drops copies) while the export of
+    /// <paramref name="volume"/>'s name holds its requests, and switches it to <paramref name="volume"/> if the
+    /// decision is made; without an export here, just decides. Returns whether the decision was made.
+    /// </summary>
+    public async Task<bool> SwitchAsync(SpannedVolume volume, Func<Task<bool>> decide, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        ArgumentNullException.ThrowIfNull(decide);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (Device(volume.Name) is not { } device || !device.CanAdopt(volume))
+                return await decide().ConfigureAwait(false);
+            var hosted = await pools(cancellationToken).ConfigureAwait(false);
+            bool switched = await device.AdoptAsync(volume, hosted, decide, cancellationToken).ConfigureAwait(false);
+            if (switched)
+            {
+                lock (_exported)
+                    _exported[volume.Name] = (-1, device, volume);   // the next sync reads its version
+            }
+            return switched;
         }
         finally
         {

@@ -32,6 +32,18 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
     /// <summary>The pools its segments may go to (null: any pool).</summary>
     public IReadOnlyList<string>? Pools { get; init; }
 
+    /// <summary>
+    /// A segment move in progress, or null: <see cref="SegmentMove.To"/> is one of the segment's copies already (every
+    /// write goes to it) but is not read until it is filled; the move then drops <see cref="SegmentMove.From"/>.
+    /// </summary>
+    public SegmentMove? Move { get; init; }
+
+    /// <summary>Whether copy <paramref name="pool"/> of segment <paramref name="index"/> may be read (false while a move fills it).</summary>
+    public bool Readable(int index, string pool) => Move is not { } m || m.Segment != index || m.To != pool;
+
+    /// <summary>Copies of each segment (one, or two for a mirror), not counting a copy a move is filling.</summary>
+    public int Copies => Segments.Count == 0 ? 1 : Segments[0].Length - (Move is { Segment: 0 } ? 1 : 0);
+
     /// <summary>Catalogue key of volume <paramref name="name"/>.</summary>
     public static string Key(string name) => "spanned/" + name;
 
@@ -49,6 +61,9 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
     public static SpannedVolume Decode(ReadOnlySpan<byte> data)
         => JsonSerializer.Deserialize(data, VolumesJson.Default.SpannedVolume) ?? throw new JsonException("An empty volume record.");
 }
+
+/// <summary>Segment <paramref name="Segment"/> of a volume moving from pool <paramref name="From"/> to pool <paramref name="To"/>.</summary>
+public sealed record SegmentMove(int Segment, string From, string To);
 
 /// <summary>A snapshot of a <see cref="SpannedVolume"/> as the catalogue holds it: taken at one cut with the volumes of its group.</summary>
 /// <param name="Volume">The volume.</param>

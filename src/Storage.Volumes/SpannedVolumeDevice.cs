@@ -9,19 +9,26 @@ namespace Storage.Volumes;
 /// fails the request); reads go to one copy chosen by the segment's <see cref="ReadBalancer"/>, and to the other when
 /// that one fails.
 /// </summary>
-public sealed class SpannedVolumeDevice : BlockDevice
+public sealed partial class SpannedVolumeDevice : BlockDevice
 {
-    private readonly SpannedVolume _volume;
-
-    /// <summary>The catalogue record this device serves.</summary>
-    public SpannedVolume Volume => _volume;
-    private readonly IBlockDevice[][] _copies;
-    private readonly ReadBalancer[] _balancers;
-    private readonly (ISegmentPool Pool, IBlockDevice[] Opened)[] _pools;   // every pool holding a segment: a flush asks each once
+    private volatile Layout _layout;
+    private readonly ReadPolicy _readPolicy;
+    private readonly string? _snapshot;
     private readonly Lock _gate = new();
     private int _writing;                           // writes and trims in flight
-    private TaskCompletionSource? _paused;          // set while paused: new writes wait for it
-    private TaskCompletionSource? _drained;         // completed when the last write in flight leaves
+    private int _reading;                           // reads in flight
+    private TaskCompletionSource? _paused;          // set while paused: new writes (and, while _readsHeld, reads) wait for it
+    private bool _readsHeld;                        // the pause holds reads too (a switch of copies)
+    private TaskCompletionSource? _drained;         // completed when the last write (or read, while held) in flight leaves
+
+    /// <summary>The catalogue record this device serves.</summary>
+    public SpannedVolume Volume => _layout.Volume;
+
+    /// <summary>The copies of one segment: every one is written; those in <see cref="Readable"/> are read.</summary>
+    private sealed record SegmentCopies(IBlockDevice[] All, string[] Pools, int[] Readable, ReadBalancer Balancer, CopyWindow? Window);
+
+    /// <summary>What the device serves now; replaced whole when a record moves a copy (<see cref="AdoptAsync"/>).</summary>
+    private sealed record Layout(SpannedVolume Volume, SegmentCopies[] Segments, (ISegmentPool Pool, IBlockDevice[] Opened)[] Pools);
 
     /// <summary>Serves <paramref name="volume"/> from pools in this process.</summary>
     /// <param name="volume">The catalogue record.</param>
@@ -30,17 +37,22 @@ public sealed class SpannedVolumeDevice : BlockDevice
     /// <param name="snapshot">Serve this snapshot of every segment (read-only, as the pools' snapshots are) instead of the live volume.</param>
     /// <exception cref="VolumeException">A pool the record names is not given, or lacks the segment.</exception>
     public SpannedVolumeDevice(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, ReadPolicy readPolicy = ReadPolicy.LeastQueueDepth, string? snapshot = null)
-        : this(volume ?? throw new ArgumentNullException(nameof(volume)), OpenLocal(volume, pools, snapshot), readPolicy, snapshot)
+        : this(volume ?? throw new ArgumentNullException(nameof(volume)), Local(pools), readPolicy, snapshot)
     {
     }
 
-    private SpannedVolumeDevice(SpannedVolume volume, (IBlockDevice[][] Copies, (ISegmentPool, IBlockDevice[])[] Pools) opened, ReadPolicy readPolicy, string? snapshot)
+    private SpannedVolumeDevice(SpannedVolume volume, IReadOnlyDictionary<string, ISegmentPool> pools, ReadPolicy readPolicy, string? snapshot)
+        : this(volume, readPolicy, snapshot, OpenAllAsync(volume, pools, [], readPolicy, snapshot, CancellationToken.None).GetAwaiter().GetResult())
+    {
+        // Local pools open without waiting: the task is complete when it returns.
+    }
+
+    private SpannedVolumeDevice(SpannedVolume volume, ReadPolicy readPolicy, string? snapshot, Layout layout)
         : base(volume.Name + (snapshot is null ? "" : "@" + snapshot), volume.SizeBytes, 512)
     {
-        _volume = volume;
-        _copies = opened.Copies;
-        _pools = opened.Pools;
-        _balancers = [.. Enumerable.Range(0, volume.Segments.Count).Select(i => new ReadBalancer(readPolicy, _copies[i].Length, seed: i))];
+        _layout = layout;
+        _readPolicy = readPolicy;
+        _snapshot = snapshot;
     }
 
     /// <summary>Serves <paramref name="volume"/> from its pools, wherever they are.</summary>
@@ -51,75 +63,101 @@ public sealed class SpannedVolumeDevice : BlockDevice
     {
         ArgumentNullException.ThrowIfNull(volume);
         ArgumentNullException.ThrowIfNull(pools);
-        return new SpannedVolumeDevice(volume, await OpenAllAsync(volume, pools, snapshot, cancellationToken).ConfigureAwait(false), readPolicy, snapshot);
+        var layout = await OpenAllAsync(volume, pools, [], readPolicy, snapshot, cancellationToken).ConfigureAwait(false);
+        return new SpannedVolumeDevice(volume, readPolicy, snapshot, layout);
     }
 
-    private static (IBlockDevice[][], (ISegmentPool, IBlockDevice[])[]) OpenLocal(SpannedVolume volume, IReadOnlyDictionary<string, Pool> pools, string? snapshot)
+    private static Dictionary<string, ISegmentPool> Local(IReadOnlyDictionary<string, Pool> pools)
     {
         ArgumentNullException.ThrowIfNull(pools);
-        var local = pools.ToDictionary(p => p.Key, p => (ISegmentPool)new LocalSegmentPool(p.Key, p.Value), StringComparer.Ordinal);
-        // A local pool opens without waiting: the task is complete when it returns.
-        return OpenAllAsync(volume, local, snapshot, CancellationToken.None).GetAwaiter().GetResult();
+        return pools.ToDictionary(p => p.Key, p => (ISegmentPool)new LocalSegmentPool(p.Key, p.Value), StringComparer.Ordinal);
     }
 
-    /// <summary>Opens every copy of every segment; on a failure closes what it opened.</summary>
-    private static async Task<(IBlockDevice[][], (ISegmentPool, IBlockDevice[])[])> OpenAllAsync(SpannedVolume volume, IReadOnlyDictionary<string, ISegmentPool> pools,
-        string? snapshot, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens every copy of every segment of <paramref name="volume"/>, taking those <paramref name="reuse"/> has open
+    /// already (segment, pool → device); on a failure closes what it opened.
+    /// </summary>
+    private static async Task<Layout> OpenAllAsync(SpannedVolume volume, IReadOnlyDictionary<string, ISegmentPool> pools,
+        Dictionary<(int, string), IBlockDevice> reuse, ReadPolicy readPolicy, string? snapshot, CancellationToken cancellationToken)
     {
-        var copies = new IBlockDevice[volume.Segments.Count][];
+        var segments = new SegmentCopies[volume.Segments.Count];
         var opened = new List<(string Pool, IBlockDevice Device)>();
+        var fresh = new List<IBlockDevice>();
         try
         {
-            for (int i = 0; i < volume.Segments.Count; i++)
+            for (int i = 0; i < segments.Length; i++)
             {
-                copies[i] = new IBlockDevice[volume.Segments[i].Length];
-                for (int c = 0; c < copies[i].Length; c++)
+                string[] names = volume.Segments[i];
+                var copies = new IBlockDevice[names.Length];
+                for (int c = 0; c < copies.Length; c++)
                 {
-                    string name = volume.Segments[i][c];
-                    var pool = pools.GetValueOrDefault(name) ?? throw Missing(volume, i, name);
-                    copies[i][c] = await pool.OpenAsync(SpannedVolume.SegmentName(volume.Name, i), snapshot, cancellationToken).ConfigureAwait(false);
-                    opened.Add((name, copies[i][c]));
+                    string name = names[c];
+                    if (!reuse.TryGetValue((i, name), out var device))
+                    {
+                        var pool = pools.GetValueOrDefault(name) ?? throw Missing(volume, i, name);
+                        device = await pool.OpenAsync(SpannedVolume.SegmentName(volume.Name, i), snapshot, cancellationToken).ConfigureAwait(false);
+                        fresh.Add(device);
+                    }
+                    copies[c] = device;
+                    opened.Add((name, device));
                 }
+                int[] readable = [.. Enumerable.Range(0, names.Length).Where(c => volume.Readable(i, names[c]))];
+                bool filling = snapshot is null && readable.Length < names.Length;
+                segments[i] = new SegmentCopies(copies, names, readable, new ReadBalancer(readPolicy, readable.Length, seed: i), filling ? new CopyWindow() : null);
             }
         }
         catch
         {
-            foreach (var (_, device) in opened)
+            foreach (var device in fresh)
                 device.Dispose();
             throw;
         }
-        return (copies, Group(opened, pools));
+        var grouped = opened.GroupBy(o => o.Pool, StringComparer.Ordinal).Select(g => (pools[g.Key], g.Select(o => o.Device).ToArray())).ToArray();
+        return new Layout(volume, segments, grouped);
     }
 
     private static VolumeException Missing(SpannedVolume volume, int index, string pool)
         => new($"Volume '{volume.Name}' has segment {index} on pool '{pool}', which is not here.");
 
-    private static (ISegmentPool, IBlockDevice[])[] Group(List<(string Pool, IBlockDevice Device)> opened, IReadOnlyDictionary<string, ISegmentPool> pools)
-        => [.. opened.GroupBy(o => o.Pool, StringComparer.Ordinal).Select(g => (pools[g.Key], g.Select(o => o.Device).ToArray()))];
-
-    /// <summary>Reads served by each copy of segment <paramref name="index"/> so far.</summary>
-    public IReadOnlyList<long> ReadsServed(int index) => _balancers[index].Served;
+    /// <summary>Reads served by each copy of segment <paramref name="index"/> so far (in the record's order of copies).</summary>
+    public IReadOnlyList<long> ReadsServed(int index)
+    {
+        var segment = _layout.Segments[index];
+        var served = new long[segment.All.Length];
+        for (int r = 0; r < segment.Readable.Length; r++)
+            served[segment.Readable[r]] = segment.Balancer.Served[r];
+        return served;
+    }
 
     /// <inheritdoc />
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        foreach (var (index, inSegment, position, length) in Pieces(offset, buffer.Length))
+        var layout = await EnterAsync(read: true).ConfigureAwait(false);
+        try
         {
-            var piece = buffer.Slice(position, length);
-            int copy = _balancers[index].Begin();
-            try
+            foreach (var (index, inSegment, position, length) in Pieces(layout.Volume, offset, buffer.Length))
             {
-                await _copies[index][copy].ReadAsync(inSegment, piece, cancellationToken).ConfigureAwait(false);
+                var piece = buffer.Slice(position, length);
+                var segment = layout.Segments[index];
+                int choice = segment.Balancer.Begin();
+                try
+                {
+                    await segment.All[segment.Readable[choice]].ReadAsync(inSegment, piece, cancellationToken).ConfigureAwait(false);
+                }
+                catch (IOException) when (segment.Readable.Length > 1)
+                {
+                    // The other copy holds the same bytes.
+                    await segment.All[segment.Readable[(choice + 1) % segment.Readable.Length]].ReadAsync(inSegment, piece, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    segment.Balancer.End(choice);
+                }
             }
-            catch (IOException) when (_copies[index].Length > 1)
-            {
-                // The other copy holds the same bytes.
-                await _copies[index][(copy + 1) % _copies[index].Length].ReadAsync(inSegment, piece, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                _balancers[index].End(copy);
-            }
+        }
+        finally
+        {
+            Exit(read: true);
         }
     }
 
@@ -132,40 +170,67 @@ public sealed class SpannedVolumeDevice : BlockDevice
     {
         lock (_gate)
         {
-            if (_paused is not null)
+            if (_paused is not null && !_readsHeld)
                 throw new InvalidOperationException($"Writes to volume '{Name}' are paused already.");
-            _paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (_writing == 0)
-                return Task.CompletedTask;
-            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            return _drained.Task;
         }
+        return HoldAsync(reads: false);
     }
 
-    /// <summary>Lets held and new writes go on.</summary>
+    /// <summary>Lets held and new writes (and reads) go on.</summary>
     public void ResumeWrites()
     {
         TaskCompletionSource? paused;
         lock (_gate)
         {
             paused = _paused;
-            _paused = null;
-            _drained = null;
+            (_paused, _drained, _readsHeld) = (null, null, false);
         }
         paused?.TrySetResult();
     }
 
-    private async ValueTask EnterWriteAsync()
+    /// <summary>Waits for any other hold to end, then holds writes (and reads) and waits for those in flight to leave.</summary>
+    private async Task HoldAsync(bool reads)
+    {
+        Task drained;
+        while (true)
+        {
+            Task other;
+            lock (_gate)
+            {
+                if (_paused is null)
+                {
+                    _paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    _readsHeld = reads;
+                    if (Drained())
+                        return;
+                    _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    drained = _drained.Task;
+                    break;
+                }
+                other = _paused.Task;
+            }
+            await other.ConfigureAwait(false);
+        }
+        await drained.ConfigureAwait(false);
+    }
+
+    private bool Drained() => _writing == 0 && (!_readsHeld || _reading == 0);
+
+    /// <summary>Counts a request in flight once no hold stops it; returns the layout it uses throughout.</summary>
+    private async ValueTask<Layout> EnterAsync(bool read)
     {
         while (true)
         {
             Task wait;
             lock (_gate)
             {
-                if (_paused is null)
+                if (_paused is null || (read && !_readsHeld))
                 {
-                    _writing++;
-                    return;
+                    if (read)
+                        _reading++;
+                    else
+                        _writing++;
+                    return _layout;
                 }
                 wait = _paused.Task;
             }
@@ -173,16 +238,17 @@ public sealed class SpannedVolumeDevice : BlockDevice
         }
     }
 
-    private void ExitWrite()
+    private void Exit(bool read)
     {
         TaskCompletionSource? drained = null;
         lock (_gate)
         {
-            if (--_writing == 0 && _drained is not null)
-            {
-                drained = _drained;
-                _drained = null;
-            }
+            if (read)
+                _reading--;
+            else
+                _writing--;
+            if (_drained is not null && Drained())
+                (drained, _drained) = (_drained, null);
         }
         drained?.TrySetResult();
     }
@@ -190,39 +256,60 @@ public sealed class SpannedVolumeDevice : BlockDevice
     /// <inheritdoc />
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
     {
-        await EnterWriteAsync().ConfigureAwait(false);
+        var layout = await EnterAsync(read: false).ConfigureAwait(false);
         try
         {
-            foreach (var (index, inSegment, position, length) in Pieces(offset, buffer.Length))
+            foreach (var (index, inSegment, position, length) in Pieces(layout.Volume, offset, buffer.Length))
             {
                 var piece = buffer.Slice(position, length);
-                await Task.WhenAll(_copies[index].Select(c => c.WriteAsync(inSegment, piece, forceUnitAccess, cancellationToken).AsTask())).ConfigureAwait(false);
+                var segment = layout.Segments[index];
+                if (segment.Window is { } window)
+                    await window.EnterAsync(inSegment, inSegment + length).ConfigureAwait(false);
+                try
+                {
+                    await Task.WhenAll(segment.All.Select(c => c.WriteAsync(inSegment, piece, forceUnitAccess, cancellationToken).AsTask())).ConfigureAwait(false);
+                }
+                finally
+                {
+                    segment.Window?.Exit(inSegment, inSegment + length);
+                }
             }
         }
         finally
         {
-            ExitWrite();
+            Exit(read: false);
         }
     }
 
     /// <inheritdoc />
     protected override async ValueTask TrimCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        await EnterWriteAsync().ConfigureAwait(false);
+        var layout = await EnterAsync(read: false).ConfigureAwait(false);
         try
         {
+            var volume = layout.Volume;
             for (long done = 0; done < length;)
             {
-                int index = (int)((offset + done) / _volume.SegmentBytes);
-                long inSegment = offset + done - index * _volume.SegmentBytes;
-                long piece = Math.Min(length - done, _volume.SegmentSize(index) - inSegment);
-                await Task.WhenAll(_copies[index].Select(c => c.TrimAsync(inSegment, piece, cancellationToken).AsTask())).ConfigureAwait(false);
+                int index = (int)((offset + done) / volume.SegmentBytes);
+                long inSegment = offset + done - index * volume.SegmentBytes;
+                long piece = Math.Min(length - done, volume.SegmentSize(index) - inSegment);
+                var segment = layout.Segments[index];
+                if (segment.Window is { } window)
+                    await window.EnterAsync(inSegment, inSegment + piece).ConfigureAwait(false);
+                try
+                {
+                    await Task.WhenAll(segment.All.Select(c => c.TrimAsync(inSegment, piece, cancellationToken).AsTask())).ConfigureAwait(false);
+                }
+                finally
+                {
+                    segment.Window?.Exit(inSegment, inSegment + piece);
+                }
                 done += piece;
             }
         }
         finally
         {
-            ExitWrite();
+            Exit(read: false);
         }
     }
 
@@ -230,17 +317,25 @@ public sealed class SpannedVolumeDevice : BlockDevice
     protected override async ValueTask FlushCoreAsync(CancellationToken cancellationToken)
     {
         // One flush per pool makes every segment it holds durable (a local pool commits once).
-        await Task.WhenAll(_pools.Select(p => p.Pool.FlushAsync(p.Opened, cancellationToken))).ConfigureAwait(false);
+        var layout = await EnterAsync(read: true).ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(layout.Pools.Select(p => p.Pool.FlushAsync(p.Opened, cancellationToken))).ConfigureAwait(false);
+        }
+        finally
+        {
+            Exit(read: true);
+        }
     }
 
     /// <summary>The segment pieces of [offset, offset + length): segment, offset in it, offset in the buffer, length.</summary>
-    private IEnumerable<(int Index, long InSegment, int Position, int Length)> Pieces(long offset, int length)
+    private static IEnumerable<(int Index, long InSegment, int Position, int Length)> Pieces(SpannedVolume volume, long offset, int length)
     {
         for (int position = 0; position < length;)
         {
-            int index = (int)((offset + position) / _volume.SegmentBytes);
-            long inSegment = offset + position - index * _volume.SegmentBytes;
-            int piece = (int)Math.Min(length - position, _volume.SegmentSize(index) - inSegment);
+            int index = (int)((offset + position) / volume.SegmentBytes);
+            long inSegment = offset + position - index * volume.SegmentBytes;
+            int piece = (int)Math.Min(length - position, volume.SegmentSize(index) - inSegment);
             yield return (index, inSegment, position, piece);
             position += piece;
         }
@@ -251,7 +346,7 @@ public sealed class SpannedVolumeDevice : BlockDevice
     {
         if (disposing)
         {
-            foreach (var copy in _copies.SelectMany(c => c))
+            foreach (var copy in _layout.Segments.SelectMany(s => s.All))
                 copy.Dispose();
         }
         base.Dispose(disposing);

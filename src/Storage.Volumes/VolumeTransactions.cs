@@ -21,7 +21,7 @@ public sealed class VolumeException(string message) : Exception(message);
 /// <see cref="PoolConfigurationException"/>, <see cref="PoolFullException"/> and I/O errors count as "no"; anything else
 /// propagates as if the process had stopped there (which is how the tests cut it short).
 /// </summary>
-public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITransactionParticipant> pools)
+public sealed partial class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITransactionParticipant> pools)
 {
     private readonly Dictionary<string, ITransactionParticipant> _pools = pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
 
@@ -117,6 +117,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITran
             if ((await store.ReadAsync(SpannedSnapshot.Key(name, snapshot), cancellationToken).ConfigureAwait(false)).IsOk)
                 throw new VolumeException($"Volume '{name}' already has a snapshot '{snapshot}'.");
             records.Add(SpannedVolume.Decode(read.Value.Span));
+            RefuseWhileMoving(records[^1], "snapshotted");
         }
         var involved = records.SelectMany(v => v.Segments.SelectMany(s => s)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var work = involved.ToDictionary(p => p, p => new SegmentWork([])
@@ -161,7 +162,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITran
     /// segment and adds segments placed by <paramref name="placement"/>; shrinking drops the segments past the end and
     /// trims the last one. New bytes read as zeros; bytes past a shrink are gone.
     /// </summary>
-    /// <exception cref="VolumeException">No such volume, a pool refused, or the placement failed; the size is unchanged.</exception>
+    /// <exception cref="VolumeException">No such volume, a pool refused, a segment move is in progress, or the placement failed; the size is unchanged.</exception>
     public async Task<SpannedVolume> ResizeVolumeAsync(string name, long size, Placement placement, int copies = 1, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(placement);
@@ -170,6 +171,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITran
         if (!read.IsOk)
             throw new VolumeException($"There is no volume '{name}'.");
         var volume = SpannedVolume.Decode(read.Value.Span);
+        RefuseWhileMoving(volume, "resized");
         if (size < volume.SizeBytes && await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 } snapshots)
         {
             throw new VolumeException($"Volume '{name}' has snapshots ({string.Join(", ", snapshots.Select(s => s.Key[SpannedSnapshot.Key(name, "").Length..]))}) " +
@@ -270,7 +272,7 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITran
         => RunAsync(involved, work, [change], failure, cancellationToken);
 
     private async Task RunAsync(IReadOnlyList<string> involved, Dictionary<string, SegmentWork> work, IReadOnlyList<MetadataCommand> changes, string failure,
-        CancellationToken cancellationToken, Func<Func<Action?, Task>, Task>? prepare = null)
+        CancellationToken cancellationToken, Func<Func<Action?, Task>, Task>? prepare = null, Func<Func<Task<bool>>, Task>? decide = null)
     {
         string transaction = Guid.NewGuid().ToString("N")[..12];
         await StepAsync("before-begin").ConfigureAwait(false);
@@ -309,7 +311,18 @@ public sealed class VolumeTransactions(IMetadataStore store, IReadOnlyList<ITran
         await StepAsync("after-prepare").ConfigureAwait(false);
         if (refusal is null)
         {
-            var decided = await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: true), cancellationToken).ConfigureAwait(false);
+            CommandResult? decided = null;
+            async Task<bool> Decide()
+            {
+                decided = await store.ExecuteAsync(new DecideTransactionCommand(transaction, Commit: true), cancellationToken).ConfigureAwait(false);
+                return decided.IsOk;
+            }
+            if (decide is null)
+                await Decide().ConfigureAwait(false);
+            else
+                await decide(Decide).ConfigureAwait(false);
+            if (decided is null)
+                throw new InvalidOperationException("The decision step was skipped.");
             if (decided.IsOk)
             {
                 await StepAsync("after-decide").ConfigureAwait(false);

@@ -286,11 +286,11 @@ internal static class DaemonCommands
             output.WriteLine("no volumes; create one with 'storage volume create NAME --size 10G'.");
             return;
         }
-        var table = Tables.Create("volume", "size", "segments", "copies", "policy", "reads", "group", "pools", "served by");
+        var table = Tables.Create("volume", "size", "segments", "copies", "policy", "reads", "group", "pools", "served by", "moving");
         foreach (var v in volumes)
             table.AddRow(Tables.Cell(v.Name), Tables.Cell(PoolCommands.Bytes(v.SizeBytes)), Tables.Cell($"{v.Segments} × {PoolCommands.Bytes(v.SegmentBytes)}"),
                 Tables.Cell(v.Copies), Tables.Cell(v.Policy), Tables.Cell(v.Copies > 1 ? v.Reads : "-"), Tables.Cell(v.Group ?? "-"), Tables.Cell(string.Join(",", v.Pools)),
-                Tables.Cell(v.Node ?? "any node"));
+                Tables.Cell(v.Node ?? "any node"), Tables.Cell(v.Moving ?? "-"));
         Tables.Write(output, table);
     }
 

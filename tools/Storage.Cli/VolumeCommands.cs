@@ -10,7 +10,7 @@ using static Storage.Cli.PoolCommands;
 namespace Storage.Cli;
 
 /// <summary>
-/// <c>storage volume create|list|resize|delete</c>: thin volumes in a pool. A volume's size is virtual: space is
+/// <c>storage volume create|list|resize|delete|move</c>: thin volumes in a pool (moves: between the daemon's pools). A volume's size is virtual: space is
 /// taken on first write, so the volumes of a pool may add up to more than it holds.
 /// </summary>
 internal static class VolumeCommands
@@ -95,7 +95,23 @@ internal static class VolumeCommands
             }).GetAwaiter().GetResult();
         });
 
-        return Cli.Group("volume", "thin volumes in a pool: each is an NBD export", create, list, resize, delete).WithNotes(Notes);
+        var segmentIndex = CliOptions.Number("--segment", "the segment to move (0 is the first; 'storage volume list --json' counts them)", 0, int.MaxValue, "N");
+        var from = CliOptions.Text("--from", "the pool it leaves (without --segment: every segment there moves)", "POOL");
+        var to = CliOptions.Text("--to", "the pool it moves to", "POOL");
+        var cancel = CliOptions.Flag("--cancel", "undo the move in progress (the new copy is dropped)");
+        var move = t.Verb("move", "daemon: move a segment (or every segment on a pool) to another pool while the volume is served; clients stay connected",
+            name, segmentIndex, from, to, cancel, DaemonCommands.DaemonOption, t.Json);
+        move.SetAction(p =>
+        {
+            string volume = Require(p.GetValue(name), "move");
+            var args = t.Read(p);
+            if (args.Paths.Count > 0)
+                throw new UsageException("'storage volume move' moves segments between the daemon's pools; leave out --disks/--device.");
+            var request = new MoveVolumeRequest(volume, p.GetValue(segmentIndex), p.GetValue(from), p.GetValue(to), p.GetValue(cancel));
+            return DaemonCommands.Send(p, request, args.Json, r => JsonSerializer.Serialize(r.Volumes![0], DaemonJson.Default.VolumeView));
+        });
+
+        return Cli.Group("volume", "thin volumes in a pool: each is an NBD export", create, list, resize, delete, move).WithNotes(Notes);
     }
 
     private static string Require(string? name, string verb)
