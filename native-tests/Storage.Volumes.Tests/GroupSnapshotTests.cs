@@ -6,40 +6,13 @@ using Storage.Versioning;
 namespace Storage.Volumes.Tests;
 
 /// <summary>Consistency-group snapshots: one cut across volumes and pools, as a two-phase commit.</summary>
-public sealed class GroupSnapshotTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class GroupSnapshotTests(ITestOutputHelper output) : PoolsInPaxos(3, 64L << 20, 4096)
 {
     private const long Segment = 1L << 20;
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "volumes-snap-" + Guid.NewGuid().ToString("N"));
-    private MetadataCluster _cluster = null!;
-    private readonly List<PoolParticipant> _pools = [];
-
-    private sealed class Crash(string step) : Exception($"cut short at {step}");
-
-    public async ValueTask InitializeAsync()
-    {
-        _cluster = MetadataCluster.Start([.. Enumerable.Range(1, 3).Select(i => Path.Combine(_root, $"replica{i}"))]);
-        await _cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10));
-        for (int i = 0; i < 3; i++)
-        {
-            var pool = await Pool.CreateAsync(new MemoryBlockDevice(64L << 20, 512, $"disk{i}"), new PoolCreateOptions { Name = $"pool{i}", BlockSize = 4096 }, new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
-            _pools.Add(new PoolParticipant($"pool{i}", pool));
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var p in _pools)
-            await p.Pool.DisposeAsync();
-        _cluster.Dispose();
-        if (Directory.Exists(_root))
-            Directory.Delete(_root, recursive: true);
-    }
-
-    private Dictionary<string, Pool> ByName => _pools.ToDictionary(p => p.Name, p => p.Pool);
 
     private async Task<(VolumeTransactions Transactions, SpannedVolumeDevice A, SpannedVolumeDevice B)> TwoVolumesAsync()
     {
-        var transactions = new VolumeTransactions(_cluster, _pools);
+        var transactions = new VolumeTransactions(Cluster, Pools);
         var a = await transactions.CreateVolumeAsync("a", 2 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin, 0));
         var b = await transactions.CreateVolumeAsync("b", 2 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin, 1), copies: 2);
         return (transactions, new SpannedVolumeDevice(a, ByName), new SpannedVolumeDevice(b, ByName));
@@ -55,7 +28,7 @@ public sealed class GroupSnapshotTests(ITestOutputHelper output) : IAsyncLifetim
     }
 
     [Fact]
-    public async Task A_group_snapshot_is_one_cut_across_volumes_and_pools_under_dependent_writes()
+    public async Task A_group_snapshot_is_one_cut_across_volumes_andPools_under_dependent_writes()
     {
         var (transactions, a, b) = await TwoVolumesAsync();
         using var stop = new CancellationTokenSource();
@@ -85,7 +58,7 @@ public sealed class GroupSnapshotTests(ITestOutputHelper output) : IAsyncLifetim
         {
             long inA = await CounterAsync(a.Volume, $"s{i}"), inB = await CounterAsync(b.Volume, $"s{i}");
             Assert.True(inB <= inA && inA <= inB + 1, $"snapshot s{i}: a holds {inA}, b holds {inB}");
-            var record = SpannedSnapshot.Decode((await _cluster.ReadAsync(SpannedSnapshot.Key("b", $"s{i}"))).Value.Span);
+            var record = SpannedSnapshot.Decode((await Cluster.ReadAsync(SpannedSnapshot.Key("b", $"s{i}"))).Value.Span);
             Assert.Equal(["a", "b"], record.Group);
         }
         pauses.Sort();
@@ -129,22 +102,22 @@ public sealed class GroupSnapshotTests(ITestOutputHelper output) : IAsyncLifetim
     {
         var (transactions, a, b) = await TwoVolumesAsync();
         bool decided = Array.IndexOf(Order, step) >= Array.IndexOf(Order, "after-decide");
-        Task Hook(string s) => s == step ? throw new Crash(s) : Task.CompletedTask;
+        Task Hook(string s) => s == step ? throw new CrashException(s) : Task.CompletedTask;
         transactions.Step = Hook;
-        foreach (var pool in _pools)
+        foreach (var pool in Pools)
             pool.Step = Hook;
         var crash = await Record.ExceptionAsync(() => transactions.SnapshotGroupAsync("cut", ["a", "b"], [a, b]));
-        Assert.True(crash is Crash, $"step {step} was never reached ({crash?.Message ?? "the snapshot finished"})");
+        Assert.True(crash is CrashException, $"step {step} was never reached ({crash?.Message ?? "the snapshot finished"})");
         await a.WriteAsync(0, new byte[4096]).AsTask().WaitAsync(TimeSpan.FromSeconds(5));   // not left paused
         transactions.Step = null;
-        foreach (var pool in _pools)
+        foreach (var pool in Pools)
             pool.Step = null;
         await transactions.RecoverAsync();
 
-        Assert.Empty(await _cluster.ListAsync("tx/"));
+        Assert.Empty(await Cluster.ListAsync("tx/"));
         foreach (var volume in new[] { a.Volume, b.Volume })
         {
-            Assert.Equal(decided, (await _cluster.ReadAsync(SpannedSnapshot.Key(volume.Name, "cut"))).IsOk);
+            Assert.Equal(decided, (await Cluster.ReadAsync(SpannedSnapshot.Key(volume.Name, "cut"))).IsOk);
             for (int i = 0; i < volume.Segments.Count; i++)
             {
                 foreach (string pool in volume.Segments[i])
@@ -154,7 +127,7 @@ public sealed class GroupSnapshotTests(ITestOutputHelper output) : IAsyncLifetim
                 }
             }
         }
-        foreach (var pool in _pools)
+        foreach (var pool in Pools)
         {
             Assert.Empty(pool.Prepared());
             Assert.Null(pool.Pool.CheckSpace());

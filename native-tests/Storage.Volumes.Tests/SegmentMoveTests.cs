@@ -8,42 +8,10 @@ namespace Storage.Volumes.Tests;
 /// Online segment moves: begin (a transaction adds the new copy), fill it while writers write, finish (a transaction
 /// drops the old copy while the device holds requests for the decision). Real Paxos in process, real pools.
 /// </summary>
-public sealed class SegmentMoveTests : IAsyncLifetime
+public sealed class SegmentMoveTests() : PoolsInPaxos(3, 96L << 20, Block)
 {
     private const long Segment = 4L << 20;
     private const int Block = 4096;
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "volumes-move-" + Guid.NewGuid().ToString("N"));
-    private MetadataCluster _cluster = null!;
-    private readonly List<PoolParticipant> _pools = [];
-
-    private sealed class Crash(string step) : Exception($"cut short at {step}");
-
-    public async ValueTask InitializeAsync()
-    {
-        _cluster = MetadataCluster.Start([.. Enumerable.Range(1, 3).Select(i => Path.Combine(_root, $"replica{i}"))]);
-        await _cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10));
-        for (int i = 0; i < 3; i++)
-        {
-            var pool = await Pool.CreateAsync(new MemoryBlockDevice(96L << 20, 512, $"disk{i}"), new PoolCreateOptions { Name = $"pool{i}", BlockSize = Block },
-                new PoolOpenOptions { CommitInterval = TimeSpan.Zero });
-            _pools.Add(new PoolParticipant($"pool{i}", pool));
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var p in _pools)
-            await p.Pool.DisposeAsync();
-        _cluster.Dispose();
-        if (Directory.Exists(_root))
-            Directory.Delete(_root, recursive: true);
-    }
-
-    private VolumeTransactions Transactions() => new(_cluster, _pools);
-
-    private Dictionary<string, ISegmentPool> Segments => _pools.ToDictionary(p => p.Name, p => (ISegmentPool)new LocalSegmentPool(p.Name, p.Pool), StringComparer.Ordinal);
-
-    private async Task<SpannedVolume> RecordAsync(string name) => SpannedVolume.Decode((await _cluster.ReadAsync(SpannedVolume.Key(name))).Value.Span);
 
     [Theory]
     [InlineData(1)]
@@ -54,7 +22,7 @@ public sealed class SegmentMoveTests : IAsyncLifetime
         var volume = await transactions.CreateVolumeAsync("data", 3 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin), copies);
         using var device = await SpannedVolumeDevice.OpenAsync(volume, Segments);
         string from = volume.Segments[0][0];
-        string to = _pools.Select(p => p.Name).First(p => !volume.Segments[0].Contains(p));
+        string to = Pools.Select(p => p.Name).First(p => !volume.Segments[0].Contains(p));
         var model = new byte[3 * Segment];
         new Random(1).NextBytes(model.AsSpan(0, (int)Segment));   // segment 0 full of data before the move, the rest written during it
         await device.WriteAsync(0, model.AsMemory(0, (int)Segment));
@@ -117,13 +85,13 @@ public sealed class SegmentMoveTests : IAsyncLifetime
         await device.ReadAsync(0, back);
         Assert.True(model.AsSpan().SequenceEqual(back), "the volume's bytes differ from what was acknowledged");
         // The new pool's copy on its own holds segment 0's bytes; the old pool holds no copy; nothing is staged or leaked.
-        using (var moved = _pools.Single(p => p.Name == to).Pool.OpenVolume(SpannedVolume.SegmentName("data", 0)))
+        using (var moved = Pools.Single(p => p.Name == to).Pool.OpenVolume(SpannedVolume.SegmentName("data", 0)))
         {
             var segment = new byte[Segment];
             await moved.ReadAsync(0, segment);
             Assert.True(model.AsSpan(0, (int)Segment).SequenceEqual(segment), "the moved copy differs");
         }
-        Assert.DoesNotContain(_pools.Single(p => p.Name == from).Pool.ListVolumes(), v => v.Name == SpannedVolume.SegmentName("data", 0));
+        Assert.DoesNotContain(Pools.Single(p => p.Name == from).Pool.ListVolumes(), v => v.Name == SpannedVolume.SegmentName("data", 0));
         await CheckAsync();
     }
 
@@ -144,7 +112,7 @@ public sealed class SegmentMoveTests : IAsyncLifetime
         var undone = await transactions.FinishMoveAsync("data", cancel: true, decide: (record, decide) => device.AdoptAsync(record, Segments, decide));
         Assert.Null(undone.Move);
         Assert.Equal(volume.Segments.Select(s => string.Join(",", s)), undone.Segments.Select(s => string.Join(",", s)));
-        Assert.Empty(_pools[2].Pool.ListVolumes());
+        Assert.Empty(Pools[2].Pool.ListVolumes());
         var back = new byte[data.Length];
         await device.ReadAsync(0, back);
         Assert.Equal(data, back);
@@ -161,7 +129,7 @@ public sealed class SegmentMoveTests : IAsyncLifetime
 
         Assert.Contains("no segment 2", await RefusedAsync(() => transactions.BeginMoveAsync("data", 2, null, "pool2")), StringComparison.Ordinal);
         Assert.Contains("say which one moves with --from", await RefusedAsync(() => transactions.BeginMoveAsync("data", 0, null, "pool2")), StringComparison.Ordinal);
-        string other = volume.Segments[0][1], free = _pools.Select(p => p.Name).First(p => !volume.Segments[0].Contains(p));
+        string other = volume.Segments[0][1], free = Pools.Select(p => p.Name).First(p => !volume.Segments[0].Contains(p));
         Assert.Contains("holds a copy", await RefusedAsync(() => transactions.BeginMoveAsync("data", 0, volume.Segments[0][0], other)), StringComparison.Ordinal);
         Assert.Contains($"not on '{free}'", await RefusedAsync(() => transactions.BeginMoveAsync("data", 0, free, other)), StringComparison.Ordinal);
         Assert.Contains("no pool 'nope'", await RefusedAsync(() => transactions.BeginMoveAsync("data", 0, other, "nope")), StringComparison.Ordinal);
@@ -199,7 +167,7 @@ public sealed class SegmentMoveTests : IAsyncLifetime
     {
         var transactions = Transactions();
         var volume = await transactions.CreateVolumeAsync("data", 2 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin));
-        string from = volume.Segments[0][0], to = _pools.Select(p => p.Name).First(p => p != from);
+        string from = volume.Segments[0][0], to = Pools.Select(p => p.Name).First(p => p != from);
         var data = new byte[Segment];
         new Random(3).NextBytes(data);
         using (var device = await SpannedVolumeDevice.OpenAsync(volume, Segments))
@@ -210,14 +178,14 @@ public sealed class SegmentMoveTests : IAsyncLifetime
         step = step.Replace("X", pool, StringComparison.Ordinal);
         bool decided = Array.IndexOf(Order(pool), step) >= Array.IndexOf(Order(pool), "after-decide");
 
-        Task Hook(string s) => s == step ? throw new Crash(s) : Task.CompletedTask;
+        Task Hook(string s) => s == step ? throw new CrashException(s) : Task.CompletedTask;
         transactions.Step = Hook;
-        foreach (var p in _pools)
+        foreach (var p in Pools)
             p.Step = Hook;
         var crash = await Record.ExceptionAsync(() => begin ? transactions.BeginMoveAsync("data", 0, from, to) : transactions.FinishMoveAsync("data"));
-        Assert.True(crash is Crash, $"step {step} was never reached ({crash?.Message ?? "the move finished"})");
+        Assert.True(crash is CrashException, $"step {step} was never reached ({crash?.Message ?? "the move finished"})");
         transactions.Step = null;
-        foreach (var p in _pools)
+        foreach (var p in Pools)
             p.Step = null;
         await transactions.RecoverAsync();
         await CheckAsync();
@@ -258,9 +226,9 @@ public sealed class SegmentMoveTests : IAsyncLifetime
     /// <summary>Nothing in doubt or staged; every pool holds exactly the segments the catalogue gives it; space adds up.</summary>
     private async Task CheckAsync()
     {
-        Assert.Empty(await _cluster.ListAsync("tx/"));
-        var expected = _pools.ToDictionary(p => p.Name, _ => new SortedSet<string>(StringComparer.Ordinal));
-        foreach (var key in await _cluster.ListAsync("spanned/"))
+        Assert.Empty(await Cluster.ListAsync("tx/"));
+        var expected = Pools.ToDictionary(p => p.Name, _ => new SortedSet<string>(StringComparer.Ordinal));
+        foreach (var key in await Cluster.ListAsync("spanned/"))
         {
             var volume = await RecordAsync(key.Key["spanned/".Length..]);
             for (int i = 0; i < volume.Segments.Count; i++)
@@ -269,7 +237,7 @@ public sealed class SegmentMoveTests : IAsyncLifetime
                     expected[pool].Add(SpannedVolume.SegmentName(volume.Name, i));
             }
         }
-        foreach (var pool in _pools)
+        foreach (var pool in Pools)
         {
             Assert.Empty(pool.Prepared());
             Assert.Null(pool.Pool.CheckSpace());
