@@ -38,8 +38,21 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
     /// </summary>
     public SegmentMove? Move { get; init; }
 
-    /// <summary>Whether copy <paramref name="pool"/> of segment <paramref name="index"/> may be read (false while a move fills it).</summary>
-    public bool Readable(int index, string pool) => Move is not { } m || m.Segment != index || m.To != pool;
+    /// <summary>
+    /// Copies of mirrored segments that missed writes (their pool failed or could not be reached while the volume was
+    /// served from the other copy), or null: such a copy is neither read nor written until a resync fills it again
+    /// (<see cref="StaleCopy.Filling"/>: written, not read), and then leaves this list.
+    /// </summary>
+    public IReadOnlyList<StaleCopy>? Stale { get; init; }
+
+    /// <summary>Whether copy <paramref name="pool"/> of segment <paramref name="index"/> may be read (false while a move or resync fills it, or while it is stale).</summary>
+    public bool Readable(int index, string pool) => (Move is not { } m || m.Segment != index || m.To != pool) && StaleEntry(index, pool) is null;
+
+    /// <summary>Whether copy <paramref name="pool"/> of segment <paramref name="index"/> gets the volume's writes (false while it is stale and not being filled).</summary>
+    public bool Written(int index, string pool) => StaleEntry(index, pool) is not { Filling: false };
+
+    /// <summary>The entry of <see cref="Stale"/> for that copy, or null.</summary>
+    public StaleCopy? StaleEntry(int index, string pool) => Stale?.FirstOrDefault(s => s.Segment == index && s.Pool == pool);
 
     /// <summary>Copies of each segment (one, or two for a mirror), not counting a copy a move is filling.</summary>
     public int Copies => Segments.Count == 0 ? 1 : Segments[0].Length - (Move is { Segment: 0 } ? 1 : 0);
@@ -61,6 +74,12 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
     public static SpannedVolume Decode(ReadOnlySpan<byte> data)
         => JsonSerializer.Deserialize(data, VolumesJson.Default.SpannedVolume) ?? throw new JsonException("An empty volume record.");
 }
+
+/// <summary>
+/// The copy of segment <paramref name="Segment"/> on pool <paramref name="Pool"/>, which missed writes; while
+/// <paramref name="Filling"/>, a resync is copying the segment into it (it gets every write, and is read once full).
+/// </summary>
+public sealed record StaleCopy(int Segment, string Pool, bool Filling = false);
 
 /// <summary>Segment <paramref name="Segment"/> of a volume moving from pool <paramref name="From"/> to pool <paramref name="To"/>.</summary>
 public sealed record SegmentMove(int Segment, string From, string To);

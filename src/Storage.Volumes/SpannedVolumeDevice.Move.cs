@@ -38,6 +38,7 @@ public sealed partial class SpannedVolumeDevice
         ArgumentNullException.ThrowIfNull(pools);
         if (!CanAdopt(volume))
             throw new ArgumentException($"Volume '{Name}' cannot take that record in place: its size or segments differ.", nameof(volume));
+        volume = WithOwnStale(volume);
         var old = _layout;
         var reuse = new Dictionary<(int, string), IBlockDevice>();
         for (int i = 0; i < old.Segments.Length; i++)
@@ -49,10 +50,11 @@ public sealed partial class SpannedVolumeDevice
             }
         }
         var layout = await OpenAllAsync(volume, pools, reuse, _readPolicy, null, cancellationToken).ConfigureAwait(false);
-        if (old.Volume.Move is { } was && volume.Move == was)
+        for (int i = 0; i < layout.Segments.Length; i++)
         {
-            // The same move goes on: its copier keeps the window it guards writes with.
-            layout.Segments[was.Segment] = layout.Segments[was.Segment] with { Window = old.Segments[was.Segment].Window };
+            // The same fill goes on (of a move or a resync): its copier keeps the window it guards writes with.
+            if (old.Segments[i].Window is { } window && layout.Segments[i].Window is not null && Filling(old.Segments[i]).SequenceEqual(Filling(layout.Segments[i])))
+                layout.Segments[i] = layout.Segments[i] with { Window = window };
         }
         var kept = layout.Segments.SelectMany(s => s.All).ToHashSet();
         bool switched = false;
@@ -83,25 +85,38 @@ public sealed partial class SpannedVolumeDevice
     /// </summary>
     /// <exception cref="VolumeException">No move in progress, one fill is running already, or the move was finished or cancelled meanwhile.</exception>
     /// <exception cref="IOException">A copy failed; nothing is lost, and the move can be filled again.</exception>
-    public async Task<long> FillAsync(IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    public Task<long> FillAsync(IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var move = _layout.Volume.Move ?? throw new VolumeException($"Volume '{Name}' has no segment move in progress.");
+        return FillAsync(move.Segment, move.To, progress, cancellationToken);
+    }
+
+    /// <summary>The pools of the copies of <paramref name="segment"/> that are written but not read (being filled).</summary>
+    private static IEnumerable<string> Filling(SegmentCopies segment)
+        => segment.Pools.Where((_, c) => Array.IndexOf(segment.Readable, c) < 0);
+
+    /// <summary>Fills the copy of segment <paramref name="index"/> on pool <paramref name="pool"/> (written, not read) as <see cref="FillAsync(IProgress{long}?, CancellationToken)"/> does.</summary>
+    private async Task<long> FillAsync(int index, string pool, IProgress<long>? progress, CancellationToken cancellationToken)
     {
         var layout = _layout;
-        var move = layout.Volume.Move ?? throw new VolumeException($"Volume '{Name}' has no segment move in progress.");
-        var segment = layout.Segments[move.Segment];
+        var segment = layout.Segments[index];
         var window = segment.Window ?? throw new VolumeException($"Volume '{Name}' is not served live here.");
+        if (!Filling(segment).Contains(pool, StringComparer.Ordinal) || segment.Readable.Length == 0)
+            throw new VolumeException($"The copy of segment {index} of volume '{Name}' on pool '{pool}' is not being filled.");
         if (Interlocked.Exchange(ref _filling, 1) != 0)
-            throw new VolumeException($"Segment {move.Segment} of volume '{Name}' is being filled already.");
+            throw new VolumeException($"Volume '{Name}' has a copy being filled already.");
         byte[] buffer = ArrayPool<byte>.Shared.Rent(FillChunk);
         try
         {
-            var target = segment.All[Array.IndexOf(segment.Pools, move.To)];
+            var target = segment.All[Array.IndexOf(segment.Pools, pool)];
             var source = segment.All[segment.Readable[0]];
-            long size = layout.Volume.SegmentSize(move.Segment), copied = 0;
+            long size = layout.Volume.SegmentSize(index), copied = 0;
             for (long at = 0; at < size; at += FillChunk)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                if (!ReferenceEquals(_layout.Segments[move.Segment].Window, window))
-                    throw new VolumeException($"The move of segment {move.Segment} of volume '{Name}' was finished or cancelled meanwhile.");
+                var now = _layout.Segments[index];
+                if (!ReferenceEquals(now.Window, window) || Array.IndexOf(now.All, target) < 0 || Array.IndexOf(now.All, source) < 0)
+                    throw new VolumeException($"The fill of segment {index} of volume '{Name}' on pool '{pool}' was finished, cancelled or cut short by a failed copy meanwhile.");
                 long end = Math.Min(size, at + FillChunk);
                 await window.OpenAsync(at, end).ConfigureAwait(false);
                 try

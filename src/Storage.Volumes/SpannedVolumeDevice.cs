@@ -7,7 +7,8 @@ namespace Storage.Volumes;
 /// A <see cref="SpannedVolume"/> as one block device: each request is split at segment boundaries and sent to the
 /// segment's volume in its pool. Writes, trims and flushes go to every copy of a mirrored segment (a copy that fails
 /// fails the request); reads go to one copy chosen by the segment's <see cref="ReadBalancer"/>, and to the other when
-/// that one fails.
+/// that one fails. When one copy of a mirror fails a write, the write still succeeds on the other once the failed copy
+/// is recorded stale (<see cref="Recorder"/>); <see cref="ResyncAsync"/> fills it again later.
 /// </summary>
 public sealed partial class SpannedVolumeDevice : BlockDevice
 {
@@ -87,7 +88,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
         {
             for (int i = 0; i < segments.Length; i++)
             {
-                string[] names = volume.Segments[i];
+                string[] names = [.. volume.Segments[i].Where(p => volume.Written(i, p))];   // a stale copy is left closed
                 var copies = new IBlockDevice[names.Length];
                 for (int c = 0; c < copies.Length; c++)
                 {
@@ -122,10 +123,12 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
     /// <summary>Reads served by each copy of segment <paramref name="index"/> so far (in the record's order of copies).</summary>
     public IReadOnlyList<long> ReadsServed(int index)
     {
-        var segment = _layout.Segments[index];
-        var served = new long[segment.All.Length];
+        var layout = _layout;
+        var segment = layout.Segments[index];
+        string[] pools = layout.Volume.Segments[index];
+        var served = new long[pools.Length];
         for (int r = 0; r < segment.Readable.Length; r++)
-            served[segment.Readable[r]] = segment.Balancer.Served[r];
+            served[Array.IndexOf(pools, segment.Pools[segment.Readable[r]])] = segment.Balancer.Served[r];
         return served;
     }
 
@@ -267,7 +270,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
                     await window.EnterAsync(inSegment, inSegment + length).ConfigureAwait(false);
                 try
                 {
-                    await Task.WhenAll(segment.All.Select(c => c.WriteAsync(inSegment, piece, forceUnitAccess, cancellationToken).AsTask())).ConfigureAwait(false);
+                    await OnEveryCopyAsync(index, segment, c => c.WriteAsync(inSegment, piece, forceUnitAccess, cancellationToken), cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -298,7 +301,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
                     await window.EnterAsync(inSegment, inSegment + piece).ConfigureAwait(false);
                 try
                 {
-                    await Task.WhenAll(segment.All.Select(c => c.TrimAsync(inSegment, piece, cancellationToken).AsTask())).ConfigureAwait(false);
+                    await OnEveryCopyAsync(index, segment, c => c.TrimAsync(inSegment, piece, cancellationToken), cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -320,7 +323,15 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
         var layout = await EnterAsync(read: true).ConfigureAwait(false);
         try
         {
-            await Task.WhenAll(layout.Pools.Select(p => p.Pool.FlushAsync(p.Opened, cancellationToken))).ConfigureAwait(false);
+            var flushes = layout.Pools.Select(p => p.Pool.FlushAsync(p.Opened, cancellationToken)).ToArray();
+            try
+            {
+                await Task.WhenAll(flushes).ConfigureAwait(false);
+            }
+            catch (Exception) when (layout.Volume.Copies > 1)
+            {
+                await SurviveFlushAsync(layout, flushes, cancellationToken).ConfigureAwait(false);
+            }
         }
         finally
         {
@@ -346,7 +357,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
     {
         if (disposing)
         {
-            foreach (var copy in _layout.Segments.SelectMany(s => s.All))
+            foreach (var copy in _layout.Segments.SelectMany(s => s.All).Concat(_retired))
                 copy.Dispose();
         }
         base.Dispose(disposing);

@@ -9,7 +9,7 @@ public sealed partial class VolumeTransactions
     /// Starts moving segment <paramref name="index"/> of volume <paramref name="name"/> from pool
     /// <paramref name="from"/> (null: its only copy) to pool <paramref name="to"/>, as a transaction: the pool creates an
     /// empty segment and the record gains it as a copy under <see cref="SpannedVolume.Move"/> (written, not read). The
-    /// device serving the volume then fills it (<see cref="SpannedVolumeDevice.FillAsync"/>) and
+    /// device serving the volume then fills it (<see cref="SpannedVolumeDevice.FillAsync(IProgress{long}?, CancellationToken)"/>) and
     /// <see cref="FinishMoveAsync"/> drops the old copy. Asked again for the move in progress, returns its record (a
     /// fill cut short starts over).
     /// </summary>
@@ -25,6 +25,7 @@ public sealed partial class VolumeTransactions
             throw new VolumeException($"Volume '{name}' is moving segment {moving.Segment} from pool '{moving.From}' to '{moving.To}'; let it finish " +
                 $"(storage volume move {name} --segment {moving.Segment} --to {moving.To}) or cancel it (storage volume move {name} --cancel) first.");
         }
+        RefuseWhileBusy(volume, "moved");
         if (index < 0 || index >= volume.Segments.Count)
             throw new VolumeException($"Volume '{name}' has segments 0 to {volume.Segments.Count - 1}; there is no segment {index}.");
         string[] copies = volume.Segments[index];
@@ -83,8 +84,15 @@ public sealed partial class VolumeTransactions
         return done;
     }
 
-    private static void RefuseWhileMoving(SpannedVolume volume, string what)
+    /// <summary>Refuses a change of <paramref name="volume"/>'s segments or snapshots while a move or a resync of a stale copy is in progress.</summary>
+    private static void RefuseWhileBusy(SpannedVolume volume, string what)
     {
+        if (volume.Stale is { Count: > 0 } stale)
+        {
+            throw new VolumeException($"Volume '{volume.Name}' cannot be {what} while a mirror copy is stale ({string.Join(", ", stale.Select(s =>
+                $"segment {s.Segment} on pool '{s.Pool}'{(s.Filling ? ", resynchronizing" : "")}"))}): the daemon resynchronizes it once its pool answers; " +
+                "`storage volume list` shows when it is done.");
+        }
         if (volume.Move is { } move)
         {
             throw new VolumeException($"Volume '{volume.Name}' cannot be {what} while segment {move.Segment} moves from pool '{move.From}' to '{move.To}'; " +

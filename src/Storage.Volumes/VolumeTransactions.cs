@@ -117,7 +117,7 @@ public sealed partial class VolumeTransactions(IMetadataStore store, IReadOnlyLi
             if ((await store.ReadAsync(SpannedSnapshot.Key(name, snapshot), cancellationToken).ConfigureAwait(false)).IsOk)
                 throw new VolumeException($"Volume '{name}' already has a snapshot '{snapshot}'.");
             records.Add(SpannedVolume.Decode(read.Value.Span));
-            RefuseWhileMoving(records[^1], "snapshotted");
+            RefuseWhileBusy(records[^1], "snapshotted");
         }
         var involved = records.SelectMany(v => v.Segments.SelectMany(s => s)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var work = involved.ToDictionary(p => p, p => new SegmentWork([])
@@ -171,7 +171,7 @@ public sealed partial class VolumeTransactions(IMetadataStore store, IReadOnlyLi
         if (!read.IsOk)
             throw new VolumeException($"There is no volume '{name}'.");
         var volume = SpannedVolume.Decode(read.Value.Span);
-        RefuseWhileMoving(volume, "resized");
+        RefuseWhileBusy(volume, "resized");
         if (size < volume.SizeBytes && await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 } snapshots)
         {
             throw new VolumeException($"Volume '{name}' has snapshots ({string.Join(", ", snapshots.Select(s => s.Key[SpannedSnapshot.Key(name, "").Length..]))}) " +
