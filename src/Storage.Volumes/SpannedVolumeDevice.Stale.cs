@@ -16,9 +16,6 @@ public sealed partial class SpannedVolumeDevice
     /// </summary>
     public StaleCopies? Recorder { get; set; }
 
-    /// <summary>Told of every copy the device records stale: segment, pool, and why.</summary>
-    public Action<int, string, string>? CopyFailed { get; set; }
-
     /// <summary>Runs <paramref name="operation"/> on every copy of a segment; a copy that fails is recorded stale when another succeeded.</summary>
     private async Task OnEveryCopyAsync(int index, SegmentCopies segment, Func<IBlockDevice, ValueTask> operation, CancellationToken cancellationToken)
     {
@@ -77,8 +74,6 @@ public sealed partial class SpannedVolumeDevice
                 $"so the request fails: {e.Message}", first);
         }
         LeaveOut(record);
-        foreach (var (segment, pool) in copies)
-            CopyFailed?.Invoke(segment, pool, first.Message);
     }
 
     private static string Describe(IEnumerable<(int Segment, string Pool)> copies)
@@ -115,10 +110,7 @@ public sealed partial class SpannedVolumeDevice
                     continue;
                 }
                 dropped.AddRange(had.All.Where((_, c) => !keep.Contains(c)));
-                string[] pools = [.. keep.Select(c => had.Pools[c])];
-                int[] readable = [.. Enumerable.Range(0, pools.Length).Where(c => volume.Readable(i, pools[c]))];
-                segments[i] = new SegmentCopies([.. keep.Select(c => had.All[c])], pools, readable, new ReadBalancer(_readPolicy, readable.Length, seed: i),
-                    readable.Length < pools.Length ? had.Window : null);
+                segments[i] = Copies(volume, i, [.. keep.Select(c => had.All[c])], [.. keep.Select(c => had.Pools[c])], _readPolicy, had.Window);
             }
             var grouped = now.Pools.Select(p => (p.Pool, Opened: p.Opened.Where(d => !dropped.Contains(d)).ToArray())).Where(p => p.Opened.Length > 0).ToArray();
             if (Interlocked.CompareExchange(ref _layout, new Layout(volume, segments, grouped), now) == now)
@@ -138,7 +130,7 @@ public sealed partial class SpannedVolumeDevice
     {
         ArgumentNullException.ThrowIfNull(volume);
         lock (_gate)
-            return _own is { } own && !StaleCopies.SameStale(own, volume) ? volume with { Stale = own.Stale } : volume;
+            return _own is { } own ? volume with { Stale = own.Stale } : volume;
     }
 
     /// <summary>

@@ -102,9 +102,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
                     copies[c] = device;
                     opened.Add((name, device));
                 }
-                int[] readable = [.. Enumerable.Range(0, names.Length).Where(c => volume.Readable(i, names[c]))];
-                bool filling = snapshot is null && readable.Length < names.Length;
-                segments[i] = new SegmentCopies(copies, names, readable, new ReadBalancer(readPolicy, readable.Length, seed: i), filling ? new CopyWindow() : null);
+                segments[i] = Copies(volume, i, copies, names, readPolicy, snapshot is null ? new CopyWindow() : null);
             }
         }
         catch
@@ -115,6 +113,16 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
         }
         var grouped = opened.GroupBy(o => o.Pool, StringComparer.Ordinal).Select(g => (pools[g.Key], g.Select(o => o.Device).ToArray())).ToArray();
         return new Layout(volume, segments, grouped);
+    }
+
+    /// <summary>
+    /// The copies <paramref name="all"/> (on <paramref name="pools"/>) of segment <paramref name="index"/> as
+    /// <paramref name="volume"/> says they are read; <paramref name="window"/> guards writes while one is being filled.
+    /// </summary>
+    private static SegmentCopies Copies(SpannedVolume volume, int index, IBlockDevice[] all, string[] pools, ReadPolicy readPolicy, CopyWindow? window)
+    {
+        int[] readable = [.. Enumerable.Range(0, pools.Length).Where(c => volume.Readable(index, pools[c]))];
+        return new SegmentCopies(all, pools, readable, new ReadBalancer(readPolicy, readable.Length, seed: index), readable.Length < pools.Length ? window : null);
     }
 
     private static VolumeException Missing(SpannedVolume volume, int index, string pool)

@@ -90,12 +90,4 @@ public sealed class StaleCopies(IMetadataStore store)
                 throw new VolumeException($"The metadata service refused the change of volume '{name}''s stale copies: {put.Message}");
         }
     }
-
-    /// <summary>Whether two records name the same stale copies (null and empty alike).</summary>
-    public static bool SameStale(SpannedVolume a, SpannedVolume b)
-    {
-        ArgumentNullException.ThrowIfNull(a);
-        ArgumentNullException.ThrowIfNull(b);
-        return (a.Stale ?? []).SequenceEqual(b.Stale ?? []);
-    }
 }
