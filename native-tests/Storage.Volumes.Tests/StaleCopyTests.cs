@@ -16,6 +16,7 @@ public sealed class StaleCopyTests() : PoolsInPaxos(3, 64L << 20, Block)
     private sealed class Switchable(LocalSegmentPool inner) : ISegmentPool
     {
         public volatile bool Down;
+        public int WritesLeft = int.MaxValue;   // the pool goes down once this many more writes came
         public string Name => inner.Name;
 
         public ValueTask<IBlockDevice> OpenAsync(string segment, string? snapshot, CancellationToken cancellationToken = default)
@@ -40,6 +41,8 @@ public sealed class StaleCopyTests() : PoolsInPaxos(3, 64L << 20, Block)
 
             protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> buffer, bool forceUnitAccess, CancellationToken cancellationToken)
             {
+                if (Interlocked.Decrement(ref pool.WritesLeft) < 0)
+                    pool.Down = true;
                 Check();
                 await device.WriteAsync(offset, buffer, forceUnitAccess, cancellationToken);
             }
@@ -139,6 +142,37 @@ public sealed class StaleCopyTests() : PoolsInPaxos(3, 64L << 20, Block)
         await device.FlushAsync();
         Assert.Null((await RecordAsync("m")).Stale);
         Assert.Null(device.Volume.Stale);
+        await ExpectCopiesAsync(volume, model);
+    }
+
+    [Fact]
+    public async Task A_resync_whose_copy_fails_midway_leaves_it_stale_not_resyncing_and_a_later_resync_completes()
+    {
+        var volume = await Transactions().CreateVolumeAsync("m", Segment, Segment, new Placement(PlacementPolicy.RoundRobin), copies: 2);
+        var pools = SwitchablePools();
+        var segmentPools = pools.ToDictionary(p => p.Key, p => (ISegmentPool)p.Value);
+        using var device = await SpannedVolumeDevice.OpenAsync(volume, segmentPools);
+        device.Recorder = new StaleCopies(Cluster);
+        var model = new byte[Segment];
+        new Random(5).NextBytes(model);
+        await device.WriteAsync(0, model);
+        string down = volume.Segments[0][1];
+        pools[down].Down = true;
+        await device.WriteAsync(0, model.AsMemory(0, Block));
+        Assert.Equal([new StaleCopy(0, down)], (await RecordAsync("m")).Stale);
+
+        pools[down].Down = false;
+        Volatile.Write(ref pools[down].WritesLeft, 1);   // the fill writes one chunk, then the pool goes down again
+        await Assert.ThrowsAnyAsync<IOException>(() => device.ResyncAsync(segmentPools));
+        Assert.Equal([new StaleCopy(0, down)], (await RecordAsync("m")).Stale);
+        Assert.Equal([new StaleCopy(0, down)], device.Volume.Stale);
+        await device.WriteAsync(Block, model.AsMemory(Block, Block));   // served by the copy that is current
+
+        pools[down].Down = false;
+        Volatile.Write(ref pools[down].WritesLeft, int.MaxValue);
+        Assert.True(await device.ResyncAsync(segmentPools) > 0);
+        Assert.Null((await RecordAsync("m")).Stale);
+        await device.FlushAsync();
         await ExpectCopiesAsync(volume, model);
     }
 

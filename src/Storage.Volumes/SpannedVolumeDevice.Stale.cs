@@ -136,7 +136,8 @@ public sealed partial class SpannedVolumeDevice
     /// <summary>
     /// Brings back every stale copy on <paramref name="pools"/>, one at a time: it is written again from the moment the
     /// record says it is being filled, is filled from the copy that is read (as a move fills its copy, writes going on),
-    /// and is read again once full. Returns the bytes of data copied. A copy that fails again meanwhile stays stale.
+    /// and is read again once full. Returns the bytes of data copied. A copy that fails again meanwhile, or whose fill
+    /// fails, is recorded stale again (no longer being filled).
     /// </summary>
     /// <exception cref="InvalidOperationException">No <see cref="Recorder"/>.</exception>
     /// <exception cref="VolumeException">The record changed under the resync (the copy failed again), or the metadata service refused a change.</exception>
@@ -149,12 +150,36 @@ public sealed partial class SpannedVolumeDevice
         while (_layout.Volume.Stale?.FirstOrDefault(s => pools.ContainsKey(s.Pool)) is { } stale)
         {
             var record = await recorder.BeginResyncAsync(Volume.Name, stale.Segment, stale.Pool, cancellationToken).ConfigureAwait(false);
-            await AdoptOwnAsync(record, pools, cancellationToken).ConfigureAwait(false);
-            copied += await FillAsync(stale.Segment, stale.Pool, null, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await AdoptOwnAsync(record, pools, cancellationToken).ConfigureAwait(false);
+                copied += await FillAsync(stale.Segment, stale.Pool, null, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+                await StaleAgainAsync(recorder, stale.Segment, stale.Pool).ConfigureAwait(false);
+                throw;
+            }
             record = await recorder.EndResyncAsync(Volume.Name, stale.Segment, stale.Pool, cancellationToken).ConfigureAwait(false);
             await AdoptOwnAsync(record, pools, cancellationToken).ConfigureAwait(false);
         }
         return copied;
+    }
+
+    /// <summary>
+    /// Records a copy whose fill failed as stale again (not written, not being filled), so the catalogue does not show
+    /// a resync that stopped; best effort: when that fails too, the next write to the copy or the next resync finds it.
+    /// </summary>
+    private async Task StaleAgainAsync(StaleCopies recorder, int segment, string pool)
+    {
+        try
+        {
+            LeaveOut(await recorder.MarkAsync(Volume.Name, [(segment, pool)], CancellationToken.None).ConfigureAwait(false));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The fill's failure is the one to report.
+        }
     }
 
     private Task<bool> AdoptOwnAsync((SpannedVolume, long) record, IReadOnlyDictionary<string, ISegmentPool> pools, CancellationToken cancellationToken)
