@@ -292,6 +292,55 @@ public sealed class ClusterTests : RealTools
     }
 
     /// <summary>
+    /// A mirrored volume served by n1 with its copies on n2's and n3's pools: when n3 dies, writes go on once its
+    /// copies are recorded stale; when n3 is back they are resynchronized in the background; then n2 dies and n3's
+    /// copies alone serve every byte.
+    /// </summary>
+    [Fact]
+    public void A_mirror_goes_on_when_a_copy_node_dies_resyncs_when_it_is_back_and_then_serves_alone()
+    {
+        Require("cluster test", root: false, "qemu-io");
+        CreateClusterPools("64M");
+        try
+        {
+            StartWithPools();
+            Storage("volume", "create", "mir", "--size", "16M", "--segment-size", "8M", "--mirror", "--pools", "p2,p3", "--daemon", NodeDir("n1"));
+            WaitFor(() => RunRaw("qemu-io", "-f", "raw", "-c", "write -P 0x71 0 16M", "-c", "flush", Uri("n1", "mir")).Code == 0, "n1 to serve the volume");
+
+            _daemons["n3"].Kill();
+            Assert.True(_daemons["n3"].WaitForExit(TimeSpan.FromSeconds(30)));
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x72 0 12M", "-c", "flush", Uri("n1", "mir"));   // waits out n3's reconnects, then goes on without it
+            Assert.Equal([("p3", "stale"), ("p3", "stale")], Stale("mir"));
+
+            Start("n3");
+            WaitFor(() => Stale("mir").Count == 0, "n3's copies to be resynchronized");
+            Assert.Contains("resync finished", File.ReadAllText(At("n1.log")), StringComparison.Ordinal);
+
+            _daemons["n2"].Kill();
+            Assert.True(_daemons["n2"].WaitForExit(TimeSpan.FromSeconds(30)));
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x73 12M 4k", "-c", "flush", Uri("n1", "mir"));   // n2's copy of segment 1 is left out
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0x72 0 12M", "-c", "read -P 0x73 12M 4k", "-c", "read -P 0x71 12292k 4092k", Uri("n1", "mir"));
+            Assert.Contains(("p2", "stale"), Stale("mir"));
+            foreach (string node in new[] { "n1", "n3" })
+                Storage("daemon", "stop", "--daemon", NodeDir(node));
+        }
+        finally
+        {
+            StopAll();
+        }
+    }
+
+    /// <summary>The stale copies of <paramref name="volume"/> as n1's 'storage volume list --json' has them.</summary>
+    private List<(string Pool, string State)> Stale(string volume)
+    {
+        using var listed = Json("n1", "volume", "list", "--json");
+        var view = listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == volume);
+        return view.TryGetProperty("stale", out var stale) && stale.ValueKind == JsonValueKind.Array
+            ? [.. stale.EnumerateArray().Select(s => (s.GetProperty("pool").GetString()!, s.GetProperty("state").GetString()!))]
+            : [];
+    }
+
+    /// <summary>
     /// A node that is frozen (SIGSTOP) rather than dead loses its volume the same way; when it runs again it cannot
     /// write the volume's segments any more (the pools offer them to the new node only), so a client still connected
     /// to it gets errors, not a split brain: the new node's bytes stay as they were.

@@ -306,9 +306,92 @@ public sealed class DaemonTests : RealTools
         }
     }
 
-    private Process Start(IReadOnlyDictionary<string, string>? environment = null)
+    [Fact]
+    public void A_mirror_is_served_without_a_pool_that_is_away_resyncs_under_fio_when_it_is_back_and_the_other_copy_then_serves_alone()
     {
-        var daemon = StartStorage(At("daemon.log"), environment ?? new Dictionary<string, string>(), "daemon", "--dir", DaemonDir);
+        Require("degraded mirror test", root: false, "fio", "qemu-io");
+        Process? fio = null;
+        Storage("pool", "create", "--device", At("p1.img"), "--size", "96M", "--name", "p1");
+        Storage("pool", "create", "--device", At("p2.img"), "--size", "96M", "--name", "p2");
+        var daemon = Start();
+        try
+        {
+            Storage("pool", "attach", "--device", At("p1.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            Storage("volume", "create", "m", "--size", "64M", "--segment-size", "16M", "--mirror", "--pools", "p1,p2");
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+            daemon.Dispose();
+
+            // p2's file is away when the daemon starts: after --degrade-after the volume is served from p1 alone.
+            File.Move(At("p2.img"), At("p2.away"));
+            daemon = Start(null, "--degrade-after", "1");
+            WaitFor(() => Stale("m").Count == 4 && Served("m"), "the volume to be offered without its copies on p2");
+            Assert.All(Stale("m"), s => Assert.Equal(("p2", "stale"), s));
+            Assert.Contains("p2: 4 stale", Storage("volume", "list"), StringComparison.Ordinal);
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64M", Uri("m"));
+
+            // fio writes every block once while p2 comes back: its copies are filled again under those writes.
+            string[] job = ["--name=m", "--ioengine=nbd", $"--uri={Uri("m")}", "--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=64M", "--verify=crc32c"];
+            var start = new ProcessStartInfo("fio") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in job.Concat(["--do_verify=0", "--rate_iops=3000", $"--output={At("fio.log")}"]))
+                start.ArgumentList.Add(arg);
+            fio = Process.Start(start)!;
+            Thread.Sleep(1500);
+            File.Move(At("p2.away"), At("p2.img"));
+            Assert.Contains("pool 'p2' is online", Storage("pool", "attach", "--device", At("p2.img")), StringComparison.Ordinal);
+            WaitFor(() => Stale("m").Count == 0, "the resync of p2's copies");
+            Assert.False(fio.HasExited, "fio ended before the resync did: the resync did not run under writes");
+            Assert.True(fio.WaitForExit(TimeSpan.FromMinutes(3)), "fio hung");
+            Assert.True(fio.ExitCode == 0, $"fio failed: {File.ReadAllText(At("fio.log"))}");
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+            daemon.Dispose();
+            string log = File.ReadAllText(At("daemon.log"));
+            Assert.Contains("are stale (not answering", log, StringComparison.Ordinal);
+            Assert.Contains("resync finished", log, StringComparison.Ordinal);
+
+            // Now p1 is away: p2 alone must hold every block fio wrote.
+            File.Move(At("p1.img"), At("p1.away"));
+            daemon = Start(null, "--degrade-after", "1");
+            WaitFor(() => Stale("m").Count == 4 && Served("m"), "the volume to be offered without its copies on p1");
+            Assert.All(Stale("m"), s => Assert.Equal("p1", s.Pool));
+            var (code, output) = RunRaw("fio", [.. job, "--verify_only", "--verify_fatal=1"]);
+            Assert.True(code == 0, $"fio's verify failed on the resynchronized copy: {output}");
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+        }
+        finally
+        {
+            if (fio is { HasExited: false })
+                fio.Kill();
+            fio?.Dispose();
+            daemon.Dispose();
+            Cleanup();
+        }
+    }
+
+    /// <summary>The stale copies of <paramref name="volume"/> as 'storage volume list --json' has them.</summary>
+    private List<(string Pool, string State)> Stale(string volume)
+    {
+        using var listed = Json("volume", "list", "--json");
+        var view = listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == volume);
+        return view.TryGetProperty("stale", out var stale) && stale.ValueKind == JsonValueKind.Array
+            ? [.. stale.EnumerateArray().Select(s => (s.GetProperty("pool").GetString()!, s.GetProperty("state").GetString()!))]
+            : [];
+    }
+
+    /// <summary>Whether the daemon exports <paramref name="volume"/> (its read counters are listed only then).</summary>
+    private bool Served(string volume)
+    {
+        using var listed = Json("volume", "list", "--json");
+        return listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == volume).TryGetProperty("readsByPool", out var reads)
+            && reads.ValueKind == JsonValueKind.Object;
+    }
+
+    private Process Start(IReadOnlyDictionary<string, string>? environment = null, params string[] options)
+    {
+        var daemon = StartStorage(At("daemon.log"), environment ?? new Dictionary<string, string>(), ["daemon", "--dir", DaemonDir, .. options]);
         WaitFor(() => PublishedPid() == daemon.Id || daemon.HasExited, "storage daemon to start");
         Assert.False(daemon.HasExited, $"storage daemon exited: {File.ReadAllText(At("daemon.log"))}");
         return daemon;

@@ -170,6 +170,8 @@ public sealed class StaleCopyTests() : PoolsInPaxos(3, 64L << 20, Block)
 
         pools[down].Down = false;
         Volatile.Write(ref pools[down].WritesLeft, int.MaxValue);
+        var refused = await Assert.ThrowsAsync<VolumeException>(() => device.ResyncAsync(segmentPools.Where(p => p.Key == down).ToDictionary()));
+        Assert.Contains("which is not here", refused.Message, StringComparison.Ordinal);   // every pool the volume is on is needed, not just the stale one's
         Assert.True(await device.ResyncAsync(segmentPools) > 0);
         Assert.Null((await RecordAsync("m")).Stale);
         await device.FlushAsync();

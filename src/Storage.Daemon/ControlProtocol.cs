@@ -117,9 +117,18 @@ public sealed record VolumeView(string Name, long SizeBytes, long SegmentBytes, 
     /// <summary>The segment move in progress ("segment 2: p1 → p2"), or null.</summary>
     public string? Moving { get; init; }
 
+    /// <summary>The copies that missed writes (a degraded mirror), or null when every copy is current.</summary>
+    public IReadOnlyList<StaleCopyView>? Stale { get; init; }
+
     /// <summary>Reads its export has sent to each pool since it was offered (a mirror's read split), or null when not exported.</summary>
     public IReadOnlyDictionary<string, long>? ReadsByPool { get; init; }
 }
+
+/// <summary>A copy of a mirrored volume's segment that missed writes.</summary>
+/// <param name="Segment">The segment.</param>
+/// <param name="Pool">The pool of the copy.</param>
+/// <param name="State">"stale" (neither read nor written), or "resyncing" (written, being filled, not read yet).</param>
+public sealed record StaleCopyView(int Segment, string Pool, string State);
 
 /// <summary>A snapshot of a volume across pools.</summary>
 public sealed record SnapshotView(string Volume, string Name, string FullName, long SizeBytes, IReadOnlyList<string> Group, DateTimeOffset Created);

@@ -43,6 +43,13 @@ public sealed record DaemonOptions
     public TimeSpan FailoverAfter { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>
+    /// How long the copies of a mirrored volume on a pool that is not online (or does not answer) are waited for when
+    /// the volume is opened; then it is offered without them, and they are recorded stale and resynchronized once the
+    /// pool is back. Long enough that a restart of the whole cluster does not cost resyncs.
+    /// </summary>
+    public TimeSpan DegradeAfter { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// The cluster's key file (<see cref="ClusterKey"/>): every connection between nodes is then TLS with mutual
     /// authentication, and nodes may be on other machines. Null: plain TCP, loopback addresses only.
     /// </summary>

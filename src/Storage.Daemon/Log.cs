@@ -82,4 +82,22 @@ internal static partial class Log
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "resolving transactions in doubt failed, will retry: {Reason}")]
     public static partial void ResolveFailed(this ILogger log, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "export {Export} waits up to {Seconds} s for the copies on {Copies} before it is offered without them (--degrade-after)")]
+    public static partial void ExportWaits(this ILogger log, string export, string copies, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "export {Export} not offered: {Reason}")]
+    public static partial void ExportWithoutCopy(this ILogger log, string export, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "volume {Volume}: the copies on {Copies} are stale ({Reason}); they are resynchronized when the pool answers again")]
+    public static partial void CopiesStale(this ILogger log, string volume, string copies, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "volume {Volume}: the copies on {Copies} are current again")]
+    public static partial void CopiesCurrent(this ILogger log, string volume, string copies);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "volume {Volume}: resync {What}")]
+    public static partial void Resync(this ILogger log, string volume, string what);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "volume {Volume}: resync stopped ({Reason}); trying again in {Seconds} s")]
+    public static partial void ResyncFailed(this ILogger log, string volume, string reason, double seconds);
 }

@@ -363,6 +363,7 @@ internal sealed partial class StorageNode
     {
         Node = v.Node,
         Moving = v.Move is { } m ? $"segment {m.Segment}: {m.From} → {m.To}" : null,
+        Stale = v.Stale is { } stale ? [.. stale.Select(s => new StaleCopyView(s.Segment, s.Pool, s.Filling ? "resyncing" : "stale"))] : null,
     };
 
     /// <summary>RoundRobin → round-robin: how the CLI spells policies.</summary>

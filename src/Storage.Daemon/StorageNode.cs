@@ -182,7 +182,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
     {
         var nbdLog = _loggers.CreateLogger("Storage.Nbd");
         _nbd = new NbdServer(new NbdServerOptions { Log = nbdLog.Event });
-        _exports = new VolumeExports(_store, _nbd, SegmentPoolsAsync, ServesHere, _log);
+        _exports = new VolumeExports(_store, _nbd, SegmentPoolsAsync, ServesHere, _options.DegradeAfter, _log);
         _nbd.ListenUnix(_options.NbdSocket);   // owner-only, as the server makes every Unix socket
         if (_options.Listen is { } listen)
             _tcp = _nbd.Listen(listen).ToString();

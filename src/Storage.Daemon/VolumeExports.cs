@@ -10,11 +10,17 @@ namespace Storage.Daemon;
 /// Keeps the NBD exports equal to the catalogue: every volume across pools as <c>VOL</c> (writable) and every snapshot
 /// as <c>VOL@SNAP</c> (read-only), each a <see cref="SpannedVolumeDevice"/> over the pools this node hosts. A record
 /// whose version changed (a resize) is withdrawn and offered again; a volume with a segment on a pool that is not
-/// online here is left out, with a warning. <see cref="SyncAsync"/> runs one at a time.
+/// online here is left out, with a warning, unless it is mirrored: then, once the pool has stayed away for
+/// <c>degradeAfter</c>, it is offered without the copies there, which are recorded stale and resynchronized in the
+/// background when the pool answers again. <see cref="SyncAsync"/> runs one at a time.
 /// </summary>
-internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func<CancellationToken, Task<IReadOnlyDictionary<string, ISegmentPool>>> pools,
-    Func<SpannedVolume, bool> servedHere, ILogger log) : IAsyncDisposable
+internal sealed partial class VolumeExports(IMetadataStore store, NbdServer server, Func<CancellationToken, Task<IReadOnlyDictionary<string, ISegmentPool>>> pools,
+    Func<SpannedVolume, bool> servedHere, TimeSpan degradeAfter, ILogger log) : IAsyncDisposable
 {
+    private readonly IMetadataStore _store = store;
+    private readonly StaleCopies _recorder = new(store);
+    private readonly TimeSpan _degradeAfter = degradeAfter;
+    private readonly ILogger _log = log;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<string, (long Version, SpannedVolumeDevice Device, SpannedVolume Volume)> _exported = new(StringComparer.Ordinal);
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
@@ -144,12 +150,12 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         {
             if (_closed)
                 return;
-            var volumes = (await store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false))
+            var volumes = (await _store.ReadAllAsync("spanned/", SpannedVolume.Decode, cancellationToken).ConfigureAwait(false))
                 .ToDictionary(r => r.Record.Name, r => (r.Version, Volume: r.Record), StringComparer.Ordinal);
             var wanted = new Dictionary<string, (long Version, SpannedVolume Volume, SpannedSnapshot? Snapshot)>(StringComparer.Ordinal);
             foreach (var (name, (version, volume)) in volumes)
                 wanted[name] = (version, volume, null);
-            foreach (var (_, version, snapshot) in await store.ReadAllAsync("spanned-snapshots/", SpannedSnapshot.Decode, cancellationToken).ConfigureAwait(false))
+            foreach (var (_, version, snapshot) in await _store.ReadAllAsync("spanned-snapshots/", SpannedSnapshot.Decode, cancellationToken).ConfigureAwait(false))
             {
                 if (volumes.TryGetValue(snapshot.Volume, out var of))
                     wanted[$"{snapshot.Volume}@{snapshot.Name}"] = (version, AsTaken(of.Volume, snapshot), snapshot);
@@ -163,38 +169,22 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
                 else if (want.Version != version && !await AdoptedAsync(name, device, volume, want.Version, want.Volume, hosted, cancellationToken).ConfigureAwait(false))
                     await RemoveAsync(name).ConfigureAwait(false);
             }
+            ForgetWaiting(wanted.Keys);
             foreach (var (name, want) in wanted)
             {
                 if (_exported.ContainsKey(name) || _held.Contains(want.Snapshot?.Volume ?? name) || !servedHere(want.Volume))
                     continue;
-                if (want.Volume.Segments.SelectMany(s => s).FirstOrDefault(p => !hosted.ContainsKey(p)) is { } missing)
-                {
-                    if (_warned.Add($"{name} {missing}"))
-                        log.ExportWithoutPool(name, missing);
+                if (await OpenAsync(name, want.Version, want.Volume, want.Snapshot, hosted, cancellationToken).ConfigureAwait(false) is not var (device, version, volume))
                     continue;
-                }
-                SpannedVolumeDevice device;
-                try
-                {
-                    device = await SpannedVolumeDevice.OpenAsync(want.Volume, hosted, want.Volume.Reads ?? ReadPolicy.LeastQueueDepth, want.Snapshot?.Name, cancellationToken)
-                        .ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is VolumeException or IOException)
-                {
-                    // Catalogue and pools disagree for a moment (a transaction is finishing), or another node's pool does
-                    // not answer: the next sync offers it.
-                    if (_warned.Add($"{name} {e.Message}"))
-                        log.ExportNotReady(name, e.Message);
-                    continue;
-                }
                 string description = want.Snapshot is null
                     ? $"volume over {string.Join(", ", want.Volume.Segments.SelectMany(s => s).Distinct(StringComparer.Ordinal))}, {want.Volume.SizeBytes} bytes"
                     : $"snapshot of volume '{want.Snapshot.Volume}' taken {DateTimeOffset.FromUnixTimeSeconds(want.Snapshot.Time):yyyy-MM-dd HH:mm:ss}Z, read-only";
                 server.AddExport(new NbdExport(name, device, want.Snapshot is not null, description));
                 lock (_exported)
-                    _exported[name] = (want.Version, device, want.Volume);
-                log.ExportOffered(name, want.Snapshot is null ? "" : " read-only");
+                    _exported[name] = (version, device, volume);
+                _log.ExportOffered(name, want.Snapshot is null ? "" : volume.Stale is null ? " read-only" : " read-only, without the copies on pools that do not answer");
             }
+            StartResyncs(hosted);
         }
         finally
         {
@@ -211,11 +201,12 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
     {
         if (!device.CanAdopt(volume))
             return false;
-        if (!had.Encode().AsSpan().SequenceEqual(volume.Encode()))
+        LogStaleChanges(name, had, volume);
+        if (!device.Volume.Encode().AsSpan().SequenceEqual(volume.Encode()))   // not what the device itself recorded
         {
-            if (volume.Segments.SelectMany(s => s).FirstOrDefault(p => !hosted.ContainsKey(p)) is { } missing)
+            if (MissingPool(volume, hosted) is { } missing)
             {
-                log.ExportWithoutPool(name, missing);
+                _log.ExportWithoutPool(name, missing);
                 return false;
             }
             try
@@ -224,7 +215,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
             }
             catch (Exception e) when (e is VolumeException or IOException)
             {
-                log.ExportNotReady(name, e.Message);
+                _log.ExportNotReady(name, e.Message);
                 return false;
             }
         }
@@ -283,6 +274,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
     private async Task RemoveAsync(string name)
     {
         await server.RemoveExportAsync(name).ConfigureAwait(false);
+        await StopResyncAsync(name).ConfigureAwait(false);
         SpannedVolumeDevice device;
         lock (_exported)
         {
@@ -291,7 +283,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         }
         await FlushAsync(device).ConfigureAwait(false);
         device.Dispose();
-        log.ExportWithdrawn(name);
+        _log.ExportWithdrawn(name);
     }
 
     /// <summary>
@@ -307,7 +299,7 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
-            log.ExportNotReady(device.Name, $"could not be flushed before it closed: {e.Message}");
+            _log.ExportNotReady(device.Name, $"could not be flushed before it closed: {e.Message}");
         }
     }
 
@@ -318,6 +310,9 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
         try
         {
             _closed = true;
+            await _stopping.CancelAsync().ConfigureAwait(false);
+            foreach (string name in _exported.Keys.ToList())
+                await StopResyncAsync(name).ConfigureAwait(false);
             List<SpannedVolumeDevice> devices;
             lock (_exported)
             {
@@ -335,5 +330,6 @@ internal sealed class VolumeExports(IMetadataStore store, NbdServer server, Func
             _gate.Release();
         }
         _gate.Dispose();
+        _stopping.Dispose();
     }
 }

@@ -93,9 +93,9 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
                 for (int c = 0; c < copies.Length; c++)
                 {
                     string name = names[c];
+                    var pool = pools.GetValueOrDefault(name) ?? throw Missing(volume, i, name);   // its flushes go there, opened now or before
                     if (!reuse.TryGetValue((i, name), out var device))
                     {
-                        var pool = pools.GetValueOrDefault(name) ?? throw Missing(volume, i, name);
                         device = await pool.OpenAsync(SpannedVolume.SegmentName(volume.Name, i), snapshot, cancellationToken).ConfigureAwait(false);
                         fresh.Add(device);
                     }

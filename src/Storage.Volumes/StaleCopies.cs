@@ -20,37 +20,46 @@ public sealed class StaleCopies(IMetadataStore store)
     public Task<(SpannedVolume Volume, long Version)> MarkAsync(string name, IReadOnlyCollection<(int Segment, string Pool)> copies, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(copies);
-        return ChangeAsync(name, volume =>
+        return ChangeAsync(name, volume => Marked(volume, copies), cancellationToken);
+    }
+
+    /// <summary>
+    /// <paramref name="volume"/> with <paramref name="copies"/> stale as <see cref="MarkAsync"/> records them, or
+    /// <paramref name="volume"/> itself when that changes nothing; a read-only export uses it without recording.
+    /// </summary>
+    /// <exception cref="VolumeException">A segment would be left with no copy to read, or a move is in progress on that segment.</exception>
+    public static SpannedVolume Marked(SpannedVolume volume, IReadOnlyCollection<(int Segment, string Pool)> copies)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        ArgumentNullException.ThrowIfNull(copies);
+        var stale = (volume.Stale ?? []).ToList();
+        bool any = false;
+        foreach (var (segment, pool) in copies)
         {
-            var stale = (volume.Stale ?? []).ToList();
-            bool any = false;
-            foreach (var (segment, pool) in copies)
+            if (segment < 0 || segment >= volume.Segments.Count || !volume.Segments[segment].Contains(pool, StringComparer.Ordinal)
+                || volume.StaleEntry(segment, pool) is { Filling: false })
+                continue;
+            if (volume.Move is { } move && move.Segment == segment)
             {
-                if (segment < 0 || segment >= volume.Segments.Count || !volume.Segments[segment].Contains(pool, StringComparer.Ordinal)
-                    || volume.StaleEntry(segment, pool) is { Filling: false })
-                    continue;
-                if (volume.Move is { } move && move.Segment == segment)
-                {
-                    throw new VolumeException($"The copy of segment {segment} of volume '{name}' on pool '{pool}' failed while the segment moves from " +
-                        $"'{move.From}' to '{move.To}'; cancel the move (storage volume move {name} --cancel) and try again.");
-                }
-                stale.RemoveAll(s => s.Segment == segment && s.Pool == pool);
-                stale.Add(new StaleCopy(segment, pool));
-                any = true;
+                throw new VolumeException($"The copy of segment {segment} of volume '{volume.Name}' on pool '{pool}' failed while the segment moves from " +
+                    $"'{move.From}' to '{move.To}'; cancel the move (storage volume move {volume.Name} --cancel) and try again.");
             }
-            if (!any)
-                return volume;
-            var changed = volume with { Stale = [.. stale.OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)] };
-            for (int i = 0; i < changed.Segments.Count; i++)
+            stale.RemoveAll(s => s.Segment == segment && s.Pool == pool);
+            stale.Add(new StaleCopy(segment, pool));
+            any = true;
+        }
+        if (!any)
+            return volume;
+        var changed = volume with { Stale = [.. stale.OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)] };
+        for (int i = 0; i < changed.Segments.Count; i++)
+        {
+            if (!changed.Segments[i].Any(p => changed.Readable(i, p)))
             {
-                if (!changed.Segments[i].Any(p => changed.Readable(i, p)))
-                {
-                    throw new VolumeException($"Segment {i} of volume '{name}' would have no copy left to read: the copy on " +
-                        $"{string.Join(" and ", copies.Where(c => c.Segment == i).Select(c => $"pool '{c.Pool}'"))} failed, and the other is stale or being filled.");
-                }
+                throw new VolumeException($"Segment {i} of volume '{volume.Name}' would have no copy left to read: the copy on " +
+                    $"{string.Join(" and ", copies.Where(c => c.Segment == i).Select(c => $"pool '{c.Pool}'"))} failed, and the other is stale or being filled.");
             }
-            return changed;
-        }, cancellationToken);
+        }
+        return changed;
     }
 
     /// <summary>Starts the resync of stale copy <paramref name="pool"/> of segment <paramref name="segment"/>: it is written again from now on, not yet read.</summary>

@@ -31,7 +31,11 @@ internal static class DaemonCommands
         third of --failover-after seconds (default 15) stops serving its volumes, and when one has not renewed for
         --failover-after the first live node in the list takes its volumes over and serves them (clients reconnect to
         that node's NBD socket; 'storage volume list' says which node serves each). Segments on the lost node's own
-        pools stay unreachable until it is back.
+        pools stay unreachable until it is back, except on mirrored volumes: a copy on a pool that is offline or does
+        not answer for --degrade-after seconds (default 30) when the volume is opened, or that fails a write while it
+        is served, is recorded stale and left out; the volume is served from its other copy, and the stale copy is
+        resynchronized in the background (writes going on) once its pool is online again ('storage pool attach', or
+        its node back).
         Volume, snapshot and pool commands given no --disks or --device go to it. It logs to standard output and stops
         cleanly on SIGTERM, Ctrl-C or 'storage daemon stop'. See docs/storage-daemon.service for a systemd unit.
         STORAGE_DAEMON_KILL_AT=STEP (crash tests only): the daemon kills itself when a transaction reaches STEP
@@ -49,6 +53,7 @@ internal static class DaemonCommands
         var cluster = CliOptions.Text("--cluster", "run as one node of this cluster: NAME=HOST:PORT,... (loopback only without --cluster-key)", "NODES");
         var failover = CliOptions.Text("--failover-after", "seconds a node may stay silent before another node takes over its volumes (default 15)", "SECONDS");
         var clusterKey = PoolCommands.PathOption("--cluster-key", "the cluster's key file: TLS with mutual authentication between nodes", "FILE");
+        var degrade = CliOptions.Text("--degrade-after", "seconds a mirrored volume waits for a copy whose pool is away before it is served without it (default 30)", "SECONDS");
         var inDoubt = CliOptions.Text("--in-doubt-after", "seconds a cluster transaction may stay undecided before it is aborted (default 10)", "SECONDS");
         var daemon = new Command("daemon", "run this node's storage daemon in the foreground (metadata replicas, pools, NBD exports)").WithNotes(Notes);
         daemon.Options.Add(dir);
@@ -58,6 +63,7 @@ internal static class DaemonCommands
         daemon.Options.Add(inDoubt);
         daemon.Options.Add(clusterKey);
         daemon.Options.Add(failover);
+        daemon.Options.Add(degrade);
         daemon.SetAction(p =>
         {
             string directory = p.GetValue(dir) ?? throw new UsageException("--dir is required: where the daemon keeps its metadata logs and sockets, e.g. storage daemon --dir /var/lib/storage.");
@@ -103,8 +109,12 @@ internal static class DaemonCommands
             double failoverSeconds = 15;
             if (p.GetValue(failover) is { } after && (!double.TryParse(after, NumberStyles.Float, CultureInfo.InvariantCulture, out failoverSeconds) || failoverSeconds is < 3 or > 3600))
                 throw new UsageException($"--failover-after {after}: give seconds from 3 to 3600.");
+            double degradeSeconds = 30;
+            if (p.GetValue(degrade) is { } wait && (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out degradeSeconds) || degradeSeconds is < 0 or > 86400))
+                throw new UsageException($"--degrade-after {wait}: give seconds from 0 to 86400.");
             var options = new DaemonOptions
             {
+                DegradeAfter = TimeSpan.FromSeconds(degradeSeconds),
                 Directory = directory,
                 Node = name,
                 Cluster = nodes,
@@ -286,13 +296,18 @@ internal static class DaemonCommands
             output.WriteLine("no volumes; create one with 'storage volume create NAME --size 10G'.");
             return;
         }
-        var table = Tables.Create("volume", "size", "segments", "copies", "policy", "reads", "group", "pools", "served by", "moving");
+        var table = Tables.Create("volume", "size", "segments", "copies", "policy", "reads", "group", "pools", "served by", "moving", "degraded");
         foreach (var v in volumes)
             table.AddRow(Tables.Cell(v.Name), Tables.Cell(PoolCommands.Bytes(v.SizeBytes)), Tables.Cell($"{v.Segments} × {PoolCommands.Bytes(v.SegmentBytes)}"),
                 Tables.Cell(v.Copies), Tables.Cell(v.Policy), Tables.Cell(v.Copies > 1 ? v.Reads : "-"), Tables.Cell(v.Group ?? "-"), Tables.Cell(string.Join(",", v.Pools)),
-                Tables.Cell(v.Node ?? "any node"), Tables.Cell(v.Moving ?? "-"));
+                Tables.Cell(v.Node ?? "any node"), Tables.Cell(v.Moving ?? "-"), Tables.Cell(Degraded(v.Stale)));
         Tables.Write(output, table);
     }
+
+    /// <summary>"p2: 3 stale, 1 resyncing", or "-".</summary>
+    private static string Degraded(IReadOnlyList<StaleCopyView>? stale)
+        => stale is not { Count: > 0 } ? "-" : string.Join("; ", stale.GroupBy(s => s.Pool, StringComparer.Ordinal)
+            .Select(g => $"{g.Key}: {string.Join(", ", g.GroupBy(s => s.State, StringComparer.Ordinal).Select(s => $"{s.Count()} {s.Key}"))}"));
 
     public static void PrintSnapshots(IReadOnlyList<SnapshotView> snapshots, TextWriter output)
     {
