@@ -179,6 +179,59 @@ public sealed class StaleCopyTests() : PoolsInPaxos(3, 64L << 20, Block)
     }
 
     [Fact]
+    public async Task A_stale_copy_on_a_lost_pool_is_replaced_on_another_filled_there_and_the_old_one_is_collected_when_its_pool_is_back()
+    {
+        var volume = await Transactions().CreateVolumeAsync("m", 2 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin), copies: 2);
+        var pools = SwitchablePools();
+        var segmentPools = pools.ToDictionary(p => p.Key, p => (ISegmentPool)p.Value);
+        using var device = await SpannedVolumeDevice.OpenAsync(volume, segmentPools, ReadPolicy.RoundRobin);
+        device.Recorder = new StaleCopies(Cluster);
+        var model = new byte[2 * Segment];
+        new Random(11).NextBytes(model);
+        await device.WriteAsync(0, model);
+        string lost = volume.Segments[0][1];
+        pools[lost].Down = true;
+        new Random(12).NextBytes(model);
+        await device.WriteAsync(0, model);   // the copies on the lost pool are recorded stale by the device itself
+        string other = pools.Keys.First(p => !volume.Segments[0].Contains(p));
+
+        var refused = await Assert.ThrowsAsync<VolumeException>(() => Transactions().ReplaceStaleCopyAsync("m", 0, volume.Segments[0][0], other));
+        Assert.Contains("is not stale", refused.Message, StringComparison.Ordinal);
+        var replaced = await Transactions().ReplaceStaleCopyAsync("m", 0, lost, other);
+        Assert.Equal([volume.Segments[0][0], other], replaced.Segments[0]);
+        Assert.Equal(new StaleCopy(0, other), replaced.StaleEntry(0, other));
+
+        // The device takes the record although its own last record still has the copy on the lost pool: the new copy
+        // is stale (empty), so it is neither read nor written until the resync.
+        await device.AdoptAsync(replaced, segmentPools);
+        Assert.Equal(new StaleCopy(0, other), device.Volume.StaleEntry(0, other));
+        var read = new byte[model.Length];
+        for (int pass = 0; pass < 2; pass++)
+        {
+            await device.ReadAsync(0, read);
+            Assert.True(read.AsSpan().SequenceEqual(model), "a read returned bytes of the new, empty copy");
+        }
+        Assert.True(await device.ResyncAsync(segmentPools.Where(p => p.Key != lost).ToDictionary()) > 0);   // the lost pool is not needed
+        Assert.Null((await RecordAsync("m")).StaleEntry(0, other));
+        await device.FlushAsync();
+        using (var copy = ByName[other].OpenVolume(SpannedVolume.SegmentName("m", 0)))
+        {
+            var bytes = new byte[Segment];
+            await copy.ReadAsync(0, bytes);
+            Assert.True(bytes.AsSpan().SequenceEqual(model.AsSpan(0, (int)Segment)), "the new copy does not hold the segment");
+        }
+
+        // Back, the lost pool deletes the old copy the catalogue no longer places there, and its record goes.
+        pools[lost].Down = false;
+        string segment = SpannedVolume.SegmentName("m", 0);
+        Assert.True((await Cluster.ReadAsync(Leftovers.Key(lost, segment))).IsOk);
+        Assert.Equal([segment], await Leftovers.CollectAsync(Cluster, lost, ByName[lost]));
+        Assert.DoesNotContain(ByName[lost].ListVolumes(), v => v.Name == segment);
+        Assert.False((await Cluster.ReadAsync(Leftovers.Key(lost, segment))).IsOk);
+        Assert.Empty(await Leftovers.CollectAsync(Cluster, lost, ByName[lost]));
+    }
+
+    [Fact]
     public async Task A_write_fails_when_no_other_copy_can_take_it_or_the_failure_cannot_be_recorded()
     {
         var volume = await Transactions().CreateVolumeAsync("m", 2 * Segment, Segment, new Placement(PlacementPolicy.RoundRobin), copies: 2);

@@ -124,13 +124,28 @@ public sealed partial class SpannedVolumeDevice
 
     /// <summary>
     /// <paramref name="volume"/> with the stale copies this device last recorded, when it has: a record read before
-    /// that change (a sync racing a failed write) must not make a stale copy readable again.
+    /// that change (a sync racing a failed write) must not make a stale copy readable again. A copy that record does
+    /// not have (a stale copy replaced on another pool since) keeps the state <paramref name="volume"/> gives it.
     /// </summary>
     private SpannedVolume WithOwnStale(SpannedVolume volume)
     {
         ArgumentNullException.ThrowIfNull(volume);
         lock (_gate)
-            return _own is { } own ? volume with { Stale = own.Stale } : volume;
+        {
+            if (_own is not { } own)
+                return volume;
+            var stale = new List<StaleCopy>();
+            for (int i = 0; i < volume.Segments.Count; i++)
+            {
+                foreach (string pool in volume.Segments[i])
+                {
+                    bool known = i < own.Segments.Count && own.Segments[i].Contains(pool, StringComparer.Ordinal);
+                    if ((known ? own.StaleEntry(i, pool) : volume.StaleEntry(i, pool)) is { } entry)
+                        stale.Add(entry);
+                }
+            }
+            return volume with { Stale = stale.Count == 0 ? null : [.. stale.OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)] };
+        }
     }
 
     /// <summary>

@@ -84,6 +84,49 @@ public sealed partial class VolumeTransactions
         return done;
     }
 
+    /// <summary>
+    /// Replaces the stale copy of segment <paramref name="index"/> of volume <paramref name="name"/> on pool
+    /// <paramref name="from"/> (a pool lost for good, or being retired) by a new, empty copy on pool
+    /// <paramref name="to"/>, as a transaction with <paramref name="to"/> only: <paramref name="from"/> need not answer.
+    /// The record names <paramref name="to"/> instead, still stale, so the device serving the volume resynchronizes it
+    /// from the copy that is read; the old copy stays on <paramref name="from"/>, recorded in <see cref="Leftovers"/>
+    /// for its node to delete once that pool is online.
+    /// </summary>
+    /// <exception cref="VolumeException">No such volume, segment or pool; that copy is not stale (move it instead); a move is in progress; the volume has snapshots; or the pool refused. Nothing was changed.</exception>
+    public async Task<SpannedVolume> ReplaceStaleCopyAsync(string name, int index, string from, string to, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        var (volume, version) = await ReadVolumeAsync(name, cancellationToken).ConfigureAwait(false);
+        if (volume.Move is not null)
+            RefuseWhileBusy(volume with { Stale = null }, "changed");
+        if (index < 0 || index >= volume.Segments.Count)
+            throw new VolumeException($"Volume '{name}' has segments 0 to {volume.Segments.Count - 1}; there is no segment {index}.");
+        if (volume.StaleEntry(index, from) is not { Filling: false })
+        {
+            throw new VolumeException($"The copy of segment {index} of volume '{name}' on pool '{from}' is not stale" +
+                (volume.StaleEntry(index, from) is null ? "; move it instead (storage volume move), which copies it while it is read." : " but being resynchronized; wait for the resync to end or fail."));
+        }
+        if (volume.Segments[index].Contains(to, StringComparer.Ordinal))
+            throw new VolumeException($"Pool '{to}' holds a copy of segment {index} of volume '{name}' already; pick another pool.");
+        if (!_pools.ContainsKey(to))
+            throw new VolumeException($"There is no pool '{to}' here; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
+        if (volume.Pools is { } allowed && !allowed.Contains(to, StringComparer.Ordinal))
+            throw new VolumeException($"Volume '{name}' keeps its segments on pools {string.Join(", ", allowed)} (its --pools); '{to}' is not one of them.");
+        if (await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 })
+            throw new VolumeException($"Volume '{name}' has snapshots, which live in the segments' pools and would be missing from the new copy; delete them first.");
+        var replaced = volume with
+        {
+            Segments = [.. volume.Segments.Select((s, i) => i == index ? s.Select(p => p == from ? to : p).ToArray() : s)],
+            Stale = [.. volume.Stale!.Select(s => s.Segment == index && s.Pool == from ? new StaleCopy(index, to) : s).OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)],
+        };
+        string segment = SpannedVolume.SegmentName(name, index);
+        var work = new Dictionary<string, SegmentWork>(StringComparer.Ordinal) { [to] = new SegmentWork([(segment, volume.SegmentSize(index))]) };
+        await RunAsync([to], work, [new PutCommand(SpannedVolume.Key(name), replaced.Encode(), version), new PutCommand(Leftovers.Key(from, segment), Leftovers.Encode(name, index))],
+            $"The stale copy of segment {index} of volume '{name}' on pool '{from}' was not replaced", cancellationToken).ConfigureAwait(false);
+        return replaced;
+    }
+
     /// <summary>Refuses a change of <paramref name="volume"/>'s segments or snapshots while a move or a resync of a stale copy is in progress.</summary>
     private static void RefuseWhileBusy(SpannedVolume volume, string what)
     {
