@@ -371,6 +371,66 @@ public sealed class DaemonTests : RealTools
         }
     }
 
+    [Fact]
+    public void The_stale_copies_on_a_lost_pool_are_replaced_on_another_and_the_old_ones_deleted_when_it_is_back()
+    {
+        Require("mirror replacement test", root: false, "qemu-io");
+        foreach (string pool in new[] { "p1", "p2", "p3" })
+            Storage("pool", "create", "--device", At($"{pool}.img"), "--size", "64M", "--name", pool);
+        var daemon = Start();
+        try
+        {
+            Storage("pool", "attach", "--device", At("p1.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            Storage("volume", "create", "m", "--size", "32M", "--segment-size", "16M", "--mirror");
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x31 0 32M", Uri("m"));
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+            daemon.Dispose();
+
+            File.Move(At("p2.img"), At("p2.away"));
+            daemon = Start(null, "--degrade-after", "1");
+            WaitFor(() => Stale("m").Count == 2 && Served("m"), "the volume to be offered without its copies on p2");
+            Run("qemu-io", "-f", "raw", "-c", "write -P 0x32 0 16M", Uri("m"));
+            Storage("pool", "attach", "--device", At("p3.img"));
+            var refused = StorageRaw("volume", "move", "m", "--from", "p1", "--to", "p3");
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("stale", refused.Error, StringComparison.Ordinal);   // p1 holds the current copies: no move while degraded
+            Assert.Contains("replaced the 2 stale copy(ies) of volume 'm' on pool 'p2' by new copies on pool 'p3'", Storage("volume", "move", "m", "--from", "p2", "--to", "p3"),
+                StringComparison.Ordinal);
+            WaitFor(() => Stale("m").Count == 0, "the new copies on p3 to be resynchronized");
+            using (var pools = Json("pool", "list", "--json"))
+            {
+                var segments = pools.RootElement.EnumerateArray().ToDictionary(p => p.GetProperty("name").GetString()!, p => p.GetProperty("segments").GetInt32());
+                Assert.Equal(new Dictionary<string, int> { ["p1"] = 2, ["p2"] = 0, ["p3"] = 2 }, segments);
+            }
+
+            // p2 comes back: the old copies are deleted from it, and it may leave.
+            File.Move(At("p2.away"), At("p2.img"));
+            Storage("pool", "attach", "--device", At("p2.img"));
+            Assert.Contains("pool p2: deleted segment", File.ReadAllText(At("daemon.log")), StringComparison.Ordinal);
+            Storage("pool", "detach", "p2");
+            using (var status = JsonDocument.Parse(Storage("pool", "status", "--device", At("p2.img"), "--json")))
+                Assert.Equal(0, status.RootElement.GetProperty("volumes").GetInt32());
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+            daemon.Dispose();
+
+            // p3's copies alone hold every byte.
+            File.Move(At("p1.img"), At("p1.away"));
+            daemon = Start(null, "--degrade-after", "1");
+            WaitFor(() => Stale("m").Count == 2 && Served("m"), "the volume to be offered from p3 alone");
+            Run("qemu-io", "-f", "raw", "-r", "-c", "read -P 0x32 0 16M", "-c", "read -P 0x31 16M 16M", Uri("m"));
+            Storage("daemon", "stop");
+            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
+        }
+        finally
+        {
+            daemon.Dispose();
+            Cleanup();
+        }
+    }
+
     /// <summary>The stale copies of <paramref name="volume"/> as 'storage volume list --json' has them.</summary>
     private List<(string Pool, string State)> Stale(string volume)
     {

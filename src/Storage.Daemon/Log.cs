@@ -100,4 +100,10 @@ internal static partial class Log
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "volume {Volume}: resync stopped ({Reason}); trying again in {Seconds} s")]
     public static partial void ResyncFailed(this ILogger log, string volume, string reason, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "pool {Pool}: deleted segment {Segment}, whose copy was replaced on another pool while this one was away")]
+    public static partial void LeftoverDeleted(this ILogger log, string pool, string segment);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "pool {Pool}: the old copies replaced on other pools stay for now (the next open tries again): {Reason}")]
+    public static partial void LeftoversKept(this ILogger log, string pool, string reason);
 }

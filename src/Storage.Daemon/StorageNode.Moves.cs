@@ -31,6 +31,8 @@ internal sealed partial class StorageNode
             : throw new DaemonRequestException($"Say what moves: --segment N, or --from POOL for every segment of volume '{name}' on that pool.");
         if (segments.Count == 0)
             throw new DaemonRequestException($"Volume '{name}' has no segment on pool '{request.From}'; its pools are {string.Join(", ", PoolsOf(volume))}.");
+        if (request.From is { } lost && segments.Any(i => volume.StaleEntry(i, lost) is not null))
+            return await ReplaceAsync(volume, segments, lost, to, cancellationToken).ConfigureAwait(false);
         if (volume.Move is { } running && segments.Remove(running.Segment))
             segments.Insert(0, running.Segment);   // the move cut short goes first (a resume)
         var clock = Stopwatch.StartNew();
@@ -70,6 +72,54 @@ internal sealed partial class StorageNode
         };
 
         Task Switch(SpannedVolume done, Func<Task<bool>> decide) => _exports!.SwitchAsync(done, decide, cancellationToken);
+    }
+
+    /// <summary>
+    /// Replaces the stale copies of <paramref name="segments"/> on pool <paramref name="lost"/> by new copies on
+    /// <paramref name="to"/>, which the export then resynchronizes in the background; the old copies are deleted when
+    /// that pool is online on its node (now, if it is here).
+    /// </summary>
+    private async Task<DaemonReply> ReplaceAsync(SpannedVolume volume, List<int> segments, string lost, string to, CancellationToken cancellationToken)
+    {
+        string name = volume.Name;
+        if (segments.FirstOrDefault(i => volume.StaleEntry(i, lost) is not { Filling: false }, -1) is var busy and >= 0)
+        {
+            throw new DaemonRequestException(volume.StaleEntry(busy, lost) is null
+                ? $"Segment {busy} of volume '{name}' has a current copy on pool '{lost}' while others there are stale; move it on its own (--segment {busy}) once the rest are replaced."
+                : $"The copy of segment {busy} of volume '{name}' on pool '{lost}' is being resynchronized; wait for the resync to end or fail, then try again.");
+        }
+        var last = volume;
+        foreach (int index in segments)
+        {
+            last = await LockedAsync(async () => await (await TransactionsAsync(cancellationToken).ConfigureAwait(false))
+                .ReplaceStaleCopyAsync(name, index, lost, to, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+        }
+        HostedPool? here;
+        lock (_pools)
+            _pools.TryGetValue(lost, out here);
+        if (here is not null)
+            await CollectLeftoversAsync(lost, here, cancellationToken).ConfigureAwait(false);
+        await _exports!.SyncAsync(cancellationToken).ConfigureAwait(false);   // the export takes the new copies and resynchronizes them
+        _log.VolumeChanged(name, $"stale copies of segment(s) {string.Join(", ", segments)} on {lost} replaced by new copies on {to}, to be resynchronized");
+        return new DaemonReply(DaemonReply.Ok, $"replaced the {segments.Count} stale copy(ies) of volume '{name}' on pool '{lost}' by new copies on pool '{to}'; " +
+            $"they are resynchronized in the background from the other copy ('storage volume list' shows when they are current)")
+        {
+            Volumes = [View(last)],
+        };
+    }
+
+    /// <summary>Deletes the old copies left on pool <paramref name="name"/> (open here) when they were replaced elsewhere; a failure is logged, and the next open tries again.</summary>
+    private async Task CollectLeftoversAsync(string name, HostedPool pool, CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (string segment in await Leftovers.CollectAsync(_store, name, pool.Pool, cancellationToken).ConfigureAwait(false))
+                _log.LeftoverDeleted(name, segment);
+        }
+        catch (Exception e) when (e is VolumeException or IOException or Metadata.MetadataUnavailableException)
+        {
+            _log.LeftoversKept(name, e.Message);
+        }
     }
 
     /// <summary>Runs <paramref name="work"/> as one control request (no other request's transaction runs meanwhile).</summary>

@@ -106,6 +106,7 @@ internal sealed partial class StorageNode
             _pools[pool.Name] = pool;
         _offline.Remove(pool.Name);
         _log.PoolOnline(pool.Name, "attached", pool.Layout, string.Join(",", pool.Members));
+        await CollectLeftoversAsync(pool.Name, pool, cancellationToken).ConfigureAwait(false);
         await RecoverAsync(cancellationToken).ConfigureAwait(false);   // it may hold a transaction prepared before it was detached
         await _exports!.SyncAsync(cancellationToken).ConfigureAwait(false);
         var view = (await PoolViewsAsync(cancellationToken).ConfigureAwait(false)).Single(v => v.Name == pool.Name);

@@ -155,6 +155,7 @@ internal sealed partial class StorageNode : IAsyncDisposable
                 lock (_pools)
                     _pools[record.Name] = pool;
                 _log.PoolOnline(record.Name, "online", pool.Layout, string.Join(",", paths));
+                await CollectLeftoversAsync(record.Name, pool, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is DaemonRequestException or PoolConfigurationException or IOException)
             {

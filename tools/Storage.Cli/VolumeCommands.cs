@@ -96,7 +96,7 @@ internal static class VolumeCommands
         });
 
         var segmentIndex = CliOptions.Number("--segment", "the segment to move (0 is the first; 'storage volume list --json' counts them)", 0, int.MaxValue, "N");
-        var from = CliOptions.Text("--from", "the pool it leaves (without --segment: every segment there moves)", "POOL");
+        var from = CliOptions.Text("--from", "the pool it leaves (without --segment: every segment there moves); a mirror's stale copies there (a lost pool) are replaced on --to and resynchronized", "POOL");
         var to = CliOptions.Text("--to", "the pool it moves to", "POOL");
         var cancel = CliOptions.Flag("--cancel", "undo the move in progress (the new copy is dropped)");
         var move = t.Verb("move", "daemon: move a segment (or every segment on a pool) to another pool while the volume is served; clients stay connected",
