@@ -10,9 +10,12 @@ namespace Storage.Daemon;
 internal sealed partial class VolumeExports
 {
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan LongestRetry = TimeSpan.FromMinutes(5);
 
     private readonly Dictionary<string, long> _awaySince = new(StringComparer.Ordinal);   // export → when a copy was first found away (ms ticks; under _gate)
     private readonly Dictionary<string, (Task Task, CancellationTokenSource Stop)> _resyncs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _resyncFailures = new(StringComparer.Ordinal);   // export → resyncs failed in a row (under _resyncs)
+    private readonly Dictionary<string, long> _resyncDue = new(StringComparer.Ordinal);       // export → when its failed resync may run again (under _resyncs)
     private readonly CancellationTokenSource _stopping = new();
     private long _wakeAt = long.MaxValue;   // when the next retry sync is due (under _resyncs)
 
@@ -158,6 +161,12 @@ internal sealed partial class VolumeExports
             {
                 if (_closed || _resyncs.ContainsKey(name))
                     continue;
+                long early = _resyncDue.GetValueOrDefault(name) - Environment.TickCount64;
+                if (early > 0)
+                {
+                    Later(TimeSpan.FromMilliseconds(early + 1));   // a failed resync waits out its back-off
+                    continue;
+                }
                 var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
                 var run = new Task<Task>(() => ResyncAsync(name, device, hosted, stop));
                 _resyncs[name] = (run.Unwrap(), stop);
@@ -188,6 +197,8 @@ internal sealed partial class VolumeExports
                 var pools = hosted.Where(p => !away.Contains(p.Key)).ToDictionary(StringComparer.Ordinal);   // the copies it reads and writes, and those it fills
                 long copied = await device.ResyncAsync(pools, stop.Token).ConfigureAwait(false);
                 _log.Resync(name, $"finished: {copied} bytes copied in {started.Elapsed.TotalSeconds:0.0} s");
+                lock (_resyncs)
+                    _resyncFailures.Remove(name);
             }
             if (device.Volume.Stale is { Count: > 0 })
                 Later(RetryAfter);   // copies on pools that do not answer yet
@@ -198,8 +209,16 @@ internal sealed partial class VolumeExports
         }
         catch (Exception e) when (e is IOException or VolumeException or MetadataUnavailableException or ObjectDisposedException or OperationCanceledException)
         {
-            _log.ResyncFailed(name, e.Message, RetryAfter.TotalSeconds);
-            Later(RetryAfter);
+            // Again after 10 s, then twice as long after each failure in a row (up to 5 min): a copy that keeps failing does not flood the log.
+            TimeSpan wait;
+            lock (_resyncs)
+            {
+                int failures = _resyncFailures[name] = _resyncFailures.GetValueOrDefault(name) + 1;
+                wait = TimeSpan.FromTicks(Math.Min(LongestRetry.Ticks, RetryAfter.Ticks << Math.Min(failures - 1, 8)));
+                _resyncDue[name] = Environment.TickCount64 + (long)wait.TotalMilliseconds;
+            }
+            _log.ResyncFailed(name, e.Message, wait.TotalSeconds);
+            Later(wait);
         }
         finally
         {
@@ -231,6 +250,8 @@ internal sealed partial class VolumeExports
         Task running;
         lock (_resyncs)
         {
+            _resyncFailures.Remove(name);
+            _resyncDue.Remove(name);
             if (!_resyncs.TryGetValue(name, out var entry))
                 return;
             entry.Stop.Cancel();
