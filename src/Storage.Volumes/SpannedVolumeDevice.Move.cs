@@ -38,43 +38,52 @@ public sealed partial class SpannedVolumeDevice
         ArgumentNullException.ThrowIfNull(pools);
         if (!CanAdopt(volume))
             throw new ArgumentException($"Volume '{Name}' cannot take that record in place: its size or segments differ.", nameof(volume));
-        volume = WithOwnStale(volume);
-        var old = _layout;
-        var reuse = new Dictionary<(int, string), IBlockDevice>();
-        for (int i = 0; i < old.Segments.Length; i++)
-        {
-            for (int c = 0; c < old.Segments[i].All.Length; c++)
-            {
-                if (volume.Segments[i].Contains(old.Segments[i].Pools[c]))
-                    reuse[(i, old.Segments[i].Pools[c])] = old.Segments[i].All[c];
-            }
-        }
-        var layout = await OpenAllAsync(volume, pools, reuse, _readPolicy, null, cancellationToken).ConfigureAwait(false);
-        for (int i = 0; i < layout.Segments.Length; i++)
-        {
-            // The same fill goes on (of a move or a resync): its copier keeps the window it guards writes with.
-            if (old.Segments[i].Window is { } window && layout.Segments[i].Window is not null && Filling(old.Segments[i]).SequenceEqual(Filling(layout.Segments[i])))
-                layout.Segments[i] = layout.Segments[i] with { Window = window };
-        }
-        var kept = layout.Segments.SelectMany(s => s.All).ToHashSet();
-        bool switched = false;
-        await HoldAsync(reads: true).ConfigureAwait(false);
+        await _adopting.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (decide is null || await decide().ConfigureAwait(false))
+            volume = WithOwnStale(volume);
+            var old = _layout;
+            var reuse = new Dictionary<(int, string), IBlockDevice>();
+            for (int i = 0; i < old.Segments.Length; i++)
             {
-                _layout = layout;
-                switched = true;
+                for (int c = 0; c < old.Segments[i].All.Length; c++)
+                {
+                    if (volume.Segments[i].Contains(old.Segments[i].Pools[c]))
+                        reuse[(i, old.Segments[i].Pools[c])] = old.Segments[i].All[c];
+                }
             }
+            var layout = await OpenAllAsync(volume, pools, reuse, _readPolicy, null, cancellationToken).ConfigureAwait(false);
+            for (int i = 0; i < layout.Segments.Length; i++)
+            {
+                // The same fill goes on (of a move or a resync): its copier keeps the window it guards writes with.
+                if (old.Segments[i].Window is { } window && layout.Segments[i].Window is not null && Filling(old.Segments[i]).SequenceEqual(Filling(layout.Segments[i])))
+                    layout.Segments[i] = layout.Segments[i] with { Window = window };
+            }
+            var kept = layout.Segments.SelectMany(s => s.All).ToHashSet();
+            bool switched = false;
+            await HoldAsync(reads: true).ConfigureAwait(false);
+            try
+            {
+                if (decide is null || await decide().ConfigureAwait(false))
+                {
+                    _layout = layout;
+                    switched = true;
+                    DropUnwritten();   // a copy that failed while this adopt was building the layout stays out
+                }
+            }
+            finally
+            {
+                ResumeWrites();
+                var closing = switched ? old.Segments.SelectMany(s => s.All).Where(d => !kept.Contains(d)) : layout.Segments.SelectMany(s => s.All).Where(d => !reuse.ContainsValue(d));
+                foreach (var device in closing.ToList())
+                    device.Dispose();
+            }
+            return switched;
         }
         finally
         {
-            ResumeWrites();
-            var closing = switched ? old.Segments.SelectMany(s => s.All).Where(d => !kept.Contains(d)) : layout.Segments.SelectMany(s => s.All).Where(d => !reuse.ContainsValue(d));
-            foreach (var device in closing.ToList())
-                device.Dispose();
+            _adopting.Release();
         }
-        return switched;
     }
 
     /// <summary>
@@ -129,6 +138,8 @@ public sealed partial class SpannedVolumeDevice
                 }
                 progress?.Report(end);
             }
+            if (!ReferenceEquals(_layout.Segments[index].Window, window))   // swapped while the last piece was copied: that piece may have missed a write
+                throw new VolumeException($"The fill of segment {index} of volume '{Name}' on pool '{pool}' was finished, cancelled or cut short by a failed copy meanwhile.");
             await target.FlushAsync(cancellationToken).ConfigureAwait(false);
             return copied;
         }

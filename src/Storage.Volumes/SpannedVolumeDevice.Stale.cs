@@ -93,11 +93,20 @@ public sealed partial class SpannedVolumeDevice
     /// <summary>Serves without the copies the newest record this device wrote leaves unwritten; requests in flight may finish on them.</summary>
     private void LeaveOut((SpannedVolume, long) written)
     {
-        var record = Own(written);
+        Own(written);
+        DropUnwritten();
+    }
+
+    /// <summary>
+    /// Drops from the layout the copies this device's own newest record leaves unwritten (after <see cref="LeaveOut"/>,
+    /// and after an adopt that may have raced one).
+    /// </summary>
+    private void DropUnwritten()
+    {
         while (true)
         {
             var now = _layout;
-            var volume = now.Volume with { Stale = record.Stale };
+            var volume = WithOwnStale(now.Volume);
             var segments = new SegmentCopies[now.Segments.Length];
             var dropped = new List<IBlockDevice>();
             for (int i = 0; i < segments.Length; i++)
@@ -112,11 +121,13 @@ public sealed partial class SpannedVolumeDevice
                 dropped.AddRange(had.All.Where((_, c) => !keep.Contains(c)));
                 segments[i] = Copies(volume, i, [.. keep.Select(c => had.All[c])], [.. keep.Select(c => had.Pools[c])], _readPolicy, had.Window);
             }
+            if (dropped.Count == 0 && (volume.Stale ?? []).SequenceEqual(now.Volume.Stale ?? []))
+                return;
             var grouped = now.Pools.Select(p => (p.Pool, Opened: p.Opened.Where(d => !dropped.Contains(d)).ToArray())).Where(p => p.Opened.Length > 0).ToArray();
             if (Interlocked.CompareExchange(ref _layout, new Layout(volume, segments, grouped), now) == now)
             {
                 lock (_retired)
-                    _retired.AddRange(dropped);
+                    _retired.AddRange(dropped.Where(d => !_retired.Contains(d)));   // an adopt may have kept one a failure had dropped before
                 return;
             }
         }

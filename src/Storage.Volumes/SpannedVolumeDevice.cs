@@ -16,6 +16,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
     private readonly ReadPolicy _readPolicy;
     private readonly string? _snapshot;
     private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _adopting = new(1, 1);   // one AdoptAsync at a time: each builds on the layout the last one left
     private int _writing;                           // writes and trims in flight
     private int _reading;                           // reads in flight
     private TaskCompletionSource? _paused;          // set while paused: new writes (and, while _readsHeld, reads) wait for it
@@ -367,6 +368,7 @@ public sealed partial class SpannedVolumeDevice : BlockDevice
         {
             foreach (var copy in _layout.Segments.SelectMany(s => s.All).Concat(_retired))
                 copy.Dispose();
+            _adopting.Dispose();
         }
         base.Dispose(disposing);
     }
