@@ -331,14 +331,7 @@ public sealed class ClusterTests : RealTools
     }
 
     /// <summary>The stale copies of <paramref name="volume"/> as n1's 'storage volume list --json' has them.</summary>
-    private List<(string Pool, string State)> Stale(string volume)
-    {
-        using var listed = Json("n1", "volume", "list", "--json");
-        var view = listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == volume);
-        return view.TryGetProperty("stale", out var stale) && stale.ValueKind == JsonValueKind.Array
-            ? [.. stale.EnumerateArray().Select(s => (s.GetProperty("pool").GetString()!, s.GetProperty("state").GetString()!))]
-            : [];
-    }
+    private List<(string Pool, string State)> Stale(string volume) => StaleCopies(Storage("volume", "list", "--json", "--daemon", NodeDir("n1")), volume);
 
     /// <summary>
     /// A node that is frozen (SIGSTOP) rather than dead loses its volume the same way; when it runs again it cannot

@@ -319,9 +319,7 @@ public sealed class DaemonTests : RealTools
             Storage("pool", "attach", "--device", At("p1.img"));
             Storage("pool", "attach", "--device", At("p2.img"));
             Storage("volume", "create", "m", "--size", "64M", "--segment-size", "16M", "--mirror", "--pools", "p1,p2");
-            Storage("daemon", "stop");
-            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
-            daemon.Dispose();
+            StopDaemon(daemon);
 
             // p2's file is away when the daemon starts: after --degrade-after the volume is served from p1 alone.
             File.Move(At("p2.img"), At("p2.away"));
@@ -344,9 +342,7 @@ public sealed class DaemonTests : RealTools
             Assert.False(fio.HasExited, "fio ended before the resync did: the resync did not run under writes");
             Assert.True(fio.WaitForExit(TimeSpan.FromMinutes(3)), "fio hung");
             Assert.True(fio.ExitCode == 0, $"fio failed: {File.ReadAllText(At("fio.log"))}");
-            Storage("daemon", "stop");
-            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
-            daemon.Dispose();
+            StopDaemon(daemon);
             string log = File.ReadAllText(At("daemon.log"));
             Assert.Contains("are stale (not answering", log, StringComparison.Ordinal);
             Assert.Contains("resync finished", log, StringComparison.Ordinal);
@@ -384,9 +380,7 @@ public sealed class DaemonTests : RealTools
             Storage("pool", "attach", "--device", At("p2.img"));
             Storage("volume", "create", "m", "--size", "32M", "--segment-size", "16M", "--mirror");
             Run("qemu-io", "-f", "raw", "-c", "write -P 0x31 0 32M", Uri("m"));
-            Storage("daemon", "stop");
-            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
-            daemon.Dispose();
+            StopDaemon(daemon);
 
             File.Move(At("p2.img"), At("p2.away"));
             daemon = Start(null, "--degrade-after", "1");
@@ -412,9 +406,7 @@ public sealed class DaemonTests : RealTools
             Storage("pool", "detach", "p2");
             using (var status = JsonDocument.Parse(Storage("pool", "status", "--device", At("p2.img"), "--json")))
                 Assert.Equal(0, status.RootElement.GetProperty("volumes").GetInt32());
-            Storage("daemon", "stop");
-            Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)));
-            daemon.Dispose();
+            StopDaemon(daemon);
 
             // p3's copies alone hold every byte.
             File.Move(At("p1.img"), At("p1.away"));
@@ -432,13 +424,14 @@ public sealed class DaemonTests : RealTools
     }
 
     /// <summary>The stale copies of <paramref name="volume"/> as 'storage volume list --json' has them.</summary>
-    private List<(string Pool, string State)> Stale(string volume)
+    private List<(string Pool, string State)> Stale(string volume) => StaleCopies(Storage("volume", "list", "--json"), volume);
+
+    /// <summary>Stops <paramref name="daemon"/> with 'storage daemon stop' and waits for it to exit.</summary>
+    private void StopDaemon(Process daemon)
     {
-        using var listed = Json("volume", "list", "--json");
-        var view = listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == volume);
-        return view.TryGetProperty("stale", out var stale) && stale.ValueKind == JsonValueKind.Array
-            ? [.. stale.EnumerateArray().Select(s => (s.GetProperty("pool").GetString()!, s.GetProperty("state").GetString()!))]
-            : [];
+        Storage("daemon", "stop");
+        Assert.True(daemon.WaitForExit(TimeSpan.FromMinutes(1)), "storage daemon did not stop");
+        daemon.Dispose();
     }
 
     /// <summary>Whether the daemon exports <paramref name="volume"/> (its read counters are listed only then).</summary>

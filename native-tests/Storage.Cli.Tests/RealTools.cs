@@ -101,6 +101,16 @@ public abstract class RealTools : ScratchFolder
         return (process.ExitCode, output + error.Result);
     }
 
+    /// <summary>The stale copies of <paramref name="volume"/> in the output of 'storage volume list --json'.</summary>
+    protected static List<(string Pool, string State)> StaleCopies(string listJson, string volume)
+    {
+        using var listed = JsonDocument.Parse(listJson);
+        var view = listed.RootElement.EnumerateArray().Single(v => v.GetProperty("name").GetString() == volume);
+        return view.TryGetProperty("stale", out var stale) && stale.ValueKind == JsonValueKind.Array
+            ? [.. stale.EnumerateArray().Select(s => (s.GetProperty("pool").GetString()!, s.GetProperty("state").GetString()!))]
+            : [];
+    }
+
     /// <summary>Waits until <paramref name="condition"/> holds, failing with <paramref name="what"/> after a minute.</summary>
     protected static void WaitFor(Func<bool> condition, string what)
     {

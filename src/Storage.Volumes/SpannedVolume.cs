@@ -54,6 +54,13 @@ public sealed record SpannedVolume(string Name, long SizeBytes, long SegmentByte
     /// <summary>The entry of <see cref="Stale"/> for that copy, or null.</summary>
     public StaleCopy? StaleEntry(int index, string pool) => Stale?.FirstOrDefault(s => s.Segment == index && s.Pool == pool);
 
+    /// <summary><paramref name="stale"/> in the order records keep it (by segment, then pool), or null when empty.</summary>
+    public static IReadOnlyList<StaleCopy>? InOrder(IEnumerable<StaleCopy> stale)
+    {
+        StaleCopy[] ordered = [.. stale.OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)];
+        return ordered.Length == 0 ? null : ordered;
+    }
+
     /// <summary>Copies of each segment (one, or two for a mirror), not counting a copy a move is filling.</summary>
     public int Copies => Segments.Count == 0 ? 1 : Segments[0].Length - (Move is { Segment: 0 } ? 1 : 0);
 

@@ -155,7 +155,7 @@ public sealed partial class SpannedVolumeDevice
                         stale.Add(entry);
                 }
             }
-            return volume with { Stale = stale.Count == 0 ? null : [.. stale.OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)] };
+            return volume with { Stale = SpannedVolume.InOrder(stale) };
         }
     }
 

@@ -50,7 +50,7 @@ public sealed class StaleCopies(IMetadataStore store)
         }
         if (!any)
             return volume;
-        var changed = volume with { Stale = [.. stale.OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)] };
+        var changed = volume with { Stale = SpannedVolume.InOrder(stale) };
         for (int i = 0; i < changed.Segments.Count; i++)
         {
             if (!changed.Segments[i].Any(p => changed.Readable(i, p)))

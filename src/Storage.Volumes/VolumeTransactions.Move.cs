@@ -33,17 +33,7 @@ public sealed partial class VolumeTransactions
             : throw new VolumeException($"Segment {index} of volume '{name}' has copies on pools {string.Join(" and ", copies)}; say which one moves with --from.");
         if (!copies.Contains(from, StringComparer.Ordinal))
             throw new VolumeException($"Segment {index} of volume '{name}' is on pool(s) {string.Join(", ", copies)}, not on '{from}'.");
-        if (copies.Contains(to, StringComparer.Ordinal))
-            throw new VolumeException($"Pool '{to}' holds a copy of segment {index} of volume '{name}' already; pick another pool.");
-        if (!_pools.ContainsKey(to))
-            throw new VolumeException($"There is no pool '{to}' here; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
-        if (volume.Pools is { } allowed && !allowed.Contains(to, StringComparer.Ordinal))
-            throw new VolumeException($"Volume '{name}' keeps its segments on pools {string.Join(", ", allowed)} (its --pools); '{to}' is not one of them.");
-        if (await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 } snapshots)
-        {
-            throw new VolumeException($"Volume '{name}' has snapshots ({string.Join(", ", snapshots.Select(s => s.Key[SpannedSnapshot.Key(name, "").Length..]))}), which " +
-                "live in the segments' pools and do not move with a segment; delete them first.");
-        }
+        await RefuseNewCopyAsync(volume, index, to, cancellationToken).ConfigureAwait(false);
         var started = volume with
         {
             Segments = [.. volume.Segments.Select((s, i) => i == index ? [.. s, to] : s)],
@@ -107,24 +97,34 @@ public sealed partial class VolumeTransactions
             throw new VolumeException($"The copy of segment {index} of volume '{name}' on pool '{from}' is not stale" +
                 (volume.StaleEntry(index, from) is null ? "; move it instead (storage volume move), which copies it while it is read." : " but being resynchronized; wait for the resync to end or fail."));
         }
-        if (volume.Segments[index].Contains(to, StringComparer.Ordinal))
-            throw new VolumeException($"Pool '{to}' holds a copy of segment {index} of volume '{name}' already; pick another pool.");
-        if (!_pools.ContainsKey(to))
-            throw new VolumeException($"There is no pool '{to}' here; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
-        if (volume.Pools is { } allowed && !allowed.Contains(to, StringComparer.Ordinal))
-            throw new VolumeException($"Volume '{name}' keeps its segments on pools {string.Join(", ", allowed)} (its --pools); '{to}' is not one of them.");
-        if (await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 })
-            throw new VolumeException($"Volume '{name}' has snapshots, which live in the segments' pools and would be missing from the new copy; delete them first.");
+        await RefuseNewCopyAsync(volume, index, to, cancellationToken).ConfigureAwait(false);
         var replaced = volume with
         {
             Segments = [.. volume.Segments.Select((s, i) => i == index ? s.Select(p => p == from ? to : p).ToArray() : s)],
-            Stale = [.. volume.Stale!.Select(s => s.Segment == index && s.Pool == from ? new StaleCopy(index, to) : s).OrderBy(s => s.Segment).ThenBy(s => s.Pool, StringComparer.Ordinal)],
+            Stale = SpannedVolume.InOrder(volume.Stale!.Select(s => s.Segment == index && s.Pool == from ? new StaleCopy(index, to) : s)),
         };
         string segment = SpannedVolume.SegmentName(name, index);
         var work = new Dictionary<string, SegmentWork>(StringComparer.Ordinal) { [to] = new SegmentWork([(segment, volume.SegmentSize(index))]) };
         await RunAsync([to], work, [new PutCommand(SpannedVolume.Key(name), replaced.Encode(), version), new PutCommand(Leftovers.Key(from, segment), Leftovers.Encode(name, index))],
             $"The stale copy of segment {index} of volume '{name}' on pool '{from}' was not replaced", cancellationToken).ConfigureAwait(false);
         return replaced;
+    }
+
+    /// <summary>Refuses a new copy of segment <paramref name="index"/> on pool <paramref name="to"/> (a move's or a replacement's) that cannot be made.</summary>
+    private async Task RefuseNewCopyAsync(SpannedVolume volume, int index, string to, CancellationToken cancellationToken)
+    {
+        string name = volume.Name;
+        if (volume.Segments[index].Contains(to, StringComparer.Ordinal))
+            throw new VolumeException($"Pool '{to}' holds a copy of segment {index} of volume '{name}' already; pick another pool.");
+        if (!_pools.ContainsKey(to))
+            throw new VolumeException($"There is no pool '{to}' here; the pools are {string.Join(", ", _pools.Keys.Order(StringComparer.Ordinal))}.");
+        if (volume.Pools is { } allowed && !allowed.Contains(to, StringComparer.Ordinal))
+            throw new VolumeException($"Volume '{name}' keeps its segments on pools {string.Join(", ", allowed)} (its --pools); '{to}' is not one of them.");
+        if (await SnapshotsOfAsync(name, cancellationToken).ConfigureAwait(false) is { Count: > 0 } snapshots)
+        {
+            throw new VolumeException($"Volume '{name}' has snapshots ({string.Join(", ", snapshots.Select(s => s.Key[SpannedSnapshot.Key(name, "").Length..]))}), which " +
+                "live in the segments' pools and are not copied to a segment's new copy; delete them first.");
+        }
     }
 
     /// <summary>Refuses a change of <paramref name="volume"/>'s segments or snapshots while a move or a resync of a stale copy is in progress.</summary>
